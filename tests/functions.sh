@@ -1,0 +1,101 @@
+# xbdkit test helpers.  Source this at the top of every shell test:
+#
+#   source "$srcdir/functions.sh"
+#   set -e
+#   requires xenstore-ls --help
+#   d=$(test_tmpdir)            # unique per test, removed at exit
+#   cleanup_fn echo bye         # run at exit, last registered first
+#
+# Tests exit 0 on success, 77 to skip, anything else on failure.
+# Names are unique per test (the script name and $$), so `make -j check`
+# is safe.
+
+# Where are we?  The harness sets these; running a test by hand from
+# tests/ in the build tree works too.
+: "${srcdir:=$(cd "$(dirname "$0")" && pwd)}"
+: "${builddir:=$(pwd)}"
+: "${top_builddir:=$(cd "$builddir/.." && pwd)}"
+: "${top_srcdir:=$(cd "$srcdir/.." && pwd)}"
+export srcdir builddir top_builddir top_srcdir
+
+test_name=$(basename "$0" .sh)
+
+# ---- cleanup ------------------------------------------------------------
+_cleanup_fns=()
+cleanup_fn() {
+    _cleanup_fns+=("$*")
+}
+_run_cleanup() {
+    local rc=$? i
+    for (( i=${#_cleanup_fns[@]}-1; i>=0; i-- )); do
+        eval "${_cleanup_fns[$i]}" || :
+    done
+    exit $rc
+}
+trap _run_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- skipping -------------------------------------------------------------
+# requires CMD [ARGS...]: skip the test unless CMD runs successfully.
+requires() {
+    if ! "$@" >/dev/null 2>&1; then
+        echo "$0: skipped: requires: $*"
+        exit 77
+    fi
+}
+
+# requires_root: skip unless running as root.
+requires_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$0: skipped: requires root"
+        exit 77
+    fi
+}
+
+skip() {
+    echo "$0: skipped: $*"
+    exit 77
+}
+
+fail() {
+    echo "$0: FAIL: $*" >&2
+    exit 1
+}
+
+# ---- temporary files ------------------------------------------------------
+# A private directory, removed at exit.  It lives under /tmp with a short
+# name because unix socket paths are limited to 107 bytes.
+test_tmpdir() {
+    local d
+    d=$(mktemp -d "/tmp/xbd-${test_name:0:12}.XXXXXX")
+    cleanup_fn rm -rf "$d"
+    echo "$d"
+}
+
+# ---- waiting --------------------------------------------------------------
+# wait_for SECONDS CMD [ARGS...]: retry CMD every 0.05 s until it succeeds;
+# fail the test after SECONDS.
+wait_for() {
+    local limit=$1; shift
+    local deadline=$(( $(date +%s%N) / 1000000 + limit * 1000 ))
+    until "$@" >/dev/null 2>&1; do
+        if [ $(( $(date +%s%N) / 1000000 )) -ge $deadline ]; then
+            echo "$0: timed out after ${limit}s waiting for: $*" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# kill_wait PID: SIGTERM a process and wait for it (then SIGKILL after 5 s).
+kill_wait() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null || :
+    wait "$pid" 2>/dev/null || :
+}
