@@ -43,6 +43,10 @@
  *     gntalloc driver instead defers the release itself and unshare succeeds.
  *   - Event channels are eventfds: notify is a write(2), the pollable fd is an
  *     epoll fd; pending/mask/unmask semantics follow xenevtchn.h.
+ *   - Destroying a domain does not stop its processes: the sim closes their
+ *     host and xenstore connections and marks its grant table dead, but a
+ *     process that still holds a channel's eventfds can signal its former
+ *     peer port until that port is unbound (on Xen the vCPUs are gone).
  *   - There is no IOMMU, no TLB shootdown cost, no paged-out frames (GNTST_eagain
  *     never happens) and no grant table version 2.
  *

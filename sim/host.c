@@ -778,6 +778,9 @@ op_share(struct conn *c, const uint8_t *p, uint32_t len, struct reply *r)
         return rep_err(r, -ENOSPC, "domain %u is out of grant references (%u): "
                        "raise xbd-sim --grant-entries", d->domid, d->nr_grants);
     }
+    /* Frames first-fit from 0: memory stays compact, and freed (zeroed)
+     * frames are reused first, scattered as in a real guest. */
+    d->frame_hint = 0;
     if (!bits_alloc(d->frame_map, 0, d->mem_pages, &d->frame_hint, req.count, s->frames)) {
         for (i = 0; i < req.count; i++)
             bit_clear(d->ref_map, s->refs[i]);

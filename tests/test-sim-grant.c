@@ -1,0 +1,301 @@
+/* Grant tables on xbd-sim: share, multi-page map, copy, read-only, bad
+ * references, end access while in use, and pins released when the mapping
+ * process is killed.  Runs itself under a private captive xbd-sim. */
+#include <config.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xen/grant_table.h>
+
+#include "sim-proto.h"
+#include "sim-test.h"
+
+/* The frames behind refs of domain `domid`, read from its grant table the
+ * way a privileged process can: to prove the test's frames are scattered. */
+static void
+frames_of(uint32_t domid, const uint32_t *refs, uint32_t n, uint32_t *frames)
+{
+    struct simp_hello_rep h;
+    struct simp_domain_rep d;
+    grant_entry_v1_t *gt;
+    uint32_t len, i;
+    int fds[3], s = xbd_sim_connect(SIMP_ROLE_GNTTAB, &h, fds);
+
+    if (s < 0)
+        bail_out("%s", xbd_platform_error());
+    close(fds[0]);
+    if (xbd_sim_call(s, SIMP_GET_DOMAIN, &domid, 4, &d, sizeof(d), &len, fds, 3) < 0)
+        bail_out("%s", xbd_platform_error());
+    gt = mmap(NULL, d.nr_grants * sizeof(*gt), PROT_READ, MAP_SHARED, fds[1], 0);
+    if (gt == MAP_FAILED)
+        bail_out("mmap");
+    for (i = 0; i < n; i++)
+        frames[i] = gt[refs[i]].frame;
+    munmap(gt, d.nr_grants * sizeof(*gt));
+    for (i = 0; i < 3; i++)
+        close(fds[i]);
+    close(s);
+}
+
+static uint64_t
+ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const char *const sim_args[] = {
+        "--domain", "guest1", "--domain", "guest2", "--memory", "64M", NULL };
+    struct xbd_platform *p;
+    struct xbd_gnttab *g;
+    struct agent a;
+    struct ag_rep r, big;
+    uint32_t refs[64], frames[64], i, scattered = 0, good;
+    uint8_t *m, buf[4096], buf2[4096];
+    uint32_t ro_ref, other_ref;
+    int rc;
+
+    sim_test_enter(argc, argv, sim_args);
+
+    /* ---- Platform selection ---- */
+    {
+        char *saved = strdup(getenv("XBD_SIM_DIR"));
+
+        unsetenv("XBD_SIM_DIR");
+        if (access("/dev/xen/gntdev", F_OK) != 0 && access("/dev/xen/evtchn", F_OK) != 0) {
+            rc = xbd_platform_open(&p, NULL);
+            is_int(rc, -ENOENT, "no sim and no Xen: open fails");
+            ok(strstr(xbd_platform_error(), "no /dev/xen/gntdev and no xbd-sim found") != NULL,
+               "and says what to do: %s", xbd_platform_error());
+        }
+        setenv("XBD_SIM_DIR", saved, 1);
+        free(saved);
+    }
+    rc = xbd_platform_open(&p, NULL);
+    is_int(rc, 0, "open platform");
+    if (rc < 0)
+        bail_out("%s", xbd_platform_error());
+    ok(strcmp(xbd_platform_name(p), "sim") == 0, "platform is sim");
+    is_int(xbd_platform_domid(p), 0, "we are dom0");
+    is_int(xbd_gnttab_open(p, &g), 0, "gnttab open");
+
+    a = agent_start(1);
+    r = agent_call(&a, AG_GNTTAB_OPEN, 0, 0, 0);
+    is_int(r.rc, -EPERM, "a guest may not open a gnttab (unprivileged)");
+
+    /* ---- Scatter the guest's free frames: 128 single shares, end every
+     * other one, so the next 64-page share gets non-contiguous frames. */
+    {
+        uint32_t idx[128];
+        int bad = 0;
+
+        for (i = 0; i < 128; i++) {
+            r = agent_call(&a, AG_SHARE, 1, 1, 0);
+            bad += r.rc != 0;
+            idx[i] = r.v;
+        }
+        for (i = 0; i < 128; i += 2)
+            bad += agent_call(&a, AG_UNSHARE, idx[i], 0, 0).rc != 0;
+        is_int(bad, 0, "128 single shares, 64 ended");
+    }
+    big = agent_call(&a, AG_SHARE, 64, 1, 0);
+    is_int(big.rc, 0, "share 64 writable pages to dom0");
+    memcpy(refs, big.refs, sizeof(refs));
+    frames_of(1, refs, 64, frames);
+    for (i = 1; i < 64; i++)
+        scattered += frames[i] != frames[i - 1] + 1;
+    ok(scattered > 0, "the 64 frames are not contiguous (%u breaks)", scattered);
+
+    /* Fresh pages are zero. */
+    r = agent_call(&a, AG_CHECK, big.v, 63, 0);
+    is_int(r.v, 4096, "shared pages start zeroed");
+
+    /* ---- Map contiguously, write and read through both views ---- */
+    rc = xbd_gnttab_map(g, 1, 64, refs, 1, (void **)&m);
+    is_int(rc, 0, "map 64 refs into one range");
+    if (rc < 0)
+        bail_out("%s", xbd_platform_error());
+    for (i = 0; i < 64; i++)
+        memset(m + i * 4096, (int)(i + 1), 4096);
+    good = 0;
+    for (i = 0; i < 64; i++)
+        good += agent_call(&a, AG_CHECK, big.v, i, i + 1).v == 4096;
+    is_int(good, 64, "guest sees what dom0 wrote, page by page");
+    agent_call(&a, AG_FILL, big.v, 17, 0xab);
+    ok(m[17 * 4096] == 0xab && m[17 * 4096 + 4095] == 0xab && m[18 * 4096] == 19,
+       "dom0 sees what the guest wrote");
+
+    /* ---- End access while mapped fails and changes nothing ---- */
+    r = agent_call(&a, AG_UNSHARE, big.v, 0, 0);
+    is_int(r.rc, -EBUSY, "end access while mapped: -EBUSY");
+    ok(m[17 * 4096] == 0xab, "mapping still intact");
+    is_int(xbd_gnttab_unmap(g, m, 64), 0, "unmap");
+    is_int(xbd_gnttab_unmap(g, m, 64), -EINVAL, "unmap twice: -EINVAL");
+    r = agent_call(&a, AG_UNSHARE, big.v, 0, 0);
+    is_int(r.rc, 0, "end access after unmap succeeds");
+    rc = xbd_gnttab_map(g, 1, 1, &refs[0], 0, (void **)&m);
+    is_int(rc, -EPERM, "map of an ended grant is refused");
+
+    /* Pages come back zeroed: share again, the frames are reused. */
+    big = agent_call(&a, AG_SHARE, 64, 1, 0);
+    good = 0;
+    for (i = 0; i < 64; i++)
+        good += agent_call(&a, AG_CHECK, big.v, i, 0).v == 4096;
+    is_int(good, 64, "re-shared pages are zero");
+    is_int(agent_call(&a, AG_UNSHARE, big.v, 0, 0).rc, 0, "end them");
+
+    /* ---- Read-only grants ---- */
+    r = agent_call(&a, AG_SHARE, 1, 0, 0);
+    is_int(r.rc, 0, "share one read-only page");
+    ro_ref = r.refs[0];
+    agent_call(&a, AG_FILL, r.v, 0, 0x5a);
+    rc = xbd_gnttab_map(g, 1, 1, &ro_ref, 1, (void **)&m);
+    is_int(rc, -EPERM, "writable map of a read-only grant refused");
+    rc = xbd_gnttab_map(g, 1, 1, &ro_ref, 0, (void **)&m);
+    is_int(rc, 0, "read-only map of a read-only grant");
+    ok(rc == 0 && m[100] == 0x5a, "read through it");
+    if (rc == 0)
+        xbd_gnttab_unmap(g, m, 1);
+    {
+        struct xbd_gnt_copy_seg seg[2];
+
+        memset(seg, 0, sizeof(seg));
+        memset(buf, 0x11, sizeof(buf));
+        seg[0].source.virt = buf;
+        seg[0].dest.foreign.ref = ro_ref;
+        seg[0].dest.foreign.domid = 1;
+        seg[0].len = 4096;
+        seg[0].flags = XBD_GNTCOPY_DEST_GREF;
+        seg[1].source.foreign.ref = ro_ref;
+        seg[1].source.foreign.domid = 1;
+        seg[1].source.foreign.offset = 96;
+        seg[1].dest.virt = buf2;
+        seg[1].len = 4000;
+        seg[1].flags = XBD_GNTCOPY_SOURCE_GREF;
+        is_int(xbd_gnttab_copy(g, 2, seg), 0, "copy batch processed");
+        is_int(seg[0].status, GNTST_general_error, "copy into a read-only grant refused");
+        is_int(seg[1].status, GNTST_okay, "copy out of a read-only grant works");
+        ok(buf2[0] == 0x5a && buf2[3999] == 0x5a, "copied data is right");
+    }
+    is_int(agent_call(&a, AG_CHECK, r.v, 0, 0x5a).v, 4096, "read-only page unchanged");
+    is_int(agent_call(&a, AG_UNSHARE, r.v, 0, 0).rc, 0, "end read-only grant");
+
+    /* ---- Bad references ---- */
+    r = agent_call(&a, AG_SHARE, 1, 1, 2);
+    is_int(r.rc, 0, "share a page to domain 2");
+    other_ref = r.refs[0];
+    {
+        uint32_t bad0 = 0, badbig = 1u << 30, badend = 32768;
+
+        is_int(xbd_gnttab_map(g, 1, 1, &bad0, 0, (void **)&m), -EPERM,
+               "ref 0 (never granted) refused");
+        is_int(xbd_gnttab_map(g, 1, 1, &badbig, 0, (void **)&m), -EINVAL,
+               "out-of-range ref refused");
+        is_int(xbd_gnttab_map(g, 1, 1, &badend, 0, (void **)&m), -EINVAL,
+               "ref just past the table refused");
+        is_int(xbd_gnttab_map(g, 1, 1, &other_ref, 0, (void **)&m), -EPERM,
+               "ref granted to another domain refused");
+        is_int(xbd_gnttab_map(g, 999, 1, &bad0, 0, (void **)&m), -ESRCH,
+               "map from a nonexistent domain refused");
+    }
+
+    /* ---- A copy batch with mixed good and bad segments ---- */
+    big = agent_call(&a, AG_SHARE, 2, 1, 0);
+    is_int(big.rc, 0, "share two pages for copying");
+    agent_call(&a, AG_FILL, big.v, 0, 0x77);
+    {
+        struct xbd_gnt_copy_seg s[8];
+        static const int16_t want[8] = {
+            GNTST_okay, GNTST_bad_gntref, GNTST_general_error, GNTST_bad_copy_arg,
+            GNTST_bad_domain, GNTST_okay, GNTST_general_error, GNTST_bad_copy_arg };
+
+        memset(s, 0, sizeof(s));
+        memset(buf, 0, sizeof(buf));
+        memset(buf2, 0x33, sizeof(buf2));
+        for (i = 0; i < 8; i++) {
+            s[i].flags = XBD_GNTCOPY_SOURCE_GREF;
+            s[i].source.foreign.domid = 1;
+            s[i].source.foreign.ref = big.refs[0];
+            s[i].dest.virt = buf;
+            s[i].len = 512;
+            s[i].status = 99;
+        }
+        s[1].source.foreign.ref = 40000;                      /* past the table */
+        s[2].source.foreign.ref = other_ref;                  /* for domain 2 */
+        s[3].source.foreign.offset = 4000;                    /* crosses the page */
+        s[4].source.foreign.domid = 77;                       /* no such domain */
+        s[5].flags = XBD_GNTCOPY_DEST_GREF;                   /* write into page 1 */
+        s[5].source.virt = buf2;
+        s[5].dest.foreign.domid = 1;
+        s[5].dest.foreign.ref = big.refs[1];
+        s[5].dest.foreign.offset = 1024;
+        s[5].len = 2048;
+        s[6].source.foreign.ref = 0;                          /* reserved, never granted */
+        s[7].flags = 0x80;                                    /* unknown flag */
+        is_int(xbd_gnttab_copy(g, 8, s), 0, "mixed batch processed");
+        for (i = 0; i < 8; i++)
+            is_int(s[i].status, want[i], "segment %u status", i);
+        ok(buf[0] == 0x77 && buf[511] == 0x77, "good segment copied");
+        is_int(agent_call(&a, AG_CHECK, big.v, 1, 0x33).v, 2048,
+               "good write segment landed, nothing else");
+    }
+    is_int(agent_call(&a, AG_UNSHARE, big.v, 0, 0).rc, 0,
+           "copies left no pins behind: end access succeeds");
+
+    /* ---- A mapping process killed: its pins are released ---- */
+    big = agent_call(&a, AG_SHARE, 4, 1, 0);
+    {
+        int pfd[2];
+        pid_t pid;
+        char ch;
+        uint64_t deadline;
+
+        if (pipe(pfd) < 0)
+            bail_out("pipe");
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0) {
+            struct xbd_platform *cp;
+            struct xbd_gnttab *cg;
+            void *cm;
+
+            if (xbd_platform_open(&cp, NULL) < 0 || xbd_gnttab_open(cp, &cg) < 0 ||
+                xbd_gnttab_map(cg, 1, 4, big.refs, 1, &cm) < 0)
+                _exit(1);
+            (void)!write(pfd[1], "m", 1);
+            pause();
+            _exit(0);
+        }
+        close(pfd[1]);
+        ok(read(pfd[0], &ch, 1) == 1, "child mapped 4 pages");
+        close(pfd[0]);
+        is_int(agent_call(&a, AG_UNSHARE, big.v, 0, 0).rc, -EBUSY,
+               "end access while the child maps them: -EBUSY");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        /* The sim notices the closed socket asynchronously. */
+        deadline = ms() + 10000;
+        while ((rc = agent_call(&a, AG_UNSHARE, big.v, 0, 0).rc) == -EBUSY &&
+               ms() < deadline)
+            usleep(10000);
+        is_int(rc, 0, "after SIGKILL the sim released the pins: end access succeeds");
+    }
+
+    agent_stop(&a);
+    xbd_gnttab_close(g);
+    xbd_platform_close(p);
+    return done_testing();
+}
