@@ -39,7 +39,7 @@ struct host_config {
 #define HOST_MAX_PORTS         4096u        /* as Xen's 2-level ABI on 64-bit */
 
 /* Create the host with dom0 (its host socket, and its xenstore socket when
- * xs is not NULL).  NULL with a message on stderr on failure. */
+ * xs is not NULL: unit tests may run the host without a store).  NULL with a message on stderr on failure. */
 struct host *host_new(struct sim_loop *loop, struct xs_server *xs,
                       const struct host_config *cfg);
 /* Destroy every domain, close and unlink every socket. */
@@ -50,12 +50,5 @@ int host_domain_create(struct host *h, const char *name, uint32_t *domid_out,
                        char *err, size_t errlen);
 int host_domain_destroy(struct host *h, uint32_t domid, char *err, size_t errlen);
 
-/* Until the xenstore server (sim-xs) is linked in, its entry points are weak
- * references and the sim runs without a store; see main.c. */
-#pragma weak xs_server_new
-#pragma weak xs_server_free
-#pragma weak xs_server_listen
-#pragma weak xs_server_introduce
-#pragma weak xs_server_release
 
 #endif /* XBD_SIM_HOST_H */

@@ -173,15 +173,10 @@ main(int argc, char **argv)
         fprintf(stderr, "xbd-sim: cannot set up the event loop: %s\n", strerror(errno));
         return 1;
     }
-    if (xs_server_new != NULL) {
-        xs = xs_server_new(s.loop, NULL);
-        if (xs == NULL) {
-            fprintf(stderr, "xbd-sim: cannot start the xenstore server\n");
-            return 1;
-        }
-    } else {
-        fprintf(stderr, "xbd-sim: built without the xenstore server: "
-                "grants and event channels only\n");
+    xs = xs_server_new(s.loop, NULL);
+    if (xs == NULL) {
+        fprintf(stderr, "xbd-sim: cannot start the xenstore server\n");
+        return 1;
     }
     h = host_new(s.loop, xs, &cfg);
     if (h == NULL)
