@@ -45,6 +45,33 @@ frames_of(uint32_t domid, const uint32_t *refs, uint32_t n, uint32_t *frames)
     close(s);
 }
 
+/* The flags of one grant entry of `domid`. */
+static uint16_t
+grant_flags(uint32_t domid, uint32_t ref)
+{
+    struct simp_hello_rep h;
+    struct simp_domain_rep d;
+    grant_entry_v1_t *gt;
+    uint32_t len, i;
+    uint16_t f;
+    int fds[3], s = xbd_sim_connect(SIMP_ROLE_GNTTAB, &h, fds);
+
+    if (s < 0)
+        bail_out("%s", xbd_platform_error());
+    close(fds[0]);
+    if (xbd_sim_call(s, SIMP_GET_DOMAIN, &domid, 4, &d, sizeof(d), &len, fds, 3) < 0)
+        bail_out("%s", xbd_platform_error());
+    gt = mmap(NULL, d.nr_grants * sizeof(*gt), PROT_READ, MAP_SHARED, fds[1], 0);
+    if (gt == MAP_FAILED)
+        bail_out("mmap");
+    f = __atomic_load_n(&gt[ref].flags, __ATOMIC_ACQUIRE);
+    munmap(gt, d.nr_grants * sizeof(*gt));
+    for (i = 0; i < 3; i++)
+        close(fds[i]);
+    close(s);
+    return f;
+}
+
 static uint64_t
 ms(void)
 {
@@ -295,6 +322,36 @@ main(int argc, char **argv)
     }
 
     agent_stop(&a);
+
+    /* ---- A guest killed while dom0 maps its page: the grant's end is
+     * deferred (as gntalloc does) until dom0 unmaps, then it happens. */
+    a = agent_start(2);
+    r = agent_call(&a, AG_SHARE, 1, 1, 0);
+    is_int(r.rc, 0, "domain 2 shares a page");
+    agent_call(&a, AG_FILL, r.v, 0, 0x42);
+    rc = xbd_gnttab_map(g, 2, 1, r.refs, 1, (void **)&m);
+    is_int(rc, 0, "dom0 maps it");
+    kill(a.pid, SIGKILL);
+    waitpid(a.pid, NULL, 0);
+    close(a.fd);
+    {
+        uint16_t flags = 0xffff;
+        uint64_t deadline = ms() + 10000;
+
+        usleep(50000);
+        flags = grant_flags(2, r.refs[0]);
+        ok((flags & GTF_permit_access) && (flags & GTF_writing),
+           "guest died: the grant stays while mapped (flags %#x)", flags);
+        ok(rc == 0 && m[0] == 0x42, "and the page keeps its data");
+        if (rc == 0)
+            m[1] = 1;
+        if (rc == 0)
+            xbd_gnttab_unmap(g, m, 1);
+        while ((flags = grant_flags(2, r.refs[0])) != 0 && ms() < deadline)
+            usleep(10000);
+        is_int(flags, 0, "after unmap the deferred end of access happened");
+    }
+
     xbd_gnttab_close(g);
     xbd_platform_close(p);
     return done_testing();
