@@ -105,7 +105,7 @@ struct host {
 #define MAPTRACK_SIZE (sizeof(struct simp_maptrack_hdr) + \
                        SIMP_MAPTRACK_SLOTS * sizeof(struct simp_maptrack_slot))
 
-static void
+__attribute__((format(printf, 1, 2))) static void
 logmsg(const char *fmt, ...)
 {
     va_list ap;

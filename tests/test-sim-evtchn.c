@@ -162,12 +162,14 @@ main(int argc, char **argv)
     /* ---- Destroy a domain while bound ---- */
     {
         struct simp_hello_rep h;
-        uint32_t domid, len;
+        uint32_t domid = 0, len;
         int fds[2], s = xbd_sim_connect(SIMP_ROLE_CONTROL, &h, fds);
 
         ok(s >= 0 && xbd_sim_call(s, SIMP_DOMAIN_CREATE, "victim", 6, &domid,
                                   sizeof(domid), &len, NULL, 0) == 0,
            "create domain victim");
+        if (domid == 0)
+            bail_out("%s", xbd_platform_error());
         port = xbd_evtchn_bind_unbound(e, domid);
         pid = ponger(domid, (uint32_t)port, -1, pfd[1]);
         ok(read(pfd[0], &ch, 1) == 1, "victim bound the port");
