@@ -36,7 +36,10 @@ struct host_config {
 
 #define HOST_DEFAULT_MEM_PAGES (262144u)    /* 1 GiB, sparse */
 #define HOST_DEFAULT_GRANTS    (32768u)     /* Xen's default 64 grant frames */
-#define HOST_MAX_PORTS         4096u        /* as Xen's 2-level ABI on 64-bit */
+/* Ports per domain.  Xen's 2-level ABI allows 4096 on 64-bit; each port
+ * costs the sim two eventfds, so a smaller quota keeps one guest from
+ * exhausting the sim's descriptors (main.c raises RLIMIT_NOFILE too). */
+#define HOST_MAX_PORTS         1024u
 
 /* Create the host with dom0 (its host socket, and its xenstore socket when
  * xs is not NULL: unit tests may run the host without a store).  NULL with a message on stderr on failure. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/epoll.h>
@@ -156,6 +157,16 @@ main(int argc, char **argv)
     if (mkdir(cfg.dir, 0700) < 0 && errno != EEXIST) {
         fprintf(stderr, "xbd-sim: mkdir %s: %s\n", cfg.dir, strerror(errno));
         return 1;
+    }
+
+    /* Every port, domain and client costs descriptors: take what we may. */
+    {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
     }
 
     /* Signals arrive through the loop; the command gets them unblocked. */

@@ -81,6 +81,104 @@ ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A privileged process dies inside the pin protocol: holding entry R1's lock
+ * with its pin half-recorded, and holding a plain pin on R2.  The sim must
+ * repair R1 from the maptracks and drop both pins, so the guest can end
+ * access and the entries work again.  The child plays the in-process side
+ * of sim-proto.h by hand to stop exactly there. */
+static void
+crash_in_critical_section(void)
+{
+    struct agent b = agent_start(1);
+    struct ag_rep r = agent_call(&b, AG_SHARE, 2, 1, 0);
+    int pfd[2], rc;
+    uint64_t deadline;
+    pid_t pid;
+    char ch;
+
+    is_int(r.rc, 0, "guest shares two pages for the crash test");
+    if (pipe(pfd) < 0)
+        bail_out("pipe");
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        struct simp_hello_rep h;
+        struct simp_domain_rep d;
+        struct simp_maptrack_hdr *mt;
+        struct simp_maptrack_slot *slot;
+        struct simp_active_hdr *ah;
+        struct simp_active *act;
+        grant_entry_v1_t *gt;
+        uint32_t len, domid = 1, r1 = r.refs[0], r2 = r.refs[1];
+        int fds[3], s = xbd_sim_connect(SIMP_ROLE_GNTTAB, &h, fds);
+
+        if (s < 0)
+            _exit(1);
+        mt = mmap(NULL, sizeof(*mt) + SIMP_MAPTRACK_SLOTS * sizeof(*slot),
+                  PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+        if (xbd_sim_call(s, SIMP_GET_DOMAIN, &domid, 4, &d, sizeof(d), &len, fds, 3) < 0)
+            _exit(1);
+        gt = mmap(NULL, d.nr_grants * sizeof(*gt), PROT_READ | PROT_WRITE,
+                  MAP_SHARED, fds[1], 0);
+        ah = mmap(NULL, sizeof(*ah) + d.nr_grants * sizeof(*act),
+                  PROT_READ | PROT_WRITE, MAP_SHARED, fds[2], 0);
+        if (mt == MAP_FAILED || gt == MAP_FAILED || ah == MAP_FAILED)
+            _exit(1);
+        slot = (struct simp_maptrack_slot *)(void *)(mt + 1);
+        act = (struct simp_active *)(void *)(ah + 1);
+        /* R2: a completed writable pin. */
+        act[r2].lock = h.token;
+        gt[r2].flags |= GTF_reading | GTF_writing;
+        slot[7] = (struct simp_maptrack_slot){ 1, r2, 2, 0 };
+        act[r2].pin_wr++;
+        act[r2].lock = 0;
+        /* R1: die in the middle: busy, locked, flags and slot set, pin not
+         * yet counted. */
+        mt->busy_domid = 1;
+        mt->busy_ref = r1;
+        mt->busy = 1;
+        act[r1].lock = h.token;
+        gt[r1].flags |= GTF_reading;
+        slot[9] = (struct simp_maptrack_slot){ 1, r1, 1, 0 };
+        (void)!write(pfd[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    close(pfd[1]);
+    ok(read(pfd[0], &ch, 1) == 1, "child is stuck inside the pin protocol");
+    close(pfd[0]);
+    is_int(agent_call(&b, AG_UNSHARE, r.v, 0, 0).rc, -EBUSY, "end access: -EBUSY meanwhile");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    deadline = ms() + 10000;
+    while ((grant_flags(1, r.refs[0]) != GTF_permit_access ||
+            grant_flags(1, r.refs[1]) != GTF_permit_access) && ms() < deadline)
+        usleep(10000);
+    is_int(grant_flags(1, r.refs[0]), GTF_permit_access,
+           "the half-pinned entry was repaired: not in use");
+    is_int(grant_flags(1, r.refs[1]), GTF_permit_access, "the pinned entry was released");
+    {
+        struct xbd_platform *p;
+        struct xbd_gnttab *g;
+        void *m = NULL;
+
+        if (xbd_platform_open(&p, NULL) < 0 || xbd_gnttab_open(p, &g) < 0)
+            bail_out("%s", xbd_platform_error());
+        is_int(xbd_gnttab_map(g, 1, 2, r.refs, 1, &m), 0,
+               "the repaired entries map again (no lock left behind)");
+        if (m != NULL) {
+            is_int(agent_call(&b, AG_UNSHARE, r.v, 0, 0).rc, -EBUSY,
+                   "pins count right again: end access while mapped is -EBUSY");
+            xbd_gnttab_unmap(g, m, 2);
+        }
+        xbd_gnttab_close(g);
+        xbd_platform_close(p);
+    }
+    rc = agent_call(&b, AG_UNSHARE, r.v, 0, 0).rc;
+    is_int(rc, 0, "after unmap end access succeeds");
+    agent_stop(&b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -352,6 +450,7 @@ main(int argc, char **argv)
         is_int(flags, 0, "after unmap the deferred end of access happened");
     }
 
+    crash_in_critical_section();
     xbd_gnttab_close(g);
     xbd_platform_close(p);
     return done_testing();
