@@ -24,7 +24,11 @@
  *   XBD_SIM_DOMID   the domain this process runs as (decimal; 0 = dom0)
  *   XENSTORED_PATH  $XBD_SIM_DIR/d<domid>.xs, that domain's xenstore socket
  *   The platform connects to $XBD_SIM_DIR/d<domid>.host; one socket per
- *   domain is how the sim knows who is calling.
+ *   domain is how the sim knows who is calling.  Each handle (gnttab,
+ *   gntshr, evtchn) has its own connection, and the sim releases what a
+ *   handle held when its connection closes: a process that dies leaves no
+ *   pins, ports or (once unpinned) shares behind.  Protocol and shared
+ *   layouts: common/sim-proto.h.
  *
  * Where the sim is less faithful than Xen (keep this list exact):
  *   - Identity is the socket a process connects to.  Any local process that
@@ -43,6 +47,10 @@
  *     gntalloc driver instead defers the release itself and unshare succeeds.
  *   - Event channels are eventfds: notify is a write(2), the pollable fd is an
  *     epoll fd; pending/mask/unmask semantics follow xenevtchn.h.
+ *   - Destroying a domain does not stop its processes: the sim closes their
+ *     host and xenstore connections and marks its grant table dead, but a
+ *     process that still holds a channel's eventfds can signal its former
+ *     peer port until that port is unbound (on Xen the vCPUs are gone).
  *   - There is no IOMMU, no TLB shootdown cost, no paged-out frames (GNTST_eagain
  *     never happens) and no grant table version 2.
  *
@@ -130,8 +138,11 @@ struct xbd_gnt_copy_seg {
 
 /* Copy `count` segments.  Returns 0 when the batch was processed; then each
  * segment's status says whether that segment was copied (GNTST_okay) or why
- * not (GNTST_bad_gntref, GNTST_permission_denied, GNTST_bad_domain, …).
- * A negative return means the batch was not processed at all. */
+ * not, with the codes Xen gives: GNTST_bad_gntref (ref outside the table),
+ * GNTST_general_error (not a permit-access grant, granted to another domain,
+ * or read-only used as a destination), GNTST_bad_domain (no such domain, or
+ * it is dying), GNTST_bad_copy_arg (offset + len crosses the page, unknown
+ * flags).  A negative return means the batch was not processed at all. */
 int xbd_gnttab_copy(struct xbd_gnttab *g, uint32_t count,
                     struct xbd_gnt_copy_seg *segs);
 

@@ -99,3 +99,26 @@ kill_wait() {
     kill -9 "$pid" 2>/dev/null || :
     wait "$pid" 2>/dev/null || :
 }
+
+# ---- xbd-sim --------------------------------------------------------------
+# Most tests run captive: `xbd-sim --run-dir "$d/sim" --run 'CMD'` exits with
+# CMD's status.  A test that wants to stay in its own shell instead:
+#
+#   start_sim "$d/sim" --domain guest1    # foreground sim in the background,
+#                                         # waits for $DIR/ready, stops at exit,
+#                                         # and exports dom0's environment
+#   run_as guest1 xenstore-ls             # a command as another domain
+start_sim() {
+    local dir=$1; shift
+    requires xbd-sim --help
+    xbd-sim --run-dir "$dir" "$@" &
+    sim_pid=$!
+    cleanup_fn kill_wait $sim_pid
+    wait_for 10 test -e "$dir/ready" || fail "xbd-sim did not become ready"
+    export XBD_SIM_DIR=$dir XBD_SIM_DOMID=0 XENSTORED_PATH=$dir/d0.xs
+}
+
+run_as() {
+    local dom=$1; shift
+    xbdctl run-as "$dom" -- "$@"
+}

@@ -1,0 +1,441 @@
+/* Wire tests: the real libxenstore against the sim's xenstore daemon.
+ *
+ * Starts ./xs-testd (dom0 plus guests 5 and 7) in a private directory and
+ * talks to it through XENSTORED_PATH, then speaks raw xs_wire.h to check
+ * what libxenstore never sends (bad headers, unknown types, a client that
+ * never reads).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xenstore.h>
+#include <xen/io/xs_wire.h>
+
+#include "tap.h"
+
+static char dir[64];
+static pid_t daemon_pid;
+
+static void
+stop_daemon(void)
+{
+    char cmd[128];
+
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGTERM);
+        waitpid(daemon_pid, NULL, 0);
+        daemon_pid = 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (dir[0])
+        (void)!system(cmd);
+}
+
+static void
+start_daemon(void)
+{
+    char ready[128];
+    struct stat sb;
+    const char *bd = getenv("builddir");
+    char prog[4096];
+
+    snprintf(dir, sizeof(dir), "/tmp/xbd-xswire.XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        bail_out("mkdtemp: %s", strerror(errno));
+    snprintf(prog, sizeof(prog), "%s/xs-testd", bd ? bd : ".");
+    daemon_pid = fork();
+    if (daemon_pid == 0) {
+        execl(prog, "xs-testd", dir, "5", "7", (char *)NULL);
+        _exit(127);
+    }
+    atexit(stop_daemon);
+    snprintf(ready, sizeof(ready), "%s/ready", dir);
+    for (int i = 0; i < 200; i++) {      /* 10 s */
+        if (stat(ready, &sb) == 0)
+            return;
+        if (waitpid(daemon_pid, NULL, WNOHANG) == daemon_pid) {
+            daemon_pid = 0;
+            bail_out("xs-testd exited early");
+        }
+        usleep(50000);
+    }
+    bail_out("xs-testd not ready after 10 s");
+}
+
+static struct xs_handle *
+open_as(unsigned int domid)
+{
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/dom%u.sock", dir, domid);
+    setenv("XENSTORED_PATH", path, 1);
+    return xs_open(0);
+}
+
+/* Wait (5 s at most) for a watch event and check it. */
+static int
+expect_event(struct xs_handle *h, const char *path, const char *token)
+{
+    struct pollfd pfd = { .fd = xs_fileno(h), .events = POLLIN };
+    unsigned int n;
+    char **v;
+    int good;
+
+    if (poll(&pfd, 1, 5000) != 1)
+        return 0;
+    v = xs_read_watch(h, &n);
+    if (v == NULL)
+        return 0;
+    good = n >= 2 && strcmp(v[XS_WATCH_PATH], path) == 0 &&
+           strcmp(v[XS_WATCH_TOKEN], token) == 0;
+    if (!good)
+        diag("event %s %s, want %s %s", v[0], n >= 2 ? v[1] : "?", path,
+             token);
+    free(v);
+    return good;
+}
+
+static int
+rd_is(struct xs_handle *h, xs_transaction_t t, const char *path,
+      const char *want)
+{
+    unsigned int len;
+    char *v = xs_read(h, t, path, &len);
+    int good = v != NULL && strlen(want) == len && memcmp(v, want, len) == 0;
+
+    free(v);
+    return good;
+}
+
+/* ---- raw protocol helpers ------------------------------------------------ */
+
+static int
+raw_connect(unsigned int domid)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/dom%u.sock", dir, domid);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        bail_out("raw connect: %s", strerror(errno));
+    return fd;
+}
+
+static int
+raw_send(int fd, uint32_t type, uint32_t req_id, uint32_t len,
+         const void *payload, size_t plen)
+{
+    struct xsd_sockmsg h = { .type = type, .req_id = req_id, .len = len };
+
+    if (write(fd, &h, sizeof(h)) != (ssize_t)sizeof(h))
+        return -1;
+    if (plen && write(fd, payload, plen) != (ssize_t)plen)
+        return -1;
+    return 0;
+}
+
+/* Read one reply (5 s timeout).  Returns payload length or -1 (closed). */
+static int
+raw_recv(int fd, struct xsd_sockmsg *h, char *buf, size_t bufsz)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    size_t got = 0;
+
+    while (got < sizeof(*h)) {
+        ssize_t n;
+        if (poll(&pfd, 1, 5000) != 1)
+            return -1;
+        n = read(fd, (char *)h + got, sizeof(*h) - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    if (h->len > bufsz)
+        return -1;
+    got = 0;
+    while (got < h->len) {
+        ssize_t n;
+        if (poll(&pfd, 1, 5000) != 1)
+            return -1;
+        n = read(fd, buf + got, h->len - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return (int)h->len;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void
+test_basic(struct xs_handle *h)
+{
+    unsigned int n;
+    char **d;
+
+    ok(xs_write(h, XBT_NULL, "/t/a/b", "hello", 5), "write");
+    ok(rd_is(h, XBT_NULL, "/t/a/b", "hello"), "read back");
+    ok(xs_mkdir(h, XBT_NULL, "/t/m"), "mkdir");
+    ok(rd_is(h, XBT_NULL, "/t/m", ""), "mkdir'd node is empty");
+    d = xs_directory(h, XBT_NULL, "/t", &n);
+    ok(d != NULL && n == 2 && strcmp(d[0], "a") == 0 &&
+       strcmp(d[1], "m") == 0, "directory");
+    free(d);
+    ok(xs_rm(h, XBT_NULL, "/t/a"), "rm");
+    errno = 0;
+    ok(xs_read(h, XBT_NULL, "/t/a/b", &n) == NULL && errno == ENOENT,
+       "removed node: ENOENT");
+    ok(xs_rm(h, XBT_NULL, "/t/gone"), "rm of missing node with parent: ok");
+    errno = 0;
+    ok(!xs_write(h, XBT_NULL, "/bad//path", "x", 1) && errno == EINVAL,
+       "bad path: EINVAL");
+}
+
+static void
+test_perms(struct xs_handle *h)
+{
+    struct xs_permissions set[2] = {
+        { .id = 0, .perms = XS_PERM_NONE },
+        { .id = 5, .perms = XS_PERM_READ },
+    };
+    struct xs_permissions *got;
+    unsigned int n;
+
+    xs_write(h, XBT_NULL, "/p", "v", 1);
+    ok(xs_set_permissions(h, XBT_NULL, "/p", set, 2), "set_permissions");
+    got = xs_get_permissions(h, XBT_NULL, "/p", &n);
+    ok(got != NULL && n == 2 && got[0].id == 0 &&
+       got[0].perms == XS_PERM_NONE && got[1].id == 5 &&
+       got[1].perms == XS_PERM_READ, "get_permissions returns them");
+    free(got);
+}
+
+static void
+test_guest(struct xs_handle *h0)
+{
+    struct xs_handle *g = open_as(5);
+    unsigned int n;
+    char *v;
+
+    ok(g != NULL, "guest 5 connects on its socket");
+    if (g == NULL)
+        return;
+    ok(rd_is(g, XBT_NULL, "/local/domain/5/name", "guest5"),
+       "guest reads its own name");
+    ok(xs_write(g, XBT_NULL, "data/x", "1", 1), "guest writes relative path");
+    ok(rd_is(h0, XBT_NULL, "/local/domain/5/data/x", "1"),
+       "relative path resolved under /local/domain/5");
+    errno = 0;
+    v = xs_read(g, XBT_NULL, "/local/domain/7/name", &n);
+    ok(v == NULL && errno == EACCES, "guest refused another guest's node");
+    free(v);
+    errno = 0;
+    ok(!xs_write(g, XBT_NULL, "/local/domain/7/name", "x", 1) &&
+       errno == EACCES, "guest cannot write another guest's node");
+    xs_write(h0, XBT_NULL, "/local/domain/0/backend/secret", "s", 1);
+    errno = 0;
+    v = xs_read(g, XBT_NULL, "/local/domain/0/backend/secret", &n);
+    ok(v == NULL && errno == EACCES, "guest refused backend private node");
+    free(v);
+    ok(rd_is(g, XBT_NULL, "/p", "v"), "guest reads a node shared r5");
+    errno = 0;
+    ok(!xs_write(g, XBT_NULL, "/p", "x", 1) && errno == EACCES,
+       "read-only share refuses writes");
+    xs_close(g);
+}
+
+static void
+test_watch(struct xs_handle *h)
+{
+    struct xs_handle *g;
+
+    ok(xs_watch(h, "/wt", "tok"), "watch");
+    ok(expect_event(h, "/wt", "tok"), "initial fire via xs_read_watch");
+    xs_write(h, XBT_NULL, "/wt/a", "1", 1);
+    ok(expect_event(h, "/wt/a", "tok"), "event for a write below");
+    xs_rm(h, XBT_NULL, "/wt");
+    ok(expect_event(h, "/wt", "tok"), "event for rm");
+    ok(xs_unwatch(h, "/wt", "tok"), "unwatch");
+
+    /* Relative watch from a guest. */
+    g = open_as(7);
+    ok(g && xs_watch(g, "device", "rel"), "guest relative watch");
+    ok(g && expect_event(g, "device", "rel"), "relative initial fire");
+    xs_write(h, XBT_NULL, "/local/domain/7/device/vbd", "", 0);
+    ok(g && expect_event(g, "device/vbd", "rel"), "relative event path");
+    if (g)
+        xs_close(g);
+
+    /* @releaseDomain on RELEASE. */
+    ok(xs_watch(h, "@releaseDomain", "rel"), "watch @releaseDomain");
+    ok(expect_event(h, "@releaseDomain", "rel"), "its initial fire");
+    ok(xs_is_domain_introduced(h, 7), "7 introduced");
+    ok(xs_release_domain(h, 7), "release 7");
+    ok(expect_event(h, "@releaseDomain", "rel"), "@releaseDomain fired");
+    ok(!xs_is_domain_introduced(h, 7), "7 no longer introduced");
+    ok(!xs_is_domain_introduced(h, 6), "6 never introduced");
+    ok(xs_unwatch(h, "@releaseDomain", "rel"), "unwatch @releaseDomain");
+}
+
+static void
+test_transactions(struct xs_handle *h1)
+{
+    struct xs_handle *h2 = open_as(0);
+    xs_transaction_t t;
+    unsigned int n;
+    char *v;
+
+    ok(h2 != NULL, "second dom0 handle");
+    xs_write(h1, XBT_NULL, "/c", "0", 1);
+    t = xs_transaction_start(h1);
+    ok(t != XBT_NULL, "transaction start");
+    ok(xs_write(h1, t, "/c", "1", 1), "write in transaction");
+    ok(rd_is(h2, XBT_NULL, "/c", "0"), "not visible outside before commit");
+    ok(xs_transaction_end(h1, t, false), "commit");
+    ok(rd_is(h2, XBT_NULL, "/c", "1"), "visible after commit");
+
+    t = xs_transaction_start(h1);
+    v = xs_read(h1, t, "/c", &n);
+    free(v);
+    xs_write(h1, t, "/c2", "x", 1);
+    xs_write(h2, XBT_NULL, "/c", "other", 5);
+    errno = 0;
+    ok(!xs_transaction_end(h1, t, false) && errno == EAGAIN,
+       "conflicting commit: EAGAIN");
+    errno = 0;
+    v = xs_read(h2, XBT_NULL, "/c2", &n);
+    ok(v == NULL && errno == ENOENT, "nothing of it applied");
+    free(v);
+
+    t = xs_transaction_start(h1);
+    xs_write(h1, t, "/c3", "x", 1);
+    ok(xs_transaction_end(h1, t, true), "abort");
+    ok(!rd_is(h2, XBT_NULL, "/c3", "x"), "aborted write not applied");
+    if (h2)
+        xs_close(h2);
+}
+
+static void
+test_domain_calls(struct xs_handle *h)
+{
+    char *p = xs_get_domain_path(h, 5);
+
+    ok(p && strcmp(p, "/local/domain/5") == 0, "get_domain_path");
+    free(p);
+    ok(xs_is_domain_introduced(h, 5), "is_domain_introduced 5");
+    ok(xs_is_domain_introduced(h, 0), "dom0 introduced");
+}
+
+static void
+test_big_directory(struct xs_handle *h)
+{
+    char path[128];
+    unsigned int n;
+    char **d;
+    int good = 1;
+
+    /* 300 names of ~40 bytes: ~12 KiB, three DIRECTORY_PART chunks. */
+    for (int i = 0; i < 300; i++) {
+        snprintf(path, sizeof(path),
+                 "/big/child-with-a-rather-long-name-%05d", i);
+        if (!xs_write(h, XBT_NULL, path, "", 0))
+            good = 0;
+    }
+    ok(good, "created 300 children");
+    d = xs_directory(h, XBT_NULL, "/big", &n);
+    ok(d != NULL && n == 300, "xs_directory over the payload limit: %u", n);
+    for (unsigned int i = 0; d && i < n; i++) {
+        snprintf(path, sizeof(path), "child-with-a-rather-long-name-%05u", i);
+        if (strcmp(d[i], path) != 0)
+            good = 0;
+    }
+    ok(d && good, "all names, in order (DIRECTORY_PART fallback)");
+    free(d);
+    ok(xs_rm(h, XBT_NULL, "/big"), "rm big");
+}
+
+static void
+test_raw(struct xs_handle *h)
+{
+    struct xsd_sockmsg rh;
+    char buf[XENSTORE_PAYLOAD_MAX + 1];
+    int fd, n, good;
+
+    fd = raw_connect(0);
+    raw_send(fd, 999, 42, 0, NULL, 0);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && rh.req_id == 42 &&
+       strcmp(buf, "ENOSYS") == 0, "unknown type: XS_ERROR ENOSYS");
+    raw_send(fd, XS_READ, 43, 8, "/nohere", 8);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && rh.req_id == 43 &&
+       strcmp(buf, "ENOENT") == 0, "error reply carries the errno name");
+    raw_send(fd, XS_READ, 44, 7, "/local", 7);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 0 && rh.type == XS_READ && rh.req_id == 44,
+       "reply echoes type and req_id");
+    raw_send(fd, XS_READ, 45, 7, "/lo\0al", 7);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && strcmp(buf, "EINVAL") == 0,
+       "two strings where one is due: EINVAL");
+    raw_send(fd, XS_READ, 46, XENSTORE_PAYLOAD_MAX + 1, NULL, 0);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n < 0, "payload length over the limit: disconnected");
+    close(fd);
+
+    /* A client that floods requests and never reads its replies. */
+    fd = raw_connect(0);
+    {
+        struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+        int sent = 0;
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        for (int i = 0; i < 20000; i++) {
+            if (raw_send(fd, XS_READ, (uint32_t)i, 7, "/local", 7) < 0)
+                break;
+            sent++;
+        }
+        diag("flooder sent %d requests before the daemon pushed back", sent);
+        ok(sent < 20000, "the daemon stops reading from a client that "
+           "does not read its replies");
+    }
+    good = rd_is(h, XBT_NULL, "/c", "other");
+    ok(good, "daemon still serves others during the flood");
+    close(fd);
+    ok(rd_is(h, XBT_NULL, "/c", "other"), "and after the flooder left");
+}
+
+int
+main(void)
+{
+    struct xs_handle *h;
+
+    signal(SIGPIPE, SIG_IGN);
+    alarm(120);       /* a hang is a failure, not a stuck `make check` */
+    start_daemon();
+    h = open_as(0);
+    if (h == NULL)
+        bail_out("xs_open on dom0's socket: %s", strerror(errno));
+    test_basic(h);
+    test_perms(h);
+    test_guest(h);
+    test_watch(h);
+    test_transactions(h);
+    test_domain_calls(h);
+    test_big_directory(h);
+    test_raw(h);
+    xs_close(h);
+    return done_testing();
+}
