@@ -1,0 +1,221 @@
+/* The libxl node-set generator against recorded real-Xen trees.
+ *
+ * For each recording in tests/data/reference-trees/ the generator is given
+ * the parameters of that guest's xl disk line; every node it produces must
+ * be in the recorded tree with the same permissions and (for nodes only the
+ * toolstack writes) the same value, and every toolstack-only node of the
+ * recorded device directories must be produced.  Nodes the schema says the
+ * backend, frontend or hotplug script (re)write later are compared for
+ * presence and permissions only.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap.h"
+#include "xbd-nodeset.h"
+#include "xbd-schema.h"
+
+static const char *srcdir;
+
+static int
+load(const char *name, struct xbd_tree *t)
+{
+    char path[1024], *line = NULL;
+    size_t cap = 0;
+    FILE *fp;
+    int r = 0;
+
+    snprintf(path, sizeof path, "%s/data/reference-trees/%s-xenstore-perms.txt",
+             srcdir, name);
+    fp = fopen(path, "r");
+    if (fp == NULL)
+        bail_out("cannot open %s", path);
+    xbd_tree_init(t);
+    while (getline(&line, &cap, fp) >= 0) {
+        line[strcspn(line, "\n")] = '\0';
+        if (xbd_tree_parse_line(t, line) < 0)
+            r = -1;
+    }
+    free(line);
+    fclose(fp);
+    return r;
+}
+
+/* The key of the schema for an absolute path inside dir ("" = the dir). */
+static const struct xbd_key *
+key_of(const char *dir, const char *path, enum xbd_side side, bool *is_dir)
+{
+    size_t dl = strlen(dir);
+
+    *is_dir = strcmp(path, dir) == 0;
+    if (*is_dir || strncmp(path, dir, dl) != 0 || path[dl] != '/')
+        return NULL;
+    return xbd_schema_lookup(side, path + dl + 1, NULL);
+}
+
+static void
+compare(const char *name, const struct xbd_disk_spec *spec)
+{
+    struct xbd_tree t;
+    struct xbd_nodeset set = { 0 };
+    int bad_value = 0, bad_perm = 0, absent = 0, extra = 0;
+
+    ok(load(name, &t) == 0, "%s: recorded tree parses", name);
+    if (xbd_nodeset_build(spec, &set) != 0) {
+        ok(0, "%s: node set builds: %s", name, set.error);
+        xbd_tree_free(&t);
+        return;
+    }
+    for (size_t i = 0; i < set.n; i++) {
+        const struct xbd_set_node *g = &set.nodes[i];
+        const struct xbd_tree_node *r = xbd_tree_get(&t, g->path);
+        enum xbd_side side = strncmp(g->path, set.be_dir, strlen(set.be_dir)) == 0
+                             ? XBD_SIDE_BE : XBD_SIDE_FE;
+        bool is_dir;
+        const struct xbd_key *k = key_of(side == XBD_SIDE_BE ? set.be_dir : set.fe_dir,
+                                         g->path, side, &is_dir);
+        char a[64], b[64];
+
+        if (!is_dir && k == NULL) {
+            diag("%s: generated %s is not in the schema", name, g->path);
+            extra++;
+            continue;
+        }
+        if (r == NULL) {
+            diag("%s: generated %s is not in the recorded tree", name, g->path);
+            extra++;
+            continue;
+        }
+        /* Later writers may have changed the value (state 1 -> 4). */
+        if ((is_dir || k->writers == XBD_WR_TOOLSTACK) &&
+            strcmp(r->value, g->value) != 0) {
+            diag("%s: %s = \"%s\", recorded \"%s\"", name, g->path, g->value, r->value);
+            bad_value++;
+        }
+        xbd_perms_format(g->perms, g->nperms, a, sizeof a);
+        xbd_perms_format(r->perms, r->nperms, b, sizeof b);
+        if (strcmp(a, b) != 0) {
+            diag("%s: %s perms (%s), recorded (%s)", name, g->path, a, b);
+            bad_perm++;
+        }
+    }
+    /* Every recorded node only the toolstack writes must be generated. */
+    for (size_t i = 0; i < t.n; i++) {
+        const char *p = t.nodes[i].path;
+        bool is_dir, found = false;
+        const struct xbd_key *k = key_of(set.be_dir, p, XBD_SIDE_BE, &is_dir);
+        if (!is_dir && k == NULL)
+            k = key_of(set.fe_dir, p, XBD_SIDE_FE, &is_dir);
+        if (!is_dir && (k == NULL || k->writers != XBD_WR_TOOLSTACK))
+            continue;
+        for (size_t j = 0; j < set.n && !found; j++)
+            found = strcmp(set.nodes[j].path, p) == 0;
+        if (!found) {
+            diag("%s: recorded toolstack node %s not generated", name, p);
+            absent++;
+        }
+    }
+    is_int(extra, 0, "%s: every generated node is recorded", name);
+    is_int(bad_value, 0, "%s: toolstack-only values match", name);
+    is_int(bad_perm, 0, "%s: permissions match", name);
+    is_int(absent, 0, "%s: every recorded toolstack node is generated", name);
+    xbd_nodeset_free(&set);
+    xbd_tree_free(&t);
+}
+
+static struct xbd_disk_spec
+pv_disk(unsigned fdom, const char *target, enum xbd_backendtype bt)
+{
+    struct xbd_disk_spec s = {
+        .backend_domid = 0, .frontend_domid = fdom, .vdev = "xvda",
+        .target = target, .format = "raw", .readwrite = true,
+        .backendtype = bt, .cdrom = false, .trusted = -1,
+        .direct_io_safe = false, .discard_enable = -1, .script = NULL,
+        .protocol = "x86_64-abi",
+    };
+    return s;
+}
+
+static const char *
+value_of(const struct xbd_nodeset *set, const char *dir, const char *rel)
+{
+    char path[256];
+
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->nodes[i].path, path) == 0)
+            return set->nodes[i].value;
+    return NULL;
+}
+
+static void
+test_options(void)
+{
+    struct xbd_disk_spec s = pv_disk(7, "/srv/cd.iso", XBD_BACKENDTYPE_PHY);
+    struct xbd_nodeset set = { 0 };
+    const char *v;
+
+    s.cdrom = true;
+    s.vdev = "hdc";
+    s.direct_io_safe = true;
+    s.trusted = 0;
+    s.script = "xbd-block";
+    s.protocol = NULL;
+    is_int(xbd_nodeset_build(&s, &set), 0, "cdrom node set builds");
+    ok(set.devid == 5632 && strcmp(set.be_dir, "/local/domain/0/backend/vbd/7/5632") == 0,
+       "hdc -> devid 5632, backend/vbd");
+    ok((v = value_of(&set, set.be_dir, "mode")) && strcmp(v, "r") == 0, "cdrom is read-only");
+    ok((v = value_of(&set, set.be_dir, "removable")) && strcmp(v, "1") == 0, "cdrom is removable");
+    ok((v = value_of(&set, set.be_dir, "discard-enable")) && strcmp(v, "0") == 0,
+       "discard defaults to off for read-only");
+    ok((v = value_of(&set, set.be_dir, "direct-io-safe")) && strcmp(v, "1") == 0, "direct-io-safe=1");
+    ok((v = value_of(&set, set.be_dir, "script")) &&
+       strcmp(v, "/etc/xen/scripts/xbd-block") == 0, "relative script under /etc/xen/scripts");
+    ok((v = value_of(&set, set.fe_dir, "trusted")) && strcmp(v, "0") == 0, "untrusted");
+    ok((v = value_of(&set, set.fe_dir, "device-type")) && strcmp(v, "cdrom") == 0, "fe device-type");
+    ok(value_of(&set, set.fe_dir, "protocol") == NULL, "no protocol for HVM");
+    xbd_nodeset_free(&set);
+
+    s = pv_disk(3, "/img.qcow2", XBD_BACKENDTYPE_QDISK);
+    s.format = "qcow2";
+    is_int(xbd_nodeset_build(&s, &set), 0, "qdisk qcow2 builds");
+    ok((v = value_of(&set, set.be_dir, "params")) && strcmp(v, "qcow2:/img.qcow2") == 0,
+       "qdisk params qcow2:<path>");
+    ok(value_of(&set, set.be_dir, "script") == NULL, "qdisk has no script");
+    xbd_nodeset_free(&set);
+
+    s = pv_disk(3, "/img.qcow2", XBD_BACKENDTYPE_PHY);
+    s.format = "qcow2";
+    is_int(xbd_nodeset_build(&s, &set), -EINVAL, "phy refuses qcow2");
+    ok(strstr(set.error, "raw") != NULL, "error says why: %s", set.error);
+    s = pv_disk(3, "/dev/x", XBD_BACKENDTYPE_PHY);
+    s.vdev = "xvd";
+    is_int(xbd_nodeset_build(&s, &set), -EINVAL, "invalid vdev refused");
+}
+
+int
+main(void)
+{
+    struct xbd_disk_spec s;
+
+    srcdir = getenv("srcdir");
+    if (srcdir == NULL)
+        srcdir = ".";
+
+    s = pv_disk(2, "/tmp/disk-pf.img", XBD_BACKENDTYPE_PHY);
+    compare("phy-file", &s);
+    s = pv_disk(1, "/dev/loop0", XBD_BACKENDTYPE_PHY);
+    compare("phy-loop", &s);
+    s = pv_disk(3, "/dev/loop1", XBD_BACKENDTYPE_PHY);
+    compare("multiqueue", &s);
+    s = pv_disk(5, "/dev/loop2", XBD_BACKENDTYPE_PHY);
+    compare("gnt-domu", &s);
+    s = pv_disk(4, "/tmp/disk-qq.img", XBD_BACKENDTYPE_QDISK);
+    compare("qdisk-qemu", &s);
+    test_options();
+    return done_testing();
+}
