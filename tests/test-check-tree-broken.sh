@@ -73,8 +73,12 @@ case_ peer-cannot-read "$PF" \
     -e "s|$B/info = \"0\"   (n0,r2)|$B/info = \"0\"   (n0)|"
 
 case_ connected-without-sectors "$PF" \
-"$B/sectors: missing: absent while the backend is in state 4 (expected: written by backend in this state)" \
+"$B/sectors: missing: absent while the backend is Connected (4) (expected: written by backend; present whenever the backend is Connected)" \
     -e "\|$B/sectors = |d"
+
+case_ toolstack-key-missing "$PF" \
+"$B/params: missing: absent while the backend is Connected (4) (expected: written by toolstack; present whenever the backend is Initialising..Closed)" \
+    -e "\|$B/params = |d"
 
 case_ connected-without-event-channel "$PF" \
 "$F/event-channel: missing: absent while the frontend is Initialised or Connected (expected: written by the frontend before Initialised)" \
@@ -127,7 +131,7 @@ case_ queue-without-event-channel "$MQ" \
 # Without -p (no permissions) the permission checks stay silent, the rest
 # still runs.
 case_ no-perms-still-checked "$PF" \
-"$B/sectors: missing: absent while the backend is in state 4 (expected: written by backend in this state)" \
+"$B/sectors: missing: absent while the backend is Connected (4) (expected: written by backend; present whenever the backend is Connected)" \
     -e "s|   ([nrwb0-9,]*)\$||" -e "\|$B/sectors = |d"
 
 [ "$failed" -eq 0 ] || fail "some broken trees were not reported exactly"

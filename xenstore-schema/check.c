@@ -326,6 +326,16 @@ check_node(struct ctx *c, const struct dev *d, const struct xbd_tree_node *n,
 /* Per-device rules                                                       */
 /* ====================================================================== */
 
+static const char *
+state_name(unsigned s)
+{
+    static const char *const names[] = {
+        "Unknown", "Initialising", "InitWait", "Initialised", "Connected",
+        "Closing", "Closed", "Reconfiguring", "Reconfigured",
+    };
+    return s < sizeof names / sizeof names[0] ? names[s] : "invalid";
+}
+
 static void
 check_required(struct ctx *c, const struct dev *d, unsigned state)
 {
@@ -338,11 +348,14 @@ check_required(struct ctx *c, const struct dev *d, unsigned state)
         if (get_rel(c, d->dir, k->pattern) != NULL)
             continue;
         snprintf(path, sizeof path, "%s/%s", d->dir, k->pattern);
-        snprintf(expect, sizeof expect, "written by %s in this state",
-                 xbd_schema_writers_str(k->writers, w, sizeof w));
+        snprintf(expect, sizeof expect, "written by %s; present whenever the %s is %s",
+                 xbd_schema_writers_str(k->writers, w, sizeof w),
+                 xbd_schema_side_name(d->side),
+                 k->req_states == XBD_REQ_ALWAYS ? "Initialising..Closed"
+                                                 : state_name(state));
         report(c, XBD_FIND_MISSING, path, expect,
-               "absent while the %s is in state %u",
-               xbd_schema_side_name(d->side), state);
+               "absent while the %s is %s (%u)",
+               xbd_schema_side_name(d->side), state_name(state), state);
     }
 }
 
