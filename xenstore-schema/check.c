@@ -188,12 +188,11 @@ get_u64(struct ctx *c, const char *dir, const char *rel, uint64_t *out)
     const struct xbd_tree_node *n = get_rel(c, dir, rel);
     const struct xbd_key *k;
 
-    if (n == NULL)
+    struct dev d;
+
+    if (n == NULL || classify(dir, &d) < 0)
         return false;
-    k = xbd_schema_lookup(strncmp(dir + 14 + strcspn(dir + 14, "/"),
-                                  "/backend/", 9) == 0 ? XBD_SIDE_BE
-                                                       : XBD_SIDE_FE,
-                          rel, NULL);
+    k = xbd_schema_lookup(d.side, rel, NULL);
     if (k && xbd_schema_check_value(k, n->value, NULL) < 0)
         return false;
     return xbd_parse_u64(n->value, out) == 0;

@@ -135,6 +135,20 @@ md_states(unsigned req, unsigned flags, char *buf, size_t len)
     }
 }
 
+/* Text in a table cell: no raw HTML, no column breaks. */
+static void
+md_text(const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", stdout); break;
+        case '>': fputs("&gt;", stdout); break;
+        case '|': fputs("\\|", stdout); break;
+        default: putchar(*s);
+        }
+    }
+}
+
 static void
 md_side(enum xbd_side side)
 {
@@ -165,8 +179,16 @@ md_side(enum xbd_side side)
                                     "%s scheme ", xbd_schema_scheme_name(k->scheme));
         if (off > 0)
             tags[off - 1] = '\0';
-        printf("| `%s` | %s | %s | %s | %s | %s | %s |\n", k->pattern, w, range,
-               k->dflt ? k->dflt : "–", st, off ? tags : "", k->meaning);
+        printf("| `%s` | %s | %s | ", k->pattern, w, range);
+        if (k->dflt == NULL)
+            printf("–");
+        else if (xbd_schema_lookup(k->side, k->dflt, NULL) != NULL)
+            printf("value of `%s`", k->dflt);
+        else
+            printf("%s", k->dflt);
+        printf(" | %s | %s | ", st, off ? tags : "");
+        md_text(k->meaning);
+        printf(" |\n");
     }
 }
 
