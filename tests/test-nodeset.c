@@ -197,6 +197,64 @@ test_options(void)
     is_int(xbd_nodeset_build(&s, &set), -EINVAL, "invalid vdev refused");
 }
 
+static void
+count_finding(void *opaque, const struct xbd_finding *f)
+{
+    diag("finding: %s: %s: %s (expected: %s)", f->path,
+         xbd_finding_class_name(f->cls), f->what, f->expect);
+    (*(int *)opaque)++;
+}
+
+/* A freshly attached device (both states 1) passes the checker. */
+static void
+test_checker_accepts(enum xbd_backendtype bt, bool cdrom)
+{
+    struct xbd_disk_spec s = pv_disk(9, "/dev/vg/guest", bt);
+    struct xbd_nodeset set = { 0 };
+    struct xbd_tree t;
+    int n = 0, r;
+
+    s.cdrom = cdrom;
+    xbd_tree_init(&t);
+    is_int(xbd_nodeset_build(&s, &set), 0, "build %s%s", bt == XBD_BACKENDTYPE_QDISK ? "qdisk" : "phy",
+           cdrom ? " cdrom" : "");
+    for (size_t i = 0; i < set.n; i++)
+        xbd_tree_add(&t, set.nodes[i].path, set.nodes[i].value,
+                     set.nodes[i].perms, set.nodes[i].nperms);
+    r = xbd_check_tree(&t, count_finding, &n);
+    ok(r == 0 && n == 0, "the checker accepts the fresh node set (%d findings)", n);
+    xbd_nodeset_free(&set);
+    xbd_tree_free(&t);
+}
+
+static void
+test_parse_line(void)
+{
+    struct xbd_tree t;
+    const struct xbd_tree_node *n;
+
+    xbd_tree_init(&t);
+    is_int(xbd_tree_parse_line(&t, "/a = \"x\\\\y\\\"z\\t\\101\\x42\"   (n3,r0,b7)"), 1,
+           "escaped value with perms parses");
+    n = xbd_tree_get(&t, "/a");
+    ok(n && strcmp(n->value, "x\\y\"z\tAB") == 0, "value unescaped");
+    ok(n && n->nperms == 3 && n->perms[0].domid == 3 && n->perms[0].perm == 'n' &&
+       n->perms[2].domid == 7 && n->perms[2].perm == 'b', "perms parsed");
+    is_int(xbd_tree_parse_line(&t, "/b = \"\""), 1, "empty value without perms");
+    n = xbd_tree_get(&t, "/b");
+    ok(n && n->nperms == -1, "no perms: unknown");
+    is_int(xbd_tree_parse_line(&t, "xenstore-ls: xs_directory (/x): No such file"), 0,
+           "diagnostic line ignored");
+    is_int(xbd_tree_parse_line(&t, "/c = \"open"), -EINVAL, "unterminated value");
+    is_int(xbd_tree_parse_line(&t, "/c = \"v\" (q0)"), -EINVAL, "bad perm letter");
+    is_int(xbd_tree_parse_line(&t, "/c = \"v\" (n0,r)"), -EINVAL, "perm without domid");
+    is_int(xbd_tree_parse_line(&t, "/c = \"v\" junk"), -EINVAL, "trailing junk");
+    is_int(xbd_tree_parse_line(&t, "/c = \"\\q\""), -EINVAL, "unknown escape");
+    is_int(xbd_tree_parse_line(&t, "/b = \"new\""), 1, "a repeated path replaces");
+    ok(t.n == 2 && strcmp(xbd_tree_get(&t, "/b")->value, "new") == 0, "still two nodes");
+    xbd_tree_free(&t);
+}
+
 int
 main(void)
 {
@@ -217,5 +275,9 @@ main(void)
     s = pv_disk(4, "/tmp/disk-qq.img", XBD_BACKENDTYPE_QDISK);
     compare("qdisk-qemu", &s);
     test_options();
+    test_checker_accepts(XBD_BACKENDTYPE_PHY, false);
+    test_checker_accepts(XBD_BACKENDTYPE_QDISK, false);
+    test_checker_accepts(XBD_BACKENDTYPE_PHY, true);
+    test_parse_line();
     return done_testing();
 }
