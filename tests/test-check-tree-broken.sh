@@ -88,6 +88,10 @@ case_ initialised-without-all-ring-refs "$PF" \
 "$F/ring-ref3: missing: absent for a ring of 4 pages (expected: ring-ref0..ring-ref3 (4 pages))" \
     -e "s|$F/state = \"4\"|$F/state = \"3\"|" -e "\|$F/ring-ref3 = |d"
 
+case_ multi-page-ring-refs-absent "$MQ" \
+"$Q/queue-1/ring-ref14: missing: absent, with 1 more of the ring's 16 refs (expected: ring-ref0..ring-ref15 (16 pages))" \
+    -e "\|$Q/queue-1/ring-ref1[45] = |d"
+
 case_ ring-ref-and-ring-ref0 "$PF" \
 "$F/ring-ref: conflict: both ring-ref and ring-ref0 are present (expected: ring-ref for a one-page ring or ring-ref0..N-1, never both)" \
     -e "\$a $F/ring-ref = \"12\"   (n2,r0)"

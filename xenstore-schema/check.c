@@ -449,20 +449,33 @@ check_ring(struct ctx *c, const struct dev *d, const char *prefix,
                (unsigned long long)npages);
     }
     if (has_multi || (!has_single && must_exist)) {
+        /* One finding per ring, at the first hole, with the count. */
+        uint64_t first = npages, absent = 0;
         for (uint64_t i = 0; i < npages; i++) {
             snprintf(rel, sizeof rel, "%sring-ref%llu", prefix,
                      (unsigned long long)i);
             if (get_rel(c, d->dir, rel) == NULL) {
-                snprintf(path, sizeof path, "%s/%s", d->dir, rel);
-                snprintf(expect, sizeof expect,
-                         "ring-ref0..ring-ref%llu (%llu pages)%s",
-                         (unsigned long long)npages - 1,
-                         (unsigned long long)npages,
-                         npages == 1 ? " or ring-ref" : "");
+                if (absent++ == 0)
+                    first = i;
+            }
+        }
+        if (absent > 0) {
+            snprintf(path, sizeof path, "%s/%sring-ref%llu", d->dir, prefix,
+                     (unsigned long long)first);
+            snprintf(expect, sizeof expect,
+                     "ring-ref0..ring-ref%llu (%llu pages)%s",
+                     (unsigned long long)npages - 1,
+                     (unsigned long long)npages,
+                     npages == 1 ? " or ring-ref" : "");
+            if (absent == 1)
                 report(c, XBD_FIND_MISSING, path, expect,
                        "absent for a ring of %llu pages",
                        (unsigned long long)npages);
-            }
+            else
+                report(c, XBD_FIND_MISSING, path, expect,
+                       "absent, with %llu more of the ring's %llu refs",
+                       (unsigned long long)absent - 1,
+                       (unsigned long long)npages);
         }
     }
     /* Refs beyond the ring. */
