@@ -9,6 +9,8 @@
  * device-type, [direct-io-safe], discard-enable, specification; frontend
  * backend, backend-id, state, virtual-device, device-type, trusted, and for
  * PV guests protocol.  For qdisk libxl turns format raw into "aio:".
+ * libxl__device_generic_add also keeps a dom0-private copy under
+ * /libxl/<fdom>/device/vbd/<devid> (frontend, backend, the backend entries).
  */
 #include <config.h>
 
@@ -135,6 +137,9 @@ fail(struct xbd_nodeset *set, const char *fmt, ...)
     return -EINVAL;
 }
 
+/* reader == NO_READER: a private toolstack node, (n<owner>) only. */
+#define NO_READER (~0u)
+
 static int
 add(struct xbd_nodeset *set, size_t *cap, const char *dir, const char *rel,
     const char *value, unsigned owner, unsigned reader)
@@ -159,7 +164,7 @@ add(struct xbd_nodeset *set, size_t *cap, const char *dir, const char *rel,
         return -ENOMEM;
     }
     snprintf(n->path, plen, rel[0] ? "%s/%s" : "%s%s", dir, rel);
-    n->nperms = 2;
+    n->nperms = reader == NO_READER ? 1 : 2;
     n->perms[0].domid = owner;
     n->perms[0].perm = 'n';
     n->perms[1].domid = reader;
@@ -213,6 +218,8 @@ xbd_nodeset_build(const struct xbd_disk_spec *s, struct xbd_nodeset *set)
              b, qdisk ? "qdisk" : "vbd", f, set->devid);
     snprintf(set->fe_dir, sizeof set->fe_dir, "/local/domain/%u/device/vbd/%u",
              f, set->devid);
+    snprintf(set->libxl_dir, sizeof set->libxl_dir, "/libxl/%u/device/vbd/%u",
+             f, set->devid);
 
     /* libxl__device_disk_string_of_format: raw is "aio" for QEMU. */
     if (qdisk && s->target[0] != '\0')
@@ -256,6 +263,8 @@ xbd_nodeset_build(const struct xbd_disk_spec *s, struct xbd_nodeset *set)
     BE(XBDK_DISCARD_ENABLE, discard ? "1" : "0");
     BE(XBDK_SPECIFICATION, "xen");
 
+    size_t nbe = set->n;        /* the backend part ends here */
+
     FE("", "");
     FE(XBDK_BACKEND, set->be_dir);
     FE(XBDK_BACKEND_ID, bnum);
@@ -265,6 +274,30 @@ xbd_nodeset_build(const struct xbd_disk_spec *s, struct xbd_nodeset *set)
     FE(XBDK_TRUSTED, trusted ? "1" : "0");
     if (s->protocol)
         FE(XBDK_PROTOCOL, s->protocol);
+    /* libxl's private copy: /libxl/<fdom>/device/vbd/<devid> holds
+     * frontend, backend and the backend entries again (state stays 1), so
+     * that libxl can find and remove the device later; dom0-only. */
+    if (r == 0)
+        r = add(set, &cap, set->libxl_dir, "", "", 0, NO_READER);
+    if (r == 0)
+        r = add(set, &cap, set->libxl_dir, XBDK_FRONTEND, set->fe_dir, 0, NO_READER);
+    if (r == 0)
+        r = add(set, &cap, set->libxl_dir, XBDK_BACKEND, set->be_dir, 0, NO_READER);
+    /* set->nodes may move while we add: copy by index. */
+    for (size_t i = 0; i < nbe && r == 0; i++) {
+        size_t dl = strlen(set->be_dir);
+        char *rel, *val;
+        if (set->nodes[i].path[dl] != '/')
+            continue;           /* the directory itself */
+        rel = strdup(set->nodes[i].path + dl + 1);
+        val = strdup(set->nodes[i].value);
+        if (rel == NULL || val == NULL)
+            r = -ENOMEM;
+        else if (strcmp(rel, XBDK_FRONTEND) != 0)
+            r = add(set, &cap, set->libxl_dir, rel, val, 0, NO_READER);
+        free(rel);
+        free(val);
+    }
 #undef BE
 #undef FE
     if (r < 0)

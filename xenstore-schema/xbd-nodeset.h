@@ -3,8 +3,9 @@
  * xbd_nodeset_build() is pure: given the parameters of an xl disk line and
  * the domains, it returns the exact (path, value, permissions) list that
  * libxl 4.17's device_disk_add + libxl__device_generic_add write in their
- * one transaction, in that order: the backend directory and its nodes, then
- * the frontend directory and its nodes.  `xbdctl block-attach` writes it in
+ * one transaction, in that order: the backend directory and its nodes, the
+ * frontend directory and its nodes, then libxl's private copy under
+ * /libxl/<fdom>/device/vbd/<devid> (permissions (n0): dom0 only).  `xbdctl block-attach` writes it in
  * one xenstore transaction.  Checked against recorded real-Xen trees by
  * tests/test-nodeset.c.
  *
@@ -66,6 +67,7 @@ struct xbd_nodeset {
     unsigned devid;
     char be_dir[128];
     char fe_dir[128];
+    char libxl_dir[128];        /* /libxl/<fdom>/device/vbd/<devid> */
     char error[160];            /* why -EINVAL */
 };
 
