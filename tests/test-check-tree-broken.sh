@@ -112,6 +112,10 @@ case_ discard-half "$PF" \
 "$B/discard-alignment: missing: absent while discard-granularity is present (expected: discard-granularity and discard-alignment together (blkif.h note 4))" \
     -e "\|$B/discard-alignment = |d"
 
+case_ hotplug-error-without-reason "$PF" \
+"$B/hotplug-error: missing: absent while hotplug-status is error (expected: a reason beside hotplug-status=error, for the operator)" \
+    -e "s|$B/hotplug-status = \"connected\"|$B/hotplug-status = \"error\"|"
+
 case_ frontend-id-mismatch "$PF" \
 "$B/frontend-id: mismatch: frontend-id is 3 (expected: 2 (the domain in the path))" \
     -e "s|$B/frontend-id = \"2\"|$B/frontend-id = \"3\"|"

@@ -385,6 +385,14 @@ check_backend(struct ctx *c, const struct dev *d, unsigned state)
                "absent while %s is present",
                has_gran ? XBDK_DISCARD_GRANULARITY : XBDK_DISCARD_ALIGNMENT);
     }
+    n = get_rel(c, d->dir, XBDK_HOTPLUG_STATUS);
+    if (n && strcmp(n->value, "error") == 0 &&
+        get_rel(c, d->dir, XBDK_HOTPLUG_ERROR) == NULL) {
+        snprintf(path, sizeof path, "%s/%s", d->dir, XBDK_HOTPLUG_ERROR);
+        report(c, XBD_FIND_MISSING, path,
+               "a reason beside hotplug-status=error, for the operator",
+               "absent while hotplug-status is error");
+    }
     if (get_u64(c, d->dir, XBDK_FEATURE_DISCARD, &v) && v == 1 &&
         get_u64(c, d->dir, XBDK_DISCARD_ENABLE, &gran) && gran == 0) {
         snprintf(path, sizeof path, "%s/%s", d->dir, XBDK_FEATURE_DISCARD);

@@ -225,6 +225,7 @@ gen_markdown(void)
            "* Backend Connected: `sectors`, `info`, `sector-size` exist.\n"
            "* `max-ring-pages` = 1 << `max-ring-page-order` when both are published;\n"
            "  `num-ring-pages` = 1 << `ring-page-order` when both are written.\n"
+           "* `hotplug-status`=error comes with `hotplug-error`.\n"
            "* `discard-granularity` and `discard-alignment` come together;\n"
            "  `feature-discard`=1 is not offered when `discard-enable`=0;\n"
            "  `physical-sector-size` is a multiple of `sector-size`; `info` has\n"
