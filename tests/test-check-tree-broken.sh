@@ -40,6 +40,10 @@ case_ unknown-key "$PF" \
 "$B/bogus: unknown: \"bogus\" is not a blkif backend key (expected: only keys of docs/xenstore-keys.md for this side)" \
     -e "\$a $B/bogus = \"1\"   (n0,r2)"
 
+case_ stray-device-dir "$PF" \
+"/local/domain/0/backend/vbd/2/xvdb: unknown: not a blkif device directory (expected: backend/<kind>/<fdom>/<devid> or device/vbd/<devid> with decimal ids)" \
+    -e "\$a /local/domain/0/backend/vbd/2/xvdb = \"\"   (n0,r2)"
+
 case_ key-of-other-side "$PF" \
 "$F/sectors: unknown: \"sectors\" is a backend key, found in the frontend directory (expected: only keys of docs/xenstore-keys.md for this side)" \
     -e "\$a $F/sectors = \"1\"   (n2,r0)"

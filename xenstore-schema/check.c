@@ -167,6 +167,43 @@ classify(const char *path, struct dev *d)
     return (int)(p - path) + (*p == '/' ? 1 : 0);
 }
 
+/* A path in a blkif subtree (backend/{vbd,qdisk,vbd3} or device/vbd of
+ * some domain) that is neither a device directory, nor inside one, nor one
+ * of the directories above them (KIND, KIND/<fdom>): stray junk. */
+static bool
+is_stray(const char *path)
+{
+    static const char *const kinds[] = {
+        "/backend/vbd", "/backend/qdisk", "/backend/vbd3", "/device/vbd",
+    };
+    const char *p = path;
+    unsigned dom, fdom;
+    size_t n;
+    struct dev d;
+
+    if (strncmp(p, "/local/domain/", 14) != 0)
+        return false;
+    p += 14;
+    if ((n = comp_uint(p, &dom)) == 0)
+        return false;
+    p += n;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t kl = strlen(kinds[i]);
+        if (strncmp(p, kinds[i], kl) != 0 || (p[kl] != '/' && p[kl] != '\0'))
+            continue;
+        if (classify(path, &d) >= 0)
+            return false;
+        p += kl;
+        if (*p == '\0')
+            return false;               /* .../backend/vbd itself */
+        p++;
+        if (i < 3 && (n = comp_uint(p, &fdom)) != 0 && p[n] == '\0')
+            return false;               /* .../backend/vbd/<fdom> */
+        return true;
+    }
+    return false;
+}
+
 /* ====================================================================== */
 /* Helpers                                                                */
 /* ====================================================================== */
@@ -719,8 +756,13 @@ xbd_check_tree(const struct xbd_tree *t, xbd_finding_fn *fn, void *opaque)
     for (size_t i = 0; i < t->n; i++) {
         struct dev d;
         bool seen = false;
-        if (classify(t->nodes[i].path, &d) < 0)
+        if (classify(t->nodes[i].path, &d) < 0) {
+            if (is_stray(t->nodes[i].path))
+                report(&c, XBD_FIND_UNKNOWN, t->nodes[i].path,
+                       "backend/<kind>/<fdom>/<devid> or device/vbd/<devid> with decimal ids",
+                       "not a blkif device directory");
             continue;
+        }
         for (size_t j = 0; j < ndevs && !seen; j++)
             seen = strcmp(devs[j].dir, d.dir) == 0;
         if (seen)
