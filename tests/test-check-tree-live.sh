@@ -8,8 +8,8 @@ set -e
 
 check=$top_builddir/xenstore-schema/xbd-check-tree
 [ -x "$check" ] || fail "$check not built"
-requires xenstore-write --help
-requires xenstore-chmod --help
+requires command -v xenstore-write
+requires command -v xenstore-chmod
 command -v xbd-sim >/dev/null 2>&1 || skip "xbd-sim not built"
 xbd-sim --help 2>&1 | grep -q -- '--run' || skip "xbd-sim has no --run"
 d=$(test_tmpdir)
@@ -40,4 +40,4 @@ want='/local/domain/0/backend/vbd/1/51712/sectors: type: value "1x" is not a dec
 exit 0
 INNER
 chmod +x "$d/inner.sh"
-xbd-sim --run "$d/inner.sh $check $srcdir/data/reference-trees/phy-loop-xenstore-perms.txt"
+xbd-sim --run-dir "$d/sim" --run "$d/inner.sh $check $srcdir/data/reference-trees/phy-loop-xenstore-perms.txt"
