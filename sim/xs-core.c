@@ -725,6 +725,11 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
     while (*p) {
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
+        /* The tx saw this path absent: later accesses in the same tx must
+         * not record the node it is about to create as "seen". */
+        r = record(c, path, (size_t)(p + l - path), NULL);
+        if (r < 0)
+            return r;
         struct xs_node *nn = node_new(st, p, l, parent->perms, parent->nperms);
         if (nn == NULL)
             return -ENOMEM;

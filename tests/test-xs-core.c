@@ -362,6 +362,16 @@ test_transactions(struct xs_store *st)
     is_int(xs_core_tx_end(st, 0, &o0, t1, true), -ENOENT,
            "ended tx is gone");
 
+    /* Several creations under one new parent in one tx. */
+    xs_core_tx_start(st, 0, &o0, &t1);
+    xs_core_write(st, 0, &o0, t1, "/m/a", "1", 1);
+    xs_core_write(st, 0, &o0, t1, "/m/b", "2", 1);
+    rd(st, 0, t1, &o0, "/m", buf, sizeof(buf));
+    is_int(xs_core_tx_end(st, 0, &o0, t1, true), 0,
+           "tx creating a parent and two children commits");
+    is_int(rd(st, 0, 0, NULL, "/m/b", buf, sizeof(buf)), 0, "both applied");
+    xs_core_rm(st, 0, NULL, 0, "/m");
+
     /* A guest transaction still obeys permissions. */
     xs_core_tx_start(st, 1, &o2, &t1);
     is_int(xs_core_write(st, 1, &o2, t1, "/local/domain/2/x", "e", 1),
