@@ -95,4 +95,9 @@ n=$(xs xenstore-ls /big | wc -l)
 xs xenstore-rm /big
 
 kill -0 $testd || fail "xs-testd died"
+# A clean exit on SIGTERM (under ASan this also means: no leaks).
+kill $testd
+rc=0; wait $testd || rc=$?
+[ $rc -eq 0 ] || fail "xs-testd exited with $rc: $(cat "$d/testd.log")"
+[ ! -e "$d/dom0.sock" ] || fail "xs-testd left its socket behind"
 echo "ok"

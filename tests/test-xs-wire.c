@@ -415,6 +415,60 @@ test_raw(struct xs_handle *h)
     ok(good, "daemon still serves others during the flood");
     close(fd);
     ok(rd_is(h, XBT_NULL, "/c", "other"), "and after the flooder left");
+
+    /* A watcher that never reads while events pile up: the daemon drops
+     * events beyond the per-connection queue limit instead of growing. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_WATCH, 60, 6, "/\0tok", 6);
+    good = 1;
+    for (int i = 0; i < 3000 && good; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "/flood/n%d", i % 50);
+        good = xs_write(h, XBT_NULL, p, "x", 1);
+    }
+    ok(good, "3000 writes fire events at a watcher that never reads");
+    close(fd);
+    ok(xs_rm(h, XBT_NULL, "/flood"), "daemon fine after the event flood");
+
+    /* Garbage on the socket: errors or a disconnect, never a crash. */
+    fd = raw_connect(0);
+    {
+        unsigned int seed = 12345;
+        unsigned char junk[8192];
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            seed = seed * 1103515245u + 12345u;
+            junk[i] = (unsigned char)(seed >> 16);
+        }
+        (void)!send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+    }
+    close(fd);
+    ok(rd_is(h, XBT_NULL, "/c", "other"), "daemon fine after garbage");
+
+    /* A client that leaves in the middle of a transaction. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_TRANSACTION_START, 50, 1, "", 1);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 1 && rh.type == XS_TRANSACTION_START, "raw transaction start");
+    if (n > 1) {
+        struct xsd_sockmsg wh = { .type = XS_WRITE, .req_id = 51,
+                                  .tx_id = (uint32_t)strtoul(buf, NULL, 10),
+                                  .len = 11 };
+        (void)!write(fd, &wh, sizeof(wh));
+        (void)!write(fd, "/txleft\0abc", 11);
+        n = raw_recv(fd, &rh, buf, sizeof(buf));
+        ok(n == 3 && rh.type == XS_WRITE && rh.tx_id == wh.tx_id,
+           "write in the transaction: OK, tx_id echoed");
+    }
+    close(fd);
+    {
+        unsigned int len;
+        char *v;
+        errno = 0;
+        v = xs_read(h, XBT_NULL, "/txleft", &len);
+        ok(v == NULL && errno == ENOENT,
+           "a disconnected client's transaction is discarded");
+        free(v);
+    }
 }
 
 int
@@ -437,5 +491,14 @@ main(void)
     test_big_directory(h);
     test_raw(h);
     xs_close(h);
+    {
+        int status = -1;
+        kill(daemon_pid, SIGTERM);
+        waitpid(daemon_pid, &status, 0);
+        daemon_pid = 0;
+        /* Under ASan, LeakSanitizer makes a leaking daemon exit non-zero. */
+        ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "xs-testd exits cleanly on SIGTERM (status %d)", status);
+    }
     return done_testing();
 }
