@@ -9,6 +9,9 @@
  *
  * The host side of the sim (domains, grants, event channels) drives it
  * through the calls below; everything runs on the sim's single loop thread.
+ *
+ * The int-returning calls return 0 on success or a negative errno.
+ * Implementation: sim/xs-wire.c (transport), sim/xs-core.c (store).
  */
 #ifndef XBD_SIM_XS_SERVER_H
 #define XBD_SIM_XS_SERVER_H

@@ -35,7 +35,7 @@
 
 #define HDR_SIZE sizeof(struct xsd_sockmsg)
 /* Connections one unprivileged domain may hold open at once. */
-#define MAX_GUEST_CONNS 16
+#define MAX_GUEST_CONNS 64
 
 /* ======================================================================
  * Pure decoding
