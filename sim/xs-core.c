@@ -1093,10 +1093,18 @@ xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner, uint32_t id,
             goto out;
         }
     }
+    /* The node quota is shared with the domain's other connections, which
+     * may have created nodes meanwhile: check it before applying anything
+     * (conservatively: every creation counts, removals do not). */
+    if (!privileged(t->domid) &&
+        xs_core_nodes_owned(st, t->domid) + t->created > st->lim.nodes) {
+        r = -ENOSPC;
+        goto out;
+    }
     /* Replay on the live tree; watches fire here.  Nothing it touched
      * changed, so the permission checks that passed on the snapshot pass
-     * again; only a node quota shared with other connections of the same
-     * domain can still fail, leaving the ops before it applied. */
+     * again and the quota was checked above: only ENOMEM can stop the
+     * replay part way. */
     c.st = st;
     c.tx = NULL;
     c.root = st->root;

@@ -426,6 +426,39 @@ test_quotas(void)
     }
     is_int(r, -E2BIG, "watch quota: E2BIG");
     is_int(xs_core_watch_count(st, &o1), 3, "three watches held");
+    {
+        /* Node quota at commit: two transactions of the same domain, in
+         * different directories (no conflict), that each fit alone but not
+         * together. */
+        uint32_t ta, tb;
+        unsigned int room;
+        for (i = 2; i <= 4; i++) {
+            snprintf(path, sizeof(path), "/local/domain/4/n%d", i);
+            xs_core_rm(st, 4, NULL, 0, path);
+        }
+        xs_core_rm(st, 4, NULL, 0, "/local/domain/4/again");
+        xs_core_mkdir(st, 0, NULL, 0, "/local/domain/4/pa");
+        xs_core_mkdir(st, 0, NULL, 0, "/local/domain/4/pb");
+        room = lim.nodes - xs_core_nodes_owned(st, 4);
+        is_int(room, 2, "room for two nodes");
+        xs_core_tx_start(st, 4, &o2, &ta);
+        xs_core_tx_start(st, 4, &o3, &tb);
+        for (unsigned int k = 0; k < room; k++) {
+            snprintf(path, sizeof(path), "/local/domain/4/pa/x%u", k);
+            xs_core_write(st, 4, &o2, ta, path, "", 0);
+            snprintf(path, sizeof(path), "/local/domain/4/pb/y%u", k);
+            xs_core_write(st, 4, &o3, tb, path, "", 0);
+        }
+        is_int(xs_core_tx_end(st, 4, &o2, ta, true), 0,
+               "first tx within the quota commits");
+        is_int(xs_core_tx_end(st, 4, &o3, tb, true), -ENOSPC,
+               "second tx would exceed the quota: ENOSPC at commit");
+        is_int(xs_core_read(st, 0, NULL, 0, "/local/domain/4/pb/y0",
+                            &(char *){0}, &(size_t){0}), -ENOENT,
+               "nothing of the refused tx applied");
+        xs_core_rm(st, 0, NULL, 0, "/local/domain/4/pa");
+        xs_core_rm(st, 0, NULL, 0, "/local/domain/4/pb");
+    }
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx 1");
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx 2");
     is_int(xs_core_tx_start(st, 4, &o1, &t), -ENOSPC, "tx quota: ENOSPC");
