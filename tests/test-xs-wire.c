@@ -288,6 +288,23 @@ test_watch(struct xs_handle *h)
     ok(!xs_is_domain_introduced(h, 7), "7 no longer introduced");
     ok(!xs_is_domain_introduced(h, 6), "6 never introduced");
     ok(xs_unwatch(h, "@releaseDomain", "rel"), "unwatch @releaseDomain");
+
+    /* INTRODUCE over the wire (as a toolstack does) fires @introduceDomain. */
+    ok(xs_watch(h, "@introduceDomain", "intro"), "watch @introduceDomain");
+    ok(expect_event(h, "@introduceDomain", "intro"), "its initial fire");
+    ok(xs_introduce_domain(h, 9, 0, 0), "introduce 9 over the wire");
+    ok(expect_event(h, "@introduceDomain", "intro"), "@introduceDomain fired");
+    ok(xs_is_domain_introduced(h, 9), "9 now introduced");
+    ok(xs_unwatch(h, "@introduceDomain", "intro"), "unwatch");
+    g = open_as(5);
+    errno = 0;
+    ok(g && !xs_introduce_domain(g, 11, 0, 0) && errno == EACCES,
+       "a guest may not INTRODUCE");
+    errno = 0;
+    ok(g && !xs_release_domain(g, 9) && errno == EACCES,
+       "a guest may not RELEASE");
+    if (g)
+        xs_close(g);
 }
 
 static void
@@ -443,6 +460,27 @@ test_raw(struct xs_handle *h)
     }
     close(fd);
     ok(rd_is(h, XBT_NULL, "/c", "other"), "daemon fine after garbage");
+
+    /* RESET_WATCHES drops the connection's watches. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_WATCH, 70, 8, "/rw\0tok", 8);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 3 && rh.type == XS_WATCH && rh.req_id == 70,
+       "raw WATCH: OK comes first");
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 8 && rh.type == XS_WATCH_EVENT && rh.req_id == 0 &&
+       memcmp(buf, "/rw\0tok\0", 8) == 0,
+       "then the initial WATCH_EVENT: path NUL token NUL");
+    raw_send(fd, XS_RESET_WATCHES, 71, 1, "", 1);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 3 && rh.type == XS_RESET_WATCHES, "RESET_WATCHES: OK");
+    xs_write(h, XBT_NULL, "/rw", "x", 1);
+    raw_send(fd, XS_READ, 72, 4, "/rw", 4);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 1 && rh.type == XS_READ && rh.req_id == 72,
+       "no event after RESET_WATCHES: the next message is the READ reply");
+    close(fd);
+    xs_rm(h, XBT_NULL, "/rw");
 
     /* A client that leaves in the middle of a transaction. */
     fd = raw_connect(0);
