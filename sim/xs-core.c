@@ -505,6 +505,8 @@ record(struct ctx *c, const char *path, size_t pathlen,
         if (strncmp(t->acc[i].path, path, pathlen) == 0 &&
             t->acc[i].path[pathlen] == '\0')
             return 0;
+    if (!privileged(t->domid) && t->nacc >= XS_CORE_TX_MAX_NODES)
+        return -ENOSPC;
     if (t->nacc == t->capacc) {
         size_t cap = t->capacc ? t->capacc * 2 : 8;
         struct tx_access *a = realloc(t->acc, cap * sizeof(*a));
@@ -531,6 +533,8 @@ log_op(struct ctx *c, enum tx_op_type type, const char *path,
 
     if (t == NULL)
         return 0;
+    if (!privileged(t->domid) && t->nops >= XS_CORE_TX_MAX_NODES)
+        return -ENOSPC;
     if (t->nops == t->capops) {
         size_t cap = t->capops ? t->capops * 2 : 8;
         struct tx_op *o = realloc(t->ops, cap * sizeof(*o));
@@ -718,6 +722,23 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
             return -ENOSPC;
     }
 
+    /* In a transaction, record every path about to be created as seen
+     * absent, so later accesses in the same transaction do not record the
+     * snapshot's new nodes as "seen"; all of it before creating anything,
+     * so a refused record leaves the snapshot untouched. */
+    if (c->tx != NULL) {
+        for (p = path + used + (path[used] == '/'); *p;) {
+            const char *e = strchr(p, '/');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            r = record(c, path, (size_t)(p + l - path), NULL);
+            if (r < 0)
+                return r;
+            p += l;
+            if (*p == '/')
+                p++;
+        }
+    }
+
     parent = deep;
     p = path + used;
     if (*p == '/')
@@ -725,11 +746,6 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
     while (*p) {
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        /* The tx saw this path absent: later accesses in the same tx must
-         * not record the node it is about to create as "seen". */
-        r = record(c, path, (size_t)(p + l - path), NULL);
-        if (r < 0)
-            return r;
         struct xs_node *nn = node_new(st, p, l, parent->perms, parent->nperms);
         if (nn == NULL)
             return -ENOMEM;

@@ -61,6 +61,12 @@ struct xs_core_limits {
     unsigned int value_size;     /* bytes per value (XENSTORE_PAYLOAD_MAX) */
 };
 
+/* Distinct nodes an unprivileged transaction may look at, and
+ * modifications it may make, before it gets ENOSPC (cxenstored has the same
+ * kind of per-transaction quota): the bookkeeping of an open transaction
+ * stays bounded however long a guest keeps it open. */
+#define XS_CORE_TX_MAX_NODES 1024u
+
 /* Watch event delivery: `owner` is what was passed to xs_core_watch, `path`
  * the event path (already made relative for relative watches).  Called
  * synchronously from inside the modifying call; must not call back into the

@@ -464,6 +464,23 @@ test_quotas(void)
     is_int(xs_core_tx_start(st, 4, &o1, &t), -ENOSPC, "tx quota: ENOSPC");
     xs_core_drop_owner(st, &o1);
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx again after drop");
+    {
+        /* A guest transaction's bookkeeping is bounded. */
+        int rr = 0;
+        unsigned int k;
+        for (k = 0; k < 5000 && rr != -ENOSPC; k++) {
+            snprintf(path, sizeof(path), "/local/domain/4/absent%u", k);
+            rr = xs_core_read(st, 4, &o1, t, path, &(char *){0},
+                              &(size_t){0});
+        }
+        is_int(rr, -ENOSPC, "reading too many nodes in one tx: ENOSPC");
+        is_int(k, XS_CORE_TX_MAX_NODES + 1, "after XS_CORE_TX_MAX_NODES");
+        is_int(xs_core_tx_end(st, 4, &o1, t, false), 0, "abort it");
+        xs_core_tx_start(st, 4, &o1, &t);
+        for (k = 0, rr = 0; k < 5000 && rr == 0; k++)
+            rr = xs_core_write(st, 4, &o1, t, "/local/domain/4/name", "x", 1);
+        is_int(rr, -ENOSPC, "too many writes in one tx: ENOSPC");
+    }
     xs_core_drop_owner(st, &o1);
     is_int(xs_core_release(st, 4), 0, "release");
     is_int(xs_core_nodes_owned(st, 4), 0, "release frees the domain's nodes");
