@@ -1141,6 +1141,12 @@ out:
     return r;
 }
 
+bool
+xs_core_tx_exists(struct xs_store *st, void *owner, uint32_t id)
+{
+    return tx_find(st, owner, id) != NULL;
+}
+
 void
 xs_core_drop_owner(struct xs_store *st, void *owner)
 {

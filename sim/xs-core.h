@@ -150,6 +150,9 @@ int xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
 int xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner,
                    uint32_t id, bool commit);
 
+/* Does `owner` have transaction `id` open? */
+bool xs_core_tx_exists(struct xs_store *st, void *owner, uint32_t id);
+
 /* Drop every watch and transaction of `owner` (RESET_WATCHES, disconnect). */
 void xs_core_drop_owner(struct xs_store *st, void *owner);
 

@@ -315,6 +315,39 @@ handle(struct xs_conn *c, const struct xs_wire_msg *rq)
     uint32_t domid;
     int n, r = 0;
 
+    /* The checks every request goes through first, in xenstored's order:
+     * known type, privilege, then the transaction named in the header
+     * (WATCH and UNWATCH ignore it). */
+    switch (rq->type) {
+    case XS_CONTROL: case XS_DIRECTORY: case XS_READ: case XS_GET_PERMS:
+    case XS_WATCH: case XS_UNWATCH: case XS_TRANSACTION_START:
+    case XS_TRANSACTION_END: case XS_INTRODUCE: case XS_RELEASE:
+    case XS_GET_DOMAIN_PATH: case XS_WRITE: case XS_MKDIR: case XS_RM:
+    case XS_SET_PERMS: case XS_IS_DOMAIN_INTRODUCED: case XS_RESUME:
+    case XS_SET_TARGET: case XS_RESET_WATCHES: case XS_DIRECTORY_PART:
+        break;
+    default:
+        /* Unknown, or one only the daemon sends (WATCH_EVENT, ERROR). */
+        reply_err(c, rq, ENOSYS);
+        return;
+    }
+    switch (rq->type) {
+    case XS_CONTROL: case XS_INTRODUCE: case XS_RELEASE:
+    case XS_IS_DOMAIN_INTRODUCED: case XS_RESUME: case XS_SET_TARGET:
+        if (c->domid != 0) {
+            reply_err(c, rq, EACCES);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    if (rq->type != XS_WATCH && rq->type != XS_UNWATCH && rq->tx_id != 0 &&
+        !xs_core_tx_exists(st, c, rq->tx_id)) {
+        reply_err(c, rq, ENOENT);
+        return;
+    }
+
     switch (rq->type) {
     case XS_READ:
     case XS_MKDIR:

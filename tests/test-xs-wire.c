@@ -461,6 +461,33 @@ test_raw(struct xs_handle *h)
     close(fd);
     ok(rd_is(h, XBT_NULL, "/c", "other"), "daemon fine after garbage");
 
+    /* Header checks in xenstored's order. */
+    fd = raw_connect(0);
+    {
+        struct xsd_sockmsg th = { .type = XS_READ, .req_id = 80,
+                                  .tx_id = 9999, .len = 7 };
+        (void)!write(fd, &th, sizeof(th));
+        (void)!write(fd, "/local", 7);
+        n = raw_recv(fd, &rh, buf, sizeof(buf));
+        ok(n > 0 && rh.type == XS_ERROR && rh.tx_id == 9999 &&
+           strcmp(buf, "ENOENT") == 0, "unknown transaction id: ENOENT");
+    }
+    close(fd);
+    fd = raw_connect(5);
+    raw_send(fd, XS_IS_DOMAIN_INTRODUCED, 81, 2, "5", 2);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && strcmp(buf, "EACCES") == 0,
+       "IS_DOMAIN_INTRODUCED is privileged: EACCES for a guest");
+    raw_send(fd, XS_CONTROL, 82, 5, "help", 5);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && strcmp(buf, "EACCES") == 0,
+       "CONTROL is privileged");
+    raw_send(fd, XS_GET_DOMAIN_PATH, 83, 2, "5", 2);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_GET_DOMAIN_PATH &&
+       strcmp(buf, "/local/domain/5") == 0, "GET_DOMAIN_PATH for a guest");
+    close(fd);
+
     /* RESET_WATCHES drops the connection's watches. */
     fd = raw_connect(0);
     raw_send(fd, XS_WATCH, 70, 8, "/rw\0tok", 8);
