@@ -1061,12 +1061,19 @@ xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
                  uint32_t *id)
 {
     struct xs_tx *t;
-    unsigned int open = 0;
+    unsigned int open = 0, dom_open = 0;
 
-    for (t = st->txs; t; t = t->next)
+    for (t = st->txs; t; t = t->next) {
         if (t->owner == owner)
             open++;
-    if (!privileged(domid) && open >= st->lim.transactions)
+        if (t->domid == domid)
+            dom_open++;
+    }
+    /* Each transaction holds a snapshot of the whole tree, so a domain
+     * opening many connections must not multiply them without bound. */
+    if (!privileged(domid) &&
+        (open >= st->lim.transactions ||
+         dom_open >= XS_CORE_TX_PER_DOMAIN * st->lim.transactions))
         return -ENOSPC;
     t = calloc(1, sizeof(*t));
     if (t == NULL)

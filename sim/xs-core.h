@@ -67,6 +67,11 @@ struct xs_core_limits {
  * stays bounded however long a guest keeps it open. */
 #define XS_CORE_TX_MAX_NODES 1024u
 
+/* A transaction holds a snapshot copy of the tree: an unprivileged domain
+ * may hold at most this many times its per-connection transaction quota
+ * open across all its connections (ENOSPC beyond). */
+#define XS_CORE_TX_PER_DOMAIN 4u
+
 /* Watch event delivery: `owner` is what was passed to xs_core_watch, `path`
  * the event path (already made relative for relative watches).  Called
  * synchronously from inside the modifying call; must not call back into the

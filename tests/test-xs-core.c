@@ -463,6 +463,19 @@ test_quotas(void)
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx 2");
     is_int(xs_core_tx_start(st, 4, &o1, &t), -ENOSPC, "tx quota: ENOSPC");
     xs_core_drop_owner(st, &o1);
+    {
+        /* Across connections: XS_CORE_TX_PER_DOMAIN x the per-conn quota. */
+        static char conns[16];
+        int got = 0;
+        for (int k = 0; k < 16; k++)
+            for (int j = 0; j < 2; j++)
+                if (xs_core_tx_start(st, 4, &conns[k], &t) == 0)
+                    got++;
+        is_int(got, XS_CORE_TX_PER_DOMAIN * lim.transactions,
+               "per-domain cap on open transactions across connections");
+        for (int k = 0; k < 16; k++)
+            xs_core_drop_owner(st, &conns[k]);
+    }
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx again after drop");
     {
         /* A guest transaction's bookkeeping is bounded. */
