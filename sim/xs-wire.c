@@ -36,6 +36,10 @@
 #define HDR_SIZE sizeof(struct xsd_sockmsg)
 /* Connections one unprivileged domain may hold open at once. */
 #define MAX_GUEST_CONNS 64
+/* Bytes of queued output at which a connection stops being read (and
+ * drops watch events): with the `outstanding` count this bounds a
+ * connection's memory however large its replies are. */
+#define MAX_QUEUED_BYTES (256u * 1024u)
 
 /* ======================================================================
  * Pure decoding
@@ -111,6 +115,7 @@ struct xs_conn {
     size_t inlen;
     struct outmsg *head, *tail;
     unsigned int nout;
+    size_t outbytes;
     bool reading;               /* EPOLLIN registered */
     bool writing;               /* EPOLLOUT registered */
     unsigned long dropped;      /* watch events dropped: queue full */
@@ -138,10 +143,18 @@ struct xs_server {
 
 static void conn_close(struct xs_conn *c);
 
+/* Room for more output (replies to new requests, watch events)? */
+static bool
+conn_has_room(const struct xs_conn *c)
+{
+    return c->nout < c->srv->lim.outstanding &&
+           c->outbytes < MAX_QUEUED_BYTES;
+}
+
 static void
 conn_update_events(struct xs_conn *c)
 {
-    bool want_in = c->nout < c->srv->lim.outstanding;
+    bool want_in = conn_has_room(c);
     bool want_out = c->head != NULL;
     uint32_t ev = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
 
@@ -182,6 +195,7 @@ queue_msg(struct xs_conn *c, uint32_t type, uint32_t req_id, uint32_t tx_id,
         c->head = m;
     c->tail = m;
     c->nout++;
+    c->outbytes += m->len;
     return 0;
 }
 
@@ -207,6 +221,7 @@ conn_flush(struct xs_conn *c)
         if (c->head == NULL)
             c->tail = NULL;
         c->nout--;
+        c->outbytes -= m->len;
         free(m);
     }
     return 0;
@@ -221,7 +236,7 @@ fire_event(void *opaque, void *owner, const char *path, const char *token)
     (void)opaque;
     if (c == NULL)
         return;
-    if (c->nout >= c->srv->lim.outstanding) {
+    if (!conn_has_room(c)) {
         if (c->dropped++ == 0)
             fprintf(stderr, "xbd-sim xenstore: domain %u does not read its "
                     "connection: dropping watch events\n", c->domid);
@@ -511,6 +526,7 @@ handle(struct xs_conn *c, const struct xs_wire_msg *rq)
                 c->tail = prev_tail;
                 while (m) {
                     struct outmsg *nx = m->next;
+                    c->outbytes -= m->len;
                     free(m);
                     c->nout--;
                     m = nx;
@@ -656,7 +672,7 @@ einval:
 static int
 conn_process(struct xs_conn *c)
 {
-    while (c->nout < c->srv->lim.outstanding) {
+    while (conn_has_room(c)) {
         struct xs_wire_msg rq;
         int n = xs_wire_decode(c->in, c->inlen, &rq);
         if (n < 0)
@@ -702,7 +718,7 @@ conn_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
         }
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (c->nout < c->srv->lim.outstanding) {
+        if (conn_has_room(c)) {
             ssize_t n = read(fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 conn_close(c);
@@ -719,9 +735,20 @@ conn_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
             return;
         }
     }
-    if (conn_flush(c) < 0) {
-        conn_close(c);
-        return;
+    /* Send what we can; if that made room, handle requests still waiting
+     * in the input buffer (no new EPOLLIN would announce them). */
+    for (;;) {
+        struct xs_wire_msg rq;
+        if (conn_flush(c) < 0) {
+            conn_close(c);
+            return;
+        }
+        if (!conn_has_room(c) || xs_wire_decode(c->in, c->inlen, &rq) == 0)
+            break;
+        if (conn_process(c) < 0) {
+            conn_close(c);
+            return;
+        }
     }
     conn_update_events(c);
     flush_others(c->srv, c);

@@ -461,6 +461,75 @@ test_raw(struct xs_handle *h)
     close(fd);
     ok(rd_is(h, XBT_NULL, "/c", "other"), "daemon fine after garbage");
 
+    /* Pipelining past the reply queue limit: the daemon pauses reading,
+     * then resumes as the client drains; every request gets its reply, in
+     * order. */
+    {
+        /* Large replies, so the queue limits are reached quickly. */
+        static char val[4000];
+        memset(val, 'v', sizeof(val));
+        xs_write(h, XBT_NULL, "/bigval", val, sizeof(val));
+    }
+    fd = raw_connect(0);
+    {
+        enum { NREQ = 5000 };
+        static unsigned char out[NREQ * 24];
+        size_t outlen = 0, outoff = 0, inlen = 0;
+        static unsigned char in[64 * 1024];
+        int replies = 0, inorder = 1;
+        for (int i = 0; i < NREQ; i++) {
+            struct xsd_sockmsg q = { .type = XS_READ, .req_id = (uint32_t)i,
+                                     .len = 8 };
+            memcpy(out + outlen, &q, sizeof(q));
+            memcpy(out + outlen + sizeof(q), "/bigval", 8);
+            outlen += sizeof(q) + 8;
+        }
+        /* Send all the socket takes before reading anything. */
+        for (;;) {
+            ssize_t w = send(fd, out + outoff, outlen - outoff,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            outoff += (size_t)w;
+        }
+        usleep(100000);   /* let the daemon fill its queue (not a check) */
+        while (replies < NREQ) {
+            struct pollfd pfd = { .fd = fd, .events = POLLIN |
+                                  (outoff < outlen ? POLLOUT : 0) };
+            if (poll(&pfd, 1, 5000) != 1)
+                break;
+            if (pfd.revents & POLLOUT) {
+                ssize_t w = send(fd, out + outoff, outlen - outoff,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w > 0)
+                    outoff += (size_t)w;
+            }
+            if (pfd.revents & POLLIN) {
+                ssize_t r = recv(fd, in + inlen, sizeof(in) - inlen,
+                                 MSG_DONTWAIT);
+                if (r <= 0)
+                    break;
+                inlen += (size_t)r;
+                while (inlen >= sizeof(rh)) {
+                    memcpy(&rh, in, sizeof(rh));
+                    if (inlen < sizeof(rh) + rh.len)
+                        break;
+                    if (rh.type != XS_READ || rh.req_id != (uint32_t)replies ||
+                        rh.len != 4000)
+                        inorder = 0;
+                    replies++;
+                    memmove(in, in + sizeof(rh) + rh.len,
+                            inlen - sizeof(rh) - rh.len);
+                    inlen -= sizeof(rh) + rh.len;
+                }
+            }
+        }
+        is_int(replies, NREQ, "5000 pipelined 4 KB reads: all answered");
+        ok(inorder, "replies complete and in request order");
+    }
+    close(fd);
+    xs_rm(h, XBT_NULL, "/bigval");
+
     /* Header checks in xenstored's order. */
     fd = raw_connect(0);
     {
