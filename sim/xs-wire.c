@@ -4,13 +4,19 @@
  * its identity.  Each connection reads one message at a time into a fixed
  * buffer (header + XENSTORE_PAYLOAD_MAX), hands it to the pure core
  * (xs-core.c) and queues the reply.  Memory per connection is bounded:
- *  - when the reply queue holds `outstanding` messages we stop reading
- *    requests from that connection (the kernel socket buffer then pushes
- *    back on the client) and resume once it drains;
+ *  - when the reply queue holds `outstanding` messages or MAX_QUEUED_BYTES
+ *    we stop reading requests from that connection (the kernel socket
+ *    buffer then pushes back on the client) and resume once it drains;
  *  - watch events for a connection whose queue is full are dropped and
  *    counted (xenstored drops events for a domain that does not read too).
  * A header announcing a payload over XENSTORE_PAYLOAD_MAX disconnects the
  * client, as xenstored does; an unknown message type gets ENOSYS.
+ *
+ * Lifetimes: a listener lives from xs_server_listen to xs_server_release
+ * or xs_server_free; a connection from accept to EOF/error, RELEASE of its
+ * domain, xs_server_release or xs_server_free.  Closing a connection drops
+ * its watches and transactions in the core (they are keyed by the
+ * connection pointer).  Everything runs on the loop thread.
  */
 #include <config.h>
 
