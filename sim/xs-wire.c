@@ -1081,7 +1081,9 @@ xs_server_release(struct xs_server *srv, uint32_t domid)
 
     if (domid == 0)
         return -EINVAL;
-    close_domain_conns(srv, domid);
+    /* Socket, then tree and @releaseDomain, then the connections last: a
+     * guest that sees its connection close can rely on the rest being
+     * done already. */
     for (struct xs_listener **pp = &srv->listeners; *pp;) {
         struct xs_listener *l = *pp;
         if (l->domid == domid) {
@@ -1092,6 +1094,7 @@ xs_server_release(struct xs_server *srv, uint32_t domid)
         }
     }
     r = xs_core_release(srv->store, domid);
+    close_domain_conns(srv, domid);
     flush_others(srv, NULL);
     return r;
 }

@@ -94,6 +94,20 @@ n=$(xs xenstore-ls /big | wc -l)
 [ "$n" -eq 300 ] || fail "xenstore-ls /big gave $n lines, want 300"
 xs xenstore-rm /big
 
+# ---- destroying a domain (xs_server_release) --------------------------------
+# (That the released domain's connections close is checked in test-xs-wire:
+# libxenstore's xs_read_watch does not return when its connection dies.)
+timeout 10 xenstore-watch -n 2 @releaseDomain >"$d/rel.out" &
+relw=$!
+cleanup_fn kill_wait $relw
+wait_for 10 grep -qx @releaseDomain "$d/rel.out" || fail "no initial @releaseDomain"
+kill -USR1 $testd
+wait $relw || fail "@releaseDomain watcher failed"
+[ "$(grep -cx @releaseDomain "$d/rel.out")" -eq 2 ] || fail "@releaseDomain did not fire"
+[ ! -e "$d/dom7.sock" ] || fail "guest 7's socket remains"
+if xs xenstore-exists /local/domain/7; then fail "/local/domain/7 remains"; fi
+[ "$(xs xenstore-read /local/domain/5/name)" = guest5 ] || fail "guest 5 harmed"
+
 kill -0 $testd || fail "xs-testd died"
 # A clean exit on SIGTERM (under ASan this also means: no leaks).
 kill $testd

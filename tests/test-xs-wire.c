@@ -624,6 +624,30 @@ main(void)
     test_domain_calls(h);
     test_big_directory(h);
     test_raw(h);
+    {
+        /* xs_server_release (xs-testd does it on SIGUSR1 for domain 7):
+         * the domain's connections close, its socket and tree go. */
+        struct xsd_sockmsg rh;
+        char buf[64], path[128];
+        struct stat sb;
+        unsigned int len;
+        char *v;
+        int fd = raw_connect(7);
+        raw_send(fd, XS_GET_DOMAIN_PATH, 90, 2, "7", 2);
+        ok(raw_recv(fd, &rh, buf, sizeof(buf)) > 0,
+           "guest 7 connected before its destruction");
+        kill(daemon_pid, SIGUSR1);
+        ok(raw_recv(fd, &rh, buf, sizeof(buf)) < 0,
+           "xs_server_release closes the domain's connection");
+        close(fd);
+        snprintf(path, sizeof(path), "%s/dom7.sock", dir);
+        ok(stat(path, &sb) < 0 && errno == ENOENT,
+           "and removes its socket");
+        errno = 0;
+        v = xs_read(h, XBT_NULL, "/local/domain/7/name", &len);
+        ok(v == NULL && errno == ENOENT, "and its tree");
+        free(v);
+    }
     xs_close(h);
     {
         int status = -1;
