@@ -505,6 +505,8 @@ record(struct ctx *c, const char *path, size_t pathlen,
         if (strncmp(t->acc[i].path, path, pathlen) == 0 &&
             t->acc[i].path[pathlen] == '\0')
             return 0;
+    if (!privileged(t->domid) && t->nacc >= XS_CORE_TX_MAX_NODES)
+        return -ENOSPC;
     if (t->nacc == t->capacc) {
         size_t cap = t->capacc ? t->capacc * 2 : 8;
         struct tx_access *a = realloc(t->acc, cap * sizeof(*a));
@@ -531,6 +533,8 @@ log_op(struct ctx *c, enum tx_op_type type, const char *path,
 
     if (t == NULL)
         return 0;
+    if (!privileged(t->domid) && t->nops >= XS_CORE_TX_MAX_NODES)
+        return -ENOSPC;
     if (t->nops == t->capops) {
         size_t cap = t->capops ? t->capops * 2 : 8;
         struct tx_op *o = realloc(t->ops, cap * sizeof(*o));
@@ -716,6 +720,23 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
                             (c->tx ? c->tx->created : 0);
         if (have + newnodes > st->lim.nodes)
             return -ENOSPC;
+    }
+
+    /* In a transaction, record every path about to be created as seen
+     * absent, so later accesses in the same transaction do not record the
+     * snapshot's new nodes as "seen"; all of it before creating anything,
+     * so a refused record leaves the snapshot untouched. */
+    if (c->tx != NULL) {
+        for (p = path + used + (path[used] == '/'); *p;) {
+            const char *e = strchr(p, '/');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            r = record(c, path, (size_t)(p + l - path), NULL);
+            if (r < 0)
+                return r;
+            p += l;
+            if (*p == '/')
+                p++;
+        }
     }
 
     parent = deep;
@@ -1040,12 +1061,19 @@ xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
                  uint32_t *id)
 {
     struct xs_tx *t;
-    unsigned int open = 0;
+    unsigned int open = 0, dom_open = 0;
 
-    for (t = st->txs; t; t = t->next)
+    for (t = st->txs; t; t = t->next) {
         if (t->owner == owner)
             open++;
-    if (!privileged(domid) && open >= st->lim.transactions)
+        if (t->domid == domid)
+            dom_open++;
+    }
+    /* Each transaction holds a snapshot of the whole tree, so a domain
+     * opening many connections must not multiply them without bound. */
+    if (!privileged(domid) &&
+        (open >= st->lim.transactions ||
+         dom_open >= XS_CORE_TX_PER_DOMAIN * st->lim.transactions))
         return -ENOSPC;
     t = calloc(1, sizeof(*t));
     if (t == NULL)
@@ -1088,10 +1116,18 @@ xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner, uint32_t id,
             goto out;
         }
     }
+    /* The node quota is shared with the domain's other connections, which
+     * may have created nodes meanwhile: check it before applying anything
+     * (conservatively: every creation counts, removals do not). */
+    if (!privileged(t->domid) &&
+        xs_core_nodes_owned(st, t->domid) + t->created > st->lim.nodes) {
+        r = -ENOSPC;
+        goto out;
+    }
     /* Replay on the live tree; watches fire here.  Nothing it touched
      * changed, so the permission checks that passed on the snapshot pass
-     * again; only a node quota shared with other connections of the same
-     * domain can still fail, leaving the ops before it applied. */
+     * again and the quota was checked above: only ENOMEM can stop the
+     * replay part way. */
     c.st = st;
     c.tx = NULL;
     c.root = st->root;
@@ -1110,6 +1146,12 @@ xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner, uint32_t id,
 out:
     tx_free(st, t);
     return r;
+}
+
+bool
+xs_core_tx_exists(struct xs_store *st, void *owner, uint32_t id)
+{
+    return tx_find(st, owner, id) != NULL;
 }
 
 void

@@ -61,6 +61,17 @@ struct xs_core_limits {
     unsigned int value_size;     /* bytes per value (XENSTORE_PAYLOAD_MAX) */
 };
 
+/* Distinct nodes an unprivileged transaction may look at, and
+ * modifications it may make, before it gets ENOSPC (cxenstored has the same
+ * kind of per-transaction quota): the bookkeeping of an open transaction
+ * stays bounded however long a guest keeps it open. */
+#define XS_CORE_TX_MAX_NODES 1024u
+
+/* A transaction holds a snapshot copy of the tree: an unprivileged domain
+ * may hold at most this many times its per-connection transaction quota
+ * open across all its connections (ENOSPC beyond). */
+#define XS_CORE_TX_PER_DOMAIN 4u
+
 /* Watch event delivery: `owner` is what was passed to xs_core_watch, `path`
  * the event path (already made relative for relative watches).  Called
  * synchronously from inside the modifying call; must not call back into the
@@ -143,6 +154,9 @@ int xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
  * is gone either way). */
 int xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner,
                    uint32_t id, bool commit);
+
+/* Does `owner` have transaction `id` open? */
+bool xs_core_tx_exists(struct xs_store *st, void *owner, uint32_t id);
 
 /* Drop every watch and transaction of `owner` (RESET_WATCHES, disconnect). */
 void xs_core_drop_owner(struct xs_store *st, void *owner);

@@ -9,6 +9,18 @@
  *
  * The host side of the sim (domains, grants, event channels) drives it
  * through the calls below; everything runs on the sim's single loop thread.
+ *
+ * The int-returning calls return 0 on success or a negative errno.
+ * Implementation: sim/xs-wire.c (transport), sim/xs-core.c (store).
+ *
+ * What a client meets besides the quotas below (see xs-wire.c):
+ *  - at most 64 simultaneous connections per guest domain (dom0: no cap);
+ *  - a connection whose queued replies reach `outstanding` messages or
+ *    256 KiB is not read until it drains, and watch events for it are
+ *    dropped meanwhile (logged once on stderr);
+ *  - a header announcing a payload over XENSTORE_PAYLOAD_MAX closes the
+ *    connection, as xenstored does; an unknown type gets ENOSYS;
+ *  - a closed connection's watches and transactions are dropped.
  */
 #ifndef XBD_SIM_XS_SERVER_H
 #define XBD_SIM_XS_SERVER_H

@@ -4,13 +4,19 @@
  * its identity.  Each connection reads one message at a time into a fixed
  * buffer (header + XENSTORE_PAYLOAD_MAX), hands it to the pure core
  * (xs-core.c) and queues the reply.  Memory per connection is bounded:
- *  - when the reply queue holds `outstanding` messages we stop reading
- *    requests from that connection (the kernel socket buffer then pushes
- *    back on the client) and resume once it drains;
+ *  - when the reply queue holds `outstanding` messages or MAX_QUEUED_BYTES
+ *    we stop reading requests from that connection (the kernel socket
+ *    buffer then pushes back on the client) and resume once it drains;
  *  - watch events for a connection whose queue is full are dropped and
  *    counted (xenstored drops events for a domain that does not read too).
  * A header announcing a payload over XENSTORE_PAYLOAD_MAX disconnects the
  * client, as xenstored does; an unknown message type gets ENOSYS.
+ *
+ * Lifetimes: a listener lives from xs_server_listen to xs_server_release
+ * or xs_server_free; a connection from accept to EOF/error, RELEASE of its
+ * domain, xs_server_release or xs_server_free.  Closing a connection drops
+ * its watches and transactions in the core (they are keyed by the
+ * connection pointer).  Everything runs on the loop thread.
  */
 #include <config.h>
 
@@ -35,7 +41,11 @@
 
 #define HDR_SIZE sizeof(struct xsd_sockmsg)
 /* Connections one unprivileged domain may hold open at once. */
-#define MAX_GUEST_CONNS 16
+#define MAX_GUEST_CONNS 64
+/* Bytes of queued output at which a connection stops being read (and
+ * drops watch events): with the `outstanding` count this bounds a
+ * connection's memory however large its replies are. */
+#define MAX_QUEUED_BYTES (256u * 1024u)
 
 /* ======================================================================
  * Pure decoding
@@ -111,6 +121,7 @@ struct xs_conn {
     size_t inlen;
     struct outmsg *head, *tail;
     unsigned int nout;
+    size_t outbytes;
     bool reading;               /* EPOLLIN registered */
     bool writing;               /* EPOLLOUT registered */
     unsigned long dropped;      /* watch events dropped: queue full */
@@ -138,10 +149,18 @@ struct xs_server {
 
 static void conn_close(struct xs_conn *c);
 
+/* Room for more output (replies to new requests, watch events)? */
+static bool
+conn_has_room(const struct xs_conn *c)
+{
+    return c->nout < c->srv->lim.outstanding &&
+           c->outbytes < MAX_QUEUED_BYTES;
+}
+
 static void
 conn_update_events(struct xs_conn *c)
 {
-    bool want_in = c->nout < c->srv->lim.outstanding;
+    bool want_in = conn_has_room(c);
     bool want_out = c->head != NULL;
     uint32_t ev = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
 
@@ -182,6 +201,7 @@ queue_msg(struct xs_conn *c, uint32_t type, uint32_t req_id, uint32_t tx_id,
         c->head = m;
     c->tail = m;
     c->nout++;
+    c->outbytes += m->len;
     return 0;
 }
 
@@ -207,6 +227,7 @@ conn_flush(struct xs_conn *c)
         if (c->head == NULL)
             c->tail = NULL;
         c->nout--;
+        c->outbytes -= m->len;
         free(m);
     }
     return 0;
@@ -221,7 +242,7 @@ fire_event(void *opaque, void *owner, const char *path, const char *token)
     (void)opaque;
     if (c == NULL)
         return;
-    if (c->nout >= c->srv->lim.outstanding) {
+    if (!conn_has_room(c)) {
         if (c->dropped++ == 0)
             fprintf(stderr, "xbd-sim xenstore: domain %u does not read its "
                     "connection: dropping watch events\n", c->domid);
@@ -303,315 +324,476 @@ onearg(const struct xs_wire_msg *rq)
 
 static void close_domain_conns(struct xs_server *srv, uint32_t domid);
 
+/* Request handlers, one per message type, dispatched through wire_ops[].
+ * A handler queues its own reply on success and returns 0, or returns a
+ * negative errno, which the dispatcher sends as an XS_ERROR reply. */
+typedef int wire_fn(struct xs_conn *c, const struct xs_wire_msg *rq);
+
+/* The one path argument of READ, MKDIR, RM, DIRECTORY, GET_PERMS, made
+ * absolute. */
+static int
+onepath(struct xs_conn *c, const struct xs_wire_msg *rq,
+        char abs[XENSTORE_ABS_PATH_MAX + 1])
+{
+    const char *arg = onearg(rq);
+    bool rel;
+
+    if (arg == NULL)
+        return -EINVAL;
+    return xs_core_canonical(c->domid, arg, false, abs,
+                             XENSTORE_ABS_PATH_MAX + 1, &rel);
+}
+
+static int
+do_read(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1], *buf;
+    size_t len;
+    int r = onepath(c, rq, abs);
+
+    if (r == 0)
+        r = xs_core_read(c->srv->store, c->domid, c, rq->tx_id, abs, &buf,
+                         &len);
+    if (r == 0) {
+        reply(c, rq, buf, len);
+        free(buf);
+    }
+    return r;
+}
+
+static int
+do_mkdir(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1];
+    int r = onepath(c, rq, abs);
+
+    if (r == 0)
+        r = xs_core_mkdir(c->srv->store, c->domid, c, rq->tx_id, abs);
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+static int
+do_rm(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1];
+    int r = onepath(c, rq, abs);
+
+    if (r == 0)
+        r = xs_core_rm(c->srv->store, c->domid, c, rq->tx_id, abs);
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+static int
+do_directory(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1], *buf;
+    size_t len;
+    int r = onepath(c, rq, abs);
+
+    if (r == 0)
+        r = xs_core_directory(c->srv->store, c->domid, c, rq->tx_id, abs,
+                              &buf, &len, NULL);
+    if (r < 0)
+        return r;
+    /* Too long for one reply: E2BIG makes libxenstore fall back to
+     * DIRECTORY_PART. */
+    if (len > XENSTORE_PAYLOAD_MAX)
+        r = -E2BIG;
+    else
+        reply(c, rq, buf, len);
+    free(buf);
+    return r;
+}
+
+/* <path>|<offset>| -> <generation>|<names from offset>|*, with one more
+ * empty string when the list ends inside this reply (that is how
+ * libxenstore knows it has everything). */
+static int
+do_directory_part(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1], out[XENSTORE_PAYLOAD_MAX], *buf;
+    const char *argv[2], *rest;
+    size_t restlen, len, used, o;
+    uint64_t gen;
+    uint32_t off;
+    bool rel;
+    int n, r;
+
+    n = xs_wire_args(rq->payload, rq->len, argv, 2, &rest, &restlen);
+    if (n != 2 || restlen != 0 || parse_uint(argv[1], 0xFFFFFFFFu, &off) < 0)
+        return -EINVAL;
+    r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs), &rel);
+    if (r == 0)
+        r = xs_core_directory(c->srv->store, c->domid, c, rq->tx_id, abs,
+                              &buf, &len, &gen);
+    if (r < 0)
+        return r;
+    if (off > len) {
+        free(buf);
+        return -EINVAL;
+    }
+    used = (size_t)snprintf(out, sizeof(out), "%llu",
+                            (unsigned long long)gen) + 1;
+    /* Whole names from `off` while they fit, keeping one byte for the
+     * empty string that marks the end of the list. */
+    for (o = off; o < len;) {
+        size_t l = strlen(buf + o) + 1;
+        if (used + l + 1 > sizeof(out))
+            break;
+        memcpy(out + used, buf + o, l);
+        used += l;
+        o += l;
+    }
+    if (o == len)
+        out[used++] = '\0';
+    free(buf);
+    reply(c, rq, out, used);
+    return 0;
+}
+
+static int
+do_get_perms(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1], out[XENSTORE_PAYLOAD_MAX];
+    struct xs_core_perm *perms;
+    size_t np, off = 0;
+    int r = onepath(c, rq, abs);
+
+    if (r == 0)
+        r = xs_core_get_perms(c->srv->store, c->domid, c, rq->tx_id, abs,
+                              &perms, &np);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < np && r == 0; i++) {
+        char one[16];
+        size_t l;
+        xs_core_perm_format(&perms[i], one);
+        l = strlen(one) + 1;
+        if (off + l > sizeof(out)) {
+            r = -E2BIG;
+        } else {
+            memcpy(out + off, one, l);
+            off += l;
+        }
+    }
+    free(perms);
+    if (r == 0)
+        reply(c, rq, out, off);
+    return r;
+}
+
+/* <path>|<value|> : the value is everything after the first NUL. */
+static int
+do_write(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    char abs[XENSTORE_ABS_PATH_MAX + 1];
+    const char *argv[1];
+    size_t len;
+    bool rel;
+    int r;
+
+    if (xs_wire_args(rq->payload, rq->len, argv, 1, NULL, NULL) < 1)
+        return -EINVAL;
+    len = strlen(argv[0]) + 1;
+    r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs), &rel);
+    if (r == 0)
+        r = xs_core_write(c->srv->store, c->domid, c, rq->tx_id, abs,
+                          rq->payload + len, rq->len - len);
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+/* <path>|<perm>|+ */
+static int
+do_set_perms(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    /* Each valid entry takes at least 3 bytes ("r0" and its NUL). */
+    struct xs_core_perm perms[XENSTORE_PAYLOAD_MAX / 3 + 1];
+    char abs[XENSTORE_ABS_PATH_MAX + 1];
+    const char *argv[1], *p;
+    size_t np = 0;
+    bool rel;
+    int r;
+
+    if (rq->len == 0 || rq->payload[rq->len - 1] != '\0' ||
+        xs_wire_args(rq->payload, rq->len, argv, 1, NULL, NULL) < 2)
+        return -EINVAL;
+    r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs), &rel);
+    if (r < 0)
+        return r;
+    for (p = argv[0] + strlen(argv[0]) + 1; p < rq->payload + rq->len;
+         p += strlen(p) + 1) {
+        if (xs_core_perm_parse(p, &perms[np]) < 0)
+            return -EINVAL;
+        np++;
+    }
+    r = xs_core_set_perms(c->srv->store, c->domid, c, rq->tx_id, abs, perms,
+                          np);
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+/* <wpath>|<token>|? : the OK goes out before the initial event, so it is
+ * queued first and taken back if the watch is refused. */
+static int
+do_watch(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *argv[2];
+    struct outmsg *prev_tail = c->tail, *m;
+    int r;
+
+    if (xs_wire_args(rq->payload, rq->len, argv, 2, NULL, NULL) < 2)
+        return -EINVAL;
+    reply_ok(c, rq);
+    r = xs_core_watch(c->srv->store, c->domid, c, argv[0], argv[1]);
+    if (r < 0) {
+        m = prev_tail ? prev_tail->next : c->head;
+        if (prev_tail)
+            prev_tail->next = NULL;
+        else
+            c->head = NULL;
+        c->tail = prev_tail;
+        while (m) {
+            struct outmsg *nx = m->next;
+            c->outbytes -= m->len;
+            c->nout--;
+            free(m);
+            m = nx;
+        }
+    }
+    return r;
+}
+
+static int
+do_unwatch(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *argv[2];
+    int r;
+
+    if (xs_wire_args(rq->payload, rq->len, argv, 2, NULL, NULL) < 2)
+        return -EINVAL;
+    r = xs_core_unwatch(c->srv->store, c->domid, c, argv[0], argv[1]);
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+static int
+do_transaction_start(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    uint32_t id;
+    char out[16];
+    int r;
+
+    if (rq->tx_id != 0)
+        return -EBUSY;
+    r = xs_core_tx_start(c->srv->store, c->domid, c, &id);
+    if (r == 0) {
+        snprintf(out, sizeof(out), "%u", id);
+        reply(c, rq, out, strlen(out) + 1);
+    }
+    return r;
+}
+
+/* T| commits, F| aborts. */
+static int
+do_transaction_end(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *arg = onearg(rq);
+    int r;
+
+    if (arg == NULL || (strcmp(arg, "T") != 0 && strcmp(arg, "F") != 0))
+        return -EINVAL;
+    r = xs_core_tx_end(c->srv->store, c->domid, c, rq->tx_id, arg[0] == 'T');
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+static int
+do_get_domain_path(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *arg = onearg(rq);
+    uint32_t domid;
+    char out[32];
+
+    if (arg == NULL || parse_domid(arg, &domid) < 0)
+        return -EINVAL;
+    snprintf(out, sizeof(out), "/local/domain/%u", domid);
+    reply(c, rq, out, strlen(out) + 1);
+    return 0;
+}
+
+static int
+do_is_domain_introduced(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *arg = onearg(rq);
+    uint32_t domid;
+
+    if (arg == NULL || parse_domid(arg, &domid) < 0)
+        return -EINVAL;
+    reply(c, rq, xs_core_is_introduced(c->srv->store, domid) ? "T" : "F", 2);
+    return 0;
+}
+
+/* <domid>|<mfn>|<evtchn>|? : in the sim there is no ring to map; the
+ * domain's socket already exists (xs_server_listen), so this only marks
+ * it introduced and fires @introduceDomain. */
+static int
+do_introduce(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    struct xs_store *st = c->srv->store;
+    const char *argv[3];
+    uint32_t domid;
+    int r = 0;
+
+    if (xs_wire_args(rq->payload, rq->len, argv, 3, NULL, NULL) < 3 ||
+        parse_domid(argv[0], &domid) < 0 || domid == 0 || domid >= 0x7FF0)
+        return -EINVAL;
+    if (!xs_core_is_introduced(st, domid)) {
+        r = xs_core_mark_introduced(st, domid, true);
+        if (r == 0)
+            xs_core_fire_special(st, "@introduceDomain");
+    }
+    if (r == 0)
+        reply_ok(c, rq);
+    return r;
+}
+
+/* Disconnect the domain (its socket stays: the toolstack's
+ * xs_server_release removes that with the domain) and fire
+ * @releaseDomain. */
+static int
+do_release(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    struct xs_store *st = c->srv->store;
+    const char *arg = onearg(rq);
+    uint32_t domid;
+
+    if (arg == NULL || parse_domid(arg, &domid) < 0 || domid == 0)
+        return -EINVAL;
+    if (!xs_core_is_introduced(st, domid))
+        return -ENOENT;
+    close_domain_conns(c->srv, domid);
+    xs_core_mark_introduced(st, domid, false);
+    xs_core_fire_special(st, "@releaseDomain");
+    reply_ok(c, rq);
+    return 0;
+}
+
+/* Nothing to re-arm in the sim: accepted for an introduced domain. */
+static int
+do_resume(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    const char *arg = onearg(rq);
+    uint32_t domid;
+
+    if (arg == NULL || parse_domid(arg, &domid) < 0 || domid == 0)
+        return -EINVAL;
+    if (!xs_core_is_introduced(c->srv->store, domid))
+        return -ENOENT;
+    reply_ok(c, rq);
+    return 0;
+}
+
+static int
+do_set_target(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    (void)c;
+    (void)rq;
+    return -ENOSYS;      /* stub domains do not exist in the sim */
+}
+
+static int
+do_reset_watches(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    xs_core_drop_owner(c->srv->store, c);
+    reply_ok(c, rq);
+    return 0;
+}
+
+/* help|  and  print|<string>|  */
+static int
+do_control(struct xs_conn *c, const struct xs_wire_msg *rq)
+{
+    static const char help[] = "Supported commands:\nhelp\nprint\n";
+    const char *argv[2];
+    int n = xs_wire_args(rq->payload, rq->len, argv, 2, NULL, NULL);
+
+    if (n >= 1 && strcmp(argv[0], "help") == 0) {
+        reply(c, rq, help, sizeof(help));
+        return 0;
+    }
+    if (n >= 2 && strcmp(argv[0], "print") == 0) {
+        fprintf(stderr, "xbd-sim xenstore: %s\n", argv[1]);
+        reply_ok(c, rq);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+#define OP_PRIV  1u   /* dom0 only: EACCES for guests */
+#define OP_NOTID 2u   /* the header's tx_id is ignored */
+
+static const struct wire_op {
+    wire_fn *fn;
+    unsigned int flags;
+} wire_ops[XS_TYPE_COUNT] = {
+    [XS_CONTROL]              = { do_control,              OP_PRIV },
+    [XS_DIRECTORY]            = { do_directory,            0 },
+    [XS_READ]                 = { do_read,                 0 },
+    [XS_GET_PERMS]            = { do_get_perms,            0 },
+    [XS_WATCH]                = { do_watch,                OP_NOTID },
+    [XS_UNWATCH]              = { do_unwatch,              OP_NOTID },
+    [XS_TRANSACTION_START]    = { do_transaction_start,    0 },
+    [XS_TRANSACTION_END]      = { do_transaction_end,      0 },
+    [XS_INTRODUCE]            = { do_introduce,            OP_PRIV },
+    [XS_RELEASE]              = { do_release,              OP_PRIV },
+    [XS_GET_DOMAIN_PATH]      = { do_get_domain_path,      0 },
+    [XS_WRITE]                = { do_write,                0 },
+    [XS_MKDIR]                = { do_mkdir,                0 },
+    [XS_RM]                   = { do_rm,                   0 },
+    [XS_SET_PERMS]            = { do_set_perms,            0 },
+    [XS_IS_DOMAIN_INTRODUCED] = { do_is_domain_introduced, OP_PRIV },
+    [XS_RESUME]               = { do_resume,               OP_PRIV },
+    [XS_SET_TARGET]           = { do_set_target,           OP_PRIV },
+    [XS_RESET_WATCHES]        = { do_reset_watches,        0 },
+    [XS_DIRECTORY_PART]       = { do_directory_part,       0 },
+    /* XS_WATCH_EVENT and XS_ERROR are only sent by the daemon. */
+};
+
+/* The checks every request goes through, in xenstored's order: a known
+ * type (else ENOSYS), privilege (EACCES), the transaction named in the
+ * header (ENOENT), then the handler. */
 static void
 handle(struct xs_conn *c, const struct xs_wire_msg *rq)
 {
-    struct xs_store *st = c->srv->store;
-    char abs[XENSTORE_ABS_PATH_MAX + 1];
-    const char *argv[8], *arg, *rest;
-    size_t restlen, len;
-    char *buf;
-    bool rel;
-    uint32_t domid;
-    int n, r = 0;
+    const struct wire_op *op;
+    int r;
 
-    switch (rq->type) {
-    case XS_READ:
-    case XS_MKDIR:
-    case XS_RM:
-    case XS_DIRECTORY:
-    case XS_GET_PERMS:
-        arg = onearg(rq);
-        if (arg == NULL)
-            goto einval;
-        r = xs_core_canonical(c->domid, arg, false, abs, sizeof(abs), &rel);
-        if (r < 0)
-            break;
-        if (rq->type == XS_READ) {
-            r = xs_core_read(st, c->domid, c, rq->tx_id, abs, &buf, &len);
-            if (r == 0) {
-                reply(c, rq, buf, len);
-                free(buf);
-            }
-        } else if (rq->type == XS_MKDIR) {
-            r = xs_core_mkdir(st, c->domid, c, rq->tx_id, abs);
-            if (r == 0)
-                reply_ok(c, rq);
-        } else if (rq->type == XS_RM) {
-            r = xs_core_rm(st, c->domid, c, rq->tx_id, abs);
-            if (r == 0)
-                reply_ok(c, rq);
-        } else if (rq->type == XS_DIRECTORY) {
-            r = xs_core_directory(st, c->domid, c, rq->tx_id, abs, &buf, &len,
-                                  NULL);
-            if (r == 0) {
-                /* Too long for one reply: E2BIG makes libxenstore fall
-                 * back to DIRECTORY_PART. */
-                if (len > XENSTORE_PAYLOAD_MAX)
-                    r = -E2BIG;
-                else
-                    reply(c, rq, buf, len);
-                free(buf);
-            }
-        } else {
-            struct xs_core_perm *perms;
-            size_t np;
-            r = xs_core_get_perms(st, c->domid, c, rq->tx_id, abs, &perms,
-                                  &np);
-            if (r == 0) {
-                char out[XENSTORE_PAYLOAD_MAX];
-                size_t off = 0;
-                for (size_t i = 0; i < np && r == 0; i++) {
-                    char one[16];
-                    xs_core_perm_format(&perms[i], one);
-                    if (off + strlen(one) + 1 > sizeof(out))
-                        r = -E2BIG;
-                    else {
-                        memcpy(out + off, one, strlen(one) + 1);
-                        off += strlen(one) + 1;
-                    }
-                }
-                free(perms);
-                if (r == 0)
-                    reply(c, rq, out, off);
-            }
-        }
-        break;
-
-    case XS_WRITE:
-        n = xs_wire_args(rq->payload, rq->len, argv, 1, NULL, NULL);
-        if (n < 1)
-            goto einval;
-        len = strlen(argv[0]) + 1;
-        r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs),
-                              &rel);
-        if (r == 0)
-            r = xs_core_write(st, c->domid, c, rq->tx_id, abs,
-                              rq->payload + len, rq->len - len);
-        if (r == 0)
-            reply_ok(c, rq);
-        break;
-
-    case XS_DIRECTORY_PART: {
-        uint32_t off;
-        uint64_t gen;
-        char out[XENSTORE_PAYLOAD_MAX];
-        size_t used, o;
-
-        n = xs_wire_args(rq->payload, rq->len, argv, 2, &rest, &restlen);
-        if (n != 2 || restlen != 0 || parse_uint(argv[1], 0xFFFFFFFFu, &off) < 0)
-            goto einval;
-        r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs),
-                              &rel);
-        if (r == 0)
-            r = xs_core_directory(st, c->domid, c, rq->tx_id, abs, &buf,
-                                  &len, &gen);
-        if (r < 0)
-            break;
-        if (off > len) {
-            free(buf);
-            goto einval;
-        }
-        used = (size_t)snprintf(out, sizeof(out), "%llu",
-                                (unsigned long long)gen) + 1;
-        /* Whole names from `off` while they fit, keeping one byte for the
-         * empty string that marks the end of the list. */
-        o = off;
-        while (o < len) {
-            size_t l = strlen(buf + o) + 1;
-            if (used + l + 1 > sizeof(out))
-                break;
-            memcpy(out + used, buf + o, l);
-            used += l;
-            o += l;
-        }
-        if (o == len)
-            out[used++] = '\0';
-        free(buf);
-        reply(c, rq, out, used);
-        break;
+    if (rq->type >= XS_TYPE_COUNT || wire_ops[rq->type].fn == NULL) {
+        reply_err(c, rq, ENOSYS);
+        return;
     }
-
-    case XS_SET_PERMS: {
-        struct xs_core_perm perms[XENSTORE_PAYLOAD_MAX / 2];
-        const char *p;
-        size_t np = 0;
-
-        if (rq->len == 0 || rq->payload[rq->len - 1] != '\0')
-            goto einval;
-        n = xs_wire_args(rq->payload, rq->len, argv, 1, NULL, NULL);
-        if (n < 2)
-            goto einval;
-        r = xs_core_canonical(c->domid, argv[0], false, abs, sizeof(abs),
-                              &rel);
-        if (r < 0)
-            break;
-        for (p = argv[0] + strlen(argv[0]) + 1;
-             p < rq->payload + rq->len; p += strlen(p) + 1) {
-            if (xs_core_perm_parse(p, &perms[np]) < 0)
-                goto einval;
-            np++;
-        }
-        r = xs_core_set_perms(st, c->domid, c, rq->tx_id, abs, perms, np);
-        if (r == 0)
-            reply_ok(c, rq);
-        break;
+    op = &wire_ops[rq->type];
+    if ((op->flags & OP_PRIV) && c->domid != 0) {
+        reply_err(c, rq, EACCES);
+        return;
     }
-
-    case XS_WATCH:
-    case XS_UNWATCH:
-        n = xs_wire_args(rq->payload, rq->len, argv, 2, NULL, NULL);
-        if (n < 2)
-            goto einval;
-        if (rq->type == XS_WATCH) {
-            /* The OK goes out before the initial event: queue it first
-             * and take it back if the watch is refused. */
-            struct outmsg *prev_tail = c->tail;
-            reply_ok(c, rq);
-            r = xs_core_watch(st, c->domid, c, argv[0], argv[1]);
-            if (r < 0) {
-                struct outmsg *m = prev_tail ? prev_tail->next : c->head;
-                if (prev_tail)
-                    prev_tail->next = NULL;
-                else
-                    c->head = NULL;
-                c->tail = prev_tail;
-                while (m) {
-                    struct outmsg *nx = m->next;
-                    free(m);
-                    c->nout--;
-                    m = nx;
-                }
-            }
-        } else {
-            r = xs_core_unwatch(st, c->domid, c, argv[0], argv[1]);
-            if (r == 0)
-                reply_ok(c, rq);
-        }
-        break;
-
-    case XS_TRANSACTION_START: {
-        uint32_t id;
-        char out[16];
-
-        if (rq->tx_id != 0) {
-            r = -EBUSY;
-            break;
-        }
-        r = xs_core_tx_start(st, c->domid, c, &id);
-        if (r == 0) {
-            snprintf(out, sizeof(out), "%u", id);
-            reply(c, rq, out, strlen(out) + 1);
-        }
-        break;
+    if (!(op->flags & OP_NOTID) && rq->tx_id != 0 &&
+        !xs_core_tx_exists(c->srv->store, c, rq->tx_id)) {
+        reply_err(c, rq, ENOENT);
+        return;
     }
-
-    case XS_TRANSACTION_END:
-        arg = onearg(rq);
-        if (arg == NULL || (strcmp(arg, "T") != 0 && strcmp(arg, "F") != 0))
-            goto einval;
-        r = xs_core_tx_end(st, c->domid, c, rq->tx_id, arg[0] == 'T');
-        if (r == 0)
-            reply_ok(c, rq);
-        break;
-
-    case XS_GET_DOMAIN_PATH: {
-        char out[32];
-
-        arg = onearg(rq);
-        if (arg == NULL || parse_domid(arg, &domid) < 0)
-            goto einval;
-        snprintf(out, sizeof(out), "/local/domain/%u", domid);
-        reply(c, rq, out, strlen(out) + 1);
-        break;
-    }
-
-    case XS_IS_DOMAIN_INTRODUCED:
-        arg = onearg(rq);
-        if (arg == NULL || parse_domid(arg, &domid) < 0)
-            goto einval;
-        reply(c, rq, xs_core_is_introduced(st, domid) ? "T" : "F", 2);
-        break;
-
-    case XS_INTRODUCE:
-        if (c->domid != 0) {
-            r = -EACCES;
-            break;
-        }
-        n = xs_wire_args(rq->payload, rq->len, argv, 3, NULL, NULL);
-        if (n < 3 || parse_domid(argv[0], &domid) < 0 || domid == 0 ||
-            domid >= 0x7FF0)
-            goto einval;
-        if (!xs_core_is_introduced(st, domid)) {
-            r = xs_core_mark_introduced(st, domid, true);
-            if (r == 0)
-                xs_core_fire_special(st, "@introduceDomain");
-        }
-        if (r == 0)
-            reply_ok(c, rq);
-        break;
-
-    case XS_RELEASE:
-    case XS_RESUME:
-        if (c->domid != 0) {
-            r = -EACCES;
-            break;
-        }
-        arg = onearg(rq);
-        if (arg == NULL || parse_domid(arg, &domid) < 0 || domid == 0)
-            goto einval;
-        if (!xs_core_is_introduced(st, domid)) {
-            r = -ENOENT;
-            break;
-        }
-        if (rq->type == XS_RELEASE) {
-            /* Disconnect the domain (its socket stays: the toolstack's
-             * xs_server_release removes that with the domain). */
-            close_domain_conns(c->srv, domid);
-            xs_core_mark_introduced(st, domid, false);
-            xs_core_fire_special(st, "@releaseDomain");
-        }
-        reply_ok(c, rq);
-        break;
-
-    case XS_RESET_WATCHES:
-        xs_core_drop_owner(st, c);
-        reply_ok(c, rq);
-        break;
-
-    case XS_CONTROL:
-        if (c->domid != 0) {
-            r = -EACCES;
-            break;
-        }
-        n = xs_wire_args(rq->payload, rq->len, argv, 2, NULL, NULL);
-        if (n < 1)
-            goto einval;
-        if (strcmp(argv[0], "help") == 0) {
-            static const char help[] = "Supported commands:\nhelp\nprint\n";
-            reply(c, rq, help, sizeof(help));
-        } else if (strcmp(argv[0], "print") == 0 && n >= 2) {
-            fprintf(stderr, "xbd-sim xenstore: %s\n", argv[1]);
-            reply_ok(c, rq);
-        } else {
-            goto einval;
-        }
-        break;
-
-    case XS_SET_TARGET:
-        r = c->domid != 0 ? -EACCES : -ENOSYS;
-        break;
-
-    default:
-        /* Unknown type, or one only the daemon sends (WATCH_EVENT, ERROR). */
-        r = -ENOSYS;
-        break;
-    }
+    r = op->fn(c, rq);
     if (r < 0)
         reply_err(c, rq, r);
-    return;
-einval:
-    reply_err(c, rq, EINVAL);
 }
 
 /* ======================================================================
@@ -623,7 +805,7 @@ einval:
 static int
 conn_process(struct xs_conn *c)
 {
-    while (c->nout < c->srv->lim.outstanding) {
+    while (conn_has_room(c)) {
         struct xs_wire_msg rq;
         int n = xs_wire_decode(c->in, c->inlen, &rq);
         if (n < 0)
@@ -669,7 +851,7 @@ conn_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
         }
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (c->nout < c->srv->lim.outstanding) {
+        if (conn_has_room(c)) {
             ssize_t n = read(fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 conn_close(c);
@@ -686,9 +868,20 @@ conn_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
             return;
         }
     }
-    if (conn_flush(c) < 0) {
-        conn_close(c);
-        return;
+    /* Send what we can; if that made room, handle requests still waiting
+     * in the input buffer (no new EPOLLIN would announce them). */
+    for (;;) {
+        struct xs_wire_msg rq;
+        if (conn_flush(c) < 0) {
+            conn_close(c);
+            return;
+        }
+        if (!conn_has_room(c) || xs_wire_decode(c->in, c->inlen, &rq) == 0)
+            break;
+        if (conn_process(c) < 0) {
+            conn_close(c);
+            return;
+        }
     }
     conn_update_events(c);
     flush_others(c->srv, c);
@@ -888,7 +1081,9 @@ xs_server_release(struct xs_server *srv, uint32_t domid)
 
     if (domid == 0)
         return -EINVAL;
-    close_domain_conns(srv, domid);
+    /* Socket, then tree and @releaseDomain, then the connections last: a
+     * guest that sees its connection close can rely on the rest being
+     * done already. */
     for (struct xs_listener **pp = &srv->listeners; *pp;) {
         struct xs_listener *l = *pp;
         if (l->domid == domid) {
@@ -899,6 +1094,7 @@ xs_server_release(struct xs_server *srv, uint32_t domid)
         }
     }
     r = xs_core_release(srv->store, domid);
+    close_domain_conns(srv, domid);
     flush_others(srv, NULL);
     return r;
 }

@@ -362,6 +362,16 @@ test_transactions(struct xs_store *st)
     is_int(xs_core_tx_end(st, 0, &o0, t1, true), -ENOENT,
            "ended tx is gone");
 
+    /* Several creations under one new parent in one tx. */
+    xs_core_tx_start(st, 0, &o0, &t1);
+    xs_core_write(st, 0, &o0, t1, "/m/a", "1", 1);
+    xs_core_write(st, 0, &o0, t1, "/m/b", "2", 1);
+    rd(st, 0, t1, &o0, "/m", buf, sizeof(buf));
+    is_int(xs_core_tx_end(st, 0, &o0, t1, true), 0,
+           "tx creating a parent and two children commits");
+    is_int(rd(st, 0, 0, NULL, "/m/b", buf, sizeof(buf)), 0, "both applied");
+    xs_core_rm(st, 0, NULL, 0, "/m");
+
     /* A guest transaction still obeys permissions. */
     xs_core_tx_start(st, 1, &o2, &t1);
     is_int(xs_core_write(st, 1, &o2, t1, "/local/domain/2/x", "e", 1),
@@ -416,11 +426,74 @@ test_quotas(void)
     }
     is_int(r, -E2BIG, "watch quota: E2BIG");
     is_int(xs_core_watch_count(st, &o1), 3, "three watches held");
+    {
+        /* Node quota at commit: two transactions of the same domain, in
+         * different directories (no conflict), that each fit alone but not
+         * together. */
+        uint32_t ta, tb;
+        unsigned int room;
+        for (i = 2; i <= 4; i++) {
+            snprintf(path, sizeof(path), "/local/domain/4/n%d", i);
+            xs_core_rm(st, 4, NULL, 0, path);
+        }
+        xs_core_rm(st, 4, NULL, 0, "/local/domain/4/again");
+        xs_core_mkdir(st, 0, NULL, 0, "/local/domain/4/pa");
+        xs_core_mkdir(st, 0, NULL, 0, "/local/domain/4/pb");
+        room = lim.nodes - xs_core_nodes_owned(st, 4);
+        is_int(room, 2, "room for two nodes");
+        xs_core_tx_start(st, 4, &o2, &ta);
+        xs_core_tx_start(st, 4, &o3, &tb);
+        for (unsigned int k = 0; k < room; k++) {
+            snprintf(path, sizeof(path), "/local/domain/4/pa/x%u", k);
+            xs_core_write(st, 4, &o2, ta, path, "", 0);
+            snprintf(path, sizeof(path), "/local/domain/4/pb/y%u", k);
+            xs_core_write(st, 4, &o3, tb, path, "", 0);
+        }
+        is_int(xs_core_tx_end(st, 4, &o2, ta, true), 0,
+               "first tx within the quota commits");
+        is_int(xs_core_tx_end(st, 4, &o3, tb, true), -ENOSPC,
+               "second tx would exceed the quota: ENOSPC at commit");
+        is_int(xs_core_read(st, 0, NULL, 0, "/local/domain/4/pb/y0",
+                            &(char *){0}, &(size_t){0}), -ENOENT,
+               "nothing of the refused tx applied");
+        xs_core_rm(st, 0, NULL, 0, "/local/domain/4/pa");
+        xs_core_rm(st, 0, NULL, 0, "/local/domain/4/pb");
+    }
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx 1");
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx 2");
     is_int(xs_core_tx_start(st, 4, &o1, &t), -ENOSPC, "tx quota: ENOSPC");
     xs_core_drop_owner(st, &o1);
+    {
+        /* Across connections: XS_CORE_TX_PER_DOMAIN x the per-conn quota. */
+        static char conns[16];
+        int got = 0;
+        for (int k = 0; k < 16; k++)
+            for (int j = 0; j < 2; j++)
+                if (xs_core_tx_start(st, 4, &conns[k], &t) == 0)
+                    got++;
+        is_int(got, XS_CORE_TX_PER_DOMAIN * lim.transactions,
+               "per-domain cap on open transactions across connections");
+        for (int k = 0; k < 16; k++)
+            xs_core_drop_owner(st, &conns[k]);
+    }
     is_int(xs_core_tx_start(st, 4, &o1, &t), 0, "tx again after drop");
+    {
+        /* A guest transaction's bookkeeping is bounded. */
+        int rr = 0;
+        unsigned int k;
+        for (k = 0; k < 5000 && rr != -ENOSPC; k++) {
+            snprintf(path, sizeof(path), "/local/domain/4/absent%u", k);
+            rr = xs_core_read(st, 4, &o1, t, path, &(char *){0},
+                              &(size_t){0});
+        }
+        is_int(rr, -ENOSPC, "reading too many nodes in one tx: ENOSPC");
+        is_int(k, XS_CORE_TX_MAX_NODES + 1, "after XS_CORE_TX_MAX_NODES");
+        is_int(xs_core_tx_end(st, 4, &o1, t, false), 0, "abort it");
+        xs_core_tx_start(st, 4, &o1, &t);
+        for (k = 0, rr = 0; k < 5000 && rr == 0; k++)
+            rr = xs_core_write(st, 4, &o1, t, "/local/domain/4/name", "x", 1);
+        is_int(rr, -ENOSPC, "too many writes in one tx: ENOSPC");
+    }
     xs_core_drop_owner(st, &o1);
     is_int(xs_core_release(st, 4), 0, "release");
     is_int(xs_core_nodes_owned(st, 4), 0, "release frees the domain's nodes");

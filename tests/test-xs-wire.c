@@ -288,6 +288,23 @@ test_watch(struct xs_handle *h)
     ok(!xs_is_domain_introduced(h, 7), "7 no longer introduced");
     ok(!xs_is_domain_introduced(h, 6), "6 never introduced");
     ok(xs_unwatch(h, "@releaseDomain", "rel"), "unwatch @releaseDomain");
+
+    /* INTRODUCE over the wire (as a toolstack does) fires @introduceDomain. */
+    ok(xs_watch(h, "@introduceDomain", "intro"), "watch @introduceDomain");
+    ok(expect_event(h, "@introduceDomain", "intro"), "its initial fire");
+    ok(xs_introduce_domain(h, 9, 0, 0), "introduce 9 over the wire");
+    ok(expect_event(h, "@introduceDomain", "intro"), "@introduceDomain fired");
+    ok(xs_is_domain_introduced(h, 9), "9 now introduced");
+    ok(xs_unwatch(h, "@introduceDomain", "intro"), "unwatch");
+    g = open_as(5);
+    errno = 0;
+    ok(g && !xs_introduce_domain(g, 11, 0, 0) && errno == EACCES,
+       "a guest may not INTRODUCE");
+    errno = 0;
+    ok(g && !xs_release_domain(g, 9) && errno == EACCES,
+       "a guest may not RELEASE");
+    if (g)
+        xs_close(g);
 }
 
 static void
@@ -402,19 +419,190 @@ test_raw(struct xs_handle *h)
         struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
         int sent = 0;
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        for (int i = 0; i < 20000; i++) {
+        for (int i = 0; i < 200000; i++) {
             if (raw_send(fd, XS_READ, (uint32_t)i, 7, "/local", 7) < 0)
                 break;
             sent++;
         }
         diag("flooder sent %d requests before the daemon pushed back", sent);
-        ok(sent < 20000, "the daemon stops reading from a client that "
+        ok(sent < 200000, "the daemon stops reading from a client that "
            "does not read its replies");
     }
     good = rd_is(h, XBT_NULL, "/c", "other");
     ok(good, "daemon still serves others during the flood");
     close(fd);
     ok(rd_is(h, XBT_NULL, "/c", "other"), "and after the flooder left");
+
+    /* A watcher that never reads while events pile up: the daemon drops
+     * events beyond the per-connection queue limit instead of growing. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_WATCH, 60, 6, "/\0tok", 6);
+    good = 1;
+    for (int i = 0; i < 3000 && good; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "/flood/n%d", i % 50);
+        good = xs_write(h, XBT_NULL, p, "x", 1);
+    }
+    ok(good, "3000 writes fire events at a watcher that never reads");
+    close(fd);
+    ok(xs_rm(h, XBT_NULL, "/flood"), "daemon fine after the event flood");
+
+    /* Garbage on the socket: errors or a disconnect, never a crash. */
+    fd = raw_connect(0);
+    {
+        unsigned int seed = 12345;
+        unsigned char junk[8192];
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            seed = seed * 1103515245u + 12345u;
+            junk[i] = (unsigned char)(seed >> 16);
+        }
+        (void)!send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+    }
+    close(fd);
+    ok(rd_is(h, XBT_NULL, "/c", "other"), "daemon fine after garbage");
+
+    /* Pipelining past the reply queue limit: the daemon pauses reading,
+     * then resumes as the client drains; every request gets its reply, in
+     * order. */
+    {
+        /* Large replies, so the queue limits are reached quickly. */
+        static char val[4000];
+        memset(val, 'v', sizeof(val));
+        xs_write(h, XBT_NULL, "/bigval", val, sizeof(val));
+    }
+    fd = raw_connect(0);
+    {
+        enum { NREQ = 5000 };
+        static unsigned char out[NREQ * 24];
+        size_t outlen = 0, outoff = 0, inlen = 0;
+        static unsigned char in[64 * 1024];
+        int replies = 0, inorder = 1;
+        for (int i = 0; i < NREQ; i++) {
+            struct xsd_sockmsg q = { .type = XS_READ, .req_id = (uint32_t)i,
+                                     .len = 8 };
+            memcpy(out + outlen, &q, sizeof(q));
+            memcpy(out + outlen + sizeof(q), "/bigval", 8);
+            outlen += sizeof(q) + 8;
+        }
+        /* Send all the socket takes before reading anything. */
+        for (;;) {
+            ssize_t w = send(fd, out + outoff, outlen - outoff,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            outoff += (size_t)w;
+        }
+        usleep(100000);   /* let the daemon fill its queue (not a check) */
+        while (replies < NREQ) {
+            struct pollfd pfd = { .fd = fd, .events = POLLIN |
+                                  (outoff < outlen ? POLLOUT : 0) };
+            if (poll(&pfd, 1, 5000) != 1)
+                break;
+            if (pfd.revents & POLLOUT) {
+                ssize_t w = send(fd, out + outoff, outlen - outoff,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w > 0)
+                    outoff += (size_t)w;
+            }
+            if (pfd.revents & POLLIN) {
+                ssize_t r = recv(fd, in + inlen, sizeof(in) - inlen,
+                                 MSG_DONTWAIT);
+                if (r <= 0)
+                    break;
+                inlen += (size_t)r;
+                while (inlen >= sizeof(rh)) {
+                    memcpy(&rh, in, sizeof(rh));
+                    if (inlen < sizeof(rh) + rh.len)
+                        break;
+                    if (rh.type != XS_READ || rh.req_id != (uint32_t)replies ||
+                        rh.len != 4000)
+                        inorder = 0;
+                    replies++;
+                    memmove(in, in + sizeof(rh) + rh.len,
+                            inlen - sizeof(rh) - rh.len);
+                    inlen -= sizeof(rh) + rh.len;
+                }
+            }
+        }
+        is_int(replies, NREQ, "5000 pipelined 4 KB reads: all answered");
+        ok(inorder, "replies complete and in request order");
+    }
+    close(fd);
+    xs_rm(h, XBT_NULL, "/bigval");
+
+    /* Header checks in xenstored's order. */
+    fd = raw_connect(0);
+    {
+        struct xsd_sockmsg th = { .type = XS_READ, .req_id = 80,
+                                  .tx_id = 9999, .len = 7 };
+        (void)!write(fd, &th, sizeof(th));
+        (void)!write(fd, "/local", 7);
+        n = raw_recv(fd, &rh, buf, sizeof(buf));
+        ok(n > 0 && rh.type == XS_ERROR && rh.tx_id == 9999 &&
+           strcmp(buf, "ENOENT") == 0, "unknown transaction id: ENOENT");
+    }
+    close(fd);
+    fd = raw_connect(5);
+    raw_send(fd, XS_IS_DOMAIN_INTRODUCED, 81, 2, "5", 2);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && strcmp(buf, "EACCES") == 0,
+       "IS_DOMAIN_INTRODUCED is privileged: EACCES for a guest");
+    raw_send(fd, XS_CONTROL, 82, 5, "help", 5);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_ERROR && strcmp(buf, "EACCES") == 0,
+       "CONTROL is privileged");
+    raw_send(fd, XS_GET_DOMAIN_PATH, 83, 2, "5", 2);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 0 && rh.type == XS_GET_DOMAIN_PATH &&
+       strcmp(buf, "/local/domain/5") == 0, "GET_DOMAIN_PATH for a guest");
+    close(fd);
+
+    /* RESET_WATCHES drops the connection's watches. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_WATCH, 70, 8, "/rw\0tok", 8);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 3 && rh.type == XS_WATCH && rh.req_id == 70,
+       "raw WATCH: OK comes first");
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 8 && rh.type == XS_WATCH_EVENT && rh.req_id == 0 &&
+       memcmp(buf, "/rw\0tok\0", 8) == 0,
+       "then the initial WATCH_EVENT: path NUL token NUL");
+    raw_send(fd, XS_RESET_WATCHES, 71, 1, "", 1);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 3 && rh.type == XS_RESET_WATCHES, "RESET_WATCHES: OK");
+    xs_write(h, XBT_NULL, "/rw", "x", 1);
+    raw_send(fd, XS_READ, 72, 4, "/rw", 4);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n == 1 && rh.type == XS_READ && rh.req_id == 72,
+       "no event after RESET_WATCHES: the next message is the READ reply");
+    close(fd);
+    xs_rm(h, XBT_NULL, "/rw");
+
+    /* A client that leaves in the middle of a transaction. */
+    fd = raw_connect(0);
+    raw_send(fd, XS_TRANSACTION_START, 50, 1, "", 1);
+    n = raw_recv(fd, &rh, buf, sizeof(buf));
+    ok(n > 1 && rh.type == XS_TRANSACTION_START, "raw transaction start");
+    if (n > 1) {
+        struct xsd_sockmsg wh = { .type = XS_WRITE, .req_id = 51,
+                                  .tx_id = (uint32_t)strtoul(buf, NULL, 10),
+                                  .len = 11 };
+        (void)!write(fd, &wh, sizeof(wh));
+        (void)!write(fd, "/txleft\0abc", 11);
+        n = raw_recv(fd, &rh, buf, sizeof(buf));
+        ok(n == 3 && rh.type == XS_WRITE && rh.tx_id == wh.tx_id,
+           "write in the transaction: OK, tx_id echoed");
+    }
+    close(fd);
+    {
+        unsigned int len;
+        char *v;
+        errno = 0;
+        v = xs_read(h, XBT_NULL, "/txleft", &len);
+        ok(v == NULL && errno == ENOENT,
+           "a disconnected client's transaction is discarded");
+        free(v);
+    }
 }
 
 int
@@ -436,6 +624,39 @@ main(void)
     test_domain_calls(h);
     test_big_directory(h);
     test_raw(h);
+    {
+        /* xs_server_release (xs-testd does it on SIGUSR1 for domain 7):
+         * the domain's connections close, its socket and tree go. */
+        struct xsd_sockmsg rh;
+        char buf[64], path[128];
+        struct stat sb;
+        unsigned int len;
+        char *v;
+        int fd = raw_connect(7);
+        raw_send(fd, XS_GET_DOMAIN_PATH, 90, 2, "7", 2);
+        ok(raw_recv(fd, &rh, buf, sizeof(buf)) > 0,
+           "guest 7 connected before its destruction");
+        kill(daemon_pid, SIGUSR1);
+        ok(raw_recv(fd, &rh, buf, sizeof(buf)) < 0,
+           "xs_server_release closes the domain's connection");
+        close(fd);
+        snprintf(path, sizeof(path), "%s/dom7.sock", dir);
+        ok(stat(path, &sb) < 0 && errno == ENOENT,
+           "and removes its socket");
+        errno = 0;
+        v = xs_read(h, XBT_NULL, "/local/domain/7/name", &len);
+        ok(v == NULL && errno == ENOENT, "and its tree");
+        free(v);
+    }
     xs_close(h);
+    {
+        int status = -1;
+        kill(daemon_pid, SIGTERM);
+        waitpid(daemon_pid, &status, 0);
+        daemon_pid = 0;
+        /* Under ASan, LeakSanitizer makes a leaking daemon exit non-zero. */
+        ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "xs-testd exits cleanly on SIGTERM (status %d)", status);
+    }
     return done_testing();
 }

@@ -5,6 +5,8 @@
  * Listens for dom0 on DIR/dom0.sock and for each DOMID on DIR/dom<ID>.sock,
  * introduces every DOMID (name "guest<ID>"), then creates DIR/ready and
  * serves until SIGTERM or SIGINT, when it removes its sockets and exits 0.
+ * SIGUSR1 destroys the last DOMID given (xs_server_release: its
+ * connections and socket go, its tree goes, @releaseDomain fires).
  * Optional limits for quota tests come from the environment:
  * XS_TESTD_NODES, XS_TESTD_WATCHES, XS_TESTD_TRANSACTIONS,
  * XS_TESTD_OUTSTANDING.
@@ -25,6 +27,9 @@
 #include "loop.h"
 #include "xs-server.h"
 
+static struct xs_server *srv;
+static uint32_t last_guest;
+
 static void
 on_signal(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
 {
@@ -32,8 +37,19 @@ on_signal(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
 
     (void)events;
     (void)opaque;
-    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        sim_loop_quit(loop, 0);
+    if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    if (si.ssi_signo == SIGUSR1) {
+        if (last_guest != 0) {
+            int r = xs_server_release(srv, last_guest);
+            if (r < 0)
+                fprintf(stderr, "xs-testd: release %u: %s\n", last_guest,
+                        strerror(-r));
+            last_guest = 0;
+        }
+        return;
+    }
+    sim_loop_quit(loop, 0);
 }
 
 static unsigned int
@@ -54,7 +70,6 @@ main(int argc, char **argv)
         .outstanding = env_uint("XS_TESTD_OUTSTANDING"),
     };
     struct sim_loop *loop;
-    struct xs_server *srv;
     char path[4096];
     sigset_t set;
     int sfd, r, fd;
@@ -66,6 +81,7 @@ main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -99,6 +115,7 @@ main(int argc, char **argv)
         snprintf(name, sizeof(name), "guest%lu", id);
         if (r == 0)
             r = xs_server_introduce(srv, (uint32_t)id, name);
+        last_guest = (uint32_t)id;
         if (r < 0) {
             fprintf(stderr, "xs-testd: domain %lu: %s\n", id, strerror(-r));
             return 1;
