@@ -1,8 +1,8 @@
-/* xbdctl — the toolstack role in xbd-sim: domains now; block devices later.
+/* xbdctl — the toolstack role in xbd-sim: domains and block devices.
  *
  * Run it as dom0 (inside `xbd-sim --run`, or with XBD_SIM_DIR set).  Each
- * command is one entry of the table below: name, usage, handler.  See
- * xbdctl(8). */
+ * command is one entry of the table below: name, usage, handler.  The block
+ * commands live in block.c.  See xbdctl(8). */
 #include <config.h>
 
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include "sim-proto.h"
 #include "xbd-parse.h"
 #include "xbd-platform.h"
+#include "xbdctl.h"
 
 static int
 control(void)
@@ -63,6 +64,16 @@ resolve(int s, const char *what)
     }
     fprintf(stderr, "xbdctl: no domain \"%s\" (see `xbdctl domain-list`)\n", what);
     exit(1);
+}
+
+uint32_t
+xbdctl_resolve_domain(const char *what)
+{
+    int s = control();
+    uint32_t domid = resolve(s, what);
+
+    close(s);
+    return domid;
 }
 
 static int
@@ -128,7 +139,8 @@ cmd_run_as(int argc, char **argv)
 
 static const struct command {
     const char *name;
-    int nargs;                  /* arguments after the name; -1: at least 3 */
+    int nargs;                  /* arguments after the name; -1: at least 3,
+                                   -2: at least 2 */
     const char *usage;
     const char *help;
     int (*fn)(int argc, char **argv);
@@ -139,6 +151,16 @@ static const struct command {
     { "domain-list", 0, "", "list domains", cmd_domain_list },
     { "run-as", -1, "NAME|ID -- CMD [ARG]...",
       "run CMD as a process of that domain", cmd_run_as },
+    { "block-attach", -2, "DOMAIN TARGET [KEY=VALUE]...",
+      "attach a disk as libxl 4.17 does (keys: vdev= mode=r|w "
+      "backendtype=phy|qdisk\n      devtype=disk|cdrom format= trusted=0|1 "
+      "direct-io-safe=0|1 discard-enable=0|1 script=\n      protocol= backend=DOMAIN); "
+      "prints the vdev", xbdctl_block_attach },
+    { "block-detach", -2, "DOMAIN VDEV|DEVID [--timeout SECONDS]",
+      "detach as libxl does: online=0, Closing, wait for Closed (10 s), remove",
+      xbdctl_block_detach },
+    { "block-list", 1, "DOMAIN",
+      "list a domain's disks with backend and frontend states", xbdctl_block_list },
 };
 
 static void
@@ -168,7 +190,8 @@ main(int argc, char **argv)
 
         if (strcmp(argv[1], c->name) != 0)
             continue;
-        if ((c->nargs >= 0 && argc - 2 != c->nargs) || (c->nargs < 0 && argc < 5)) {
+        if ((c->nargs >= 0 && argc - 2 != c->nargs) ||
+            (c->nargs == -1 && argc < 5) || (c->nargs == -2 && argc < 4)) {
             fprintf(stderr, "Usage: xbdctl %s %s\n", c->name, c->usage);
             return 2;
         }
