@@ -1,6 +1,8 @@
 /* libxbdfront internals — what the library's files share.
  *
- *   libxbdfront.c   errors, version, device names
+ *   xbdf-error.c    errors (xbdf_set_error)
+ *   libxbdfront.c   version, device names
+ *   xbdf-queue.c    one queue: requests in, ring requests out (xbdf-queue.h)
  *   xbdf-ring.c     shadow table, push, response validation   (xbdf-ring.h)
  *   xbdf-req.c      checks, splitting, building, backend nodes (xbdf-req.h)
  */

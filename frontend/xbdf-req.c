@@ -62,7 +62,11 @@ xbdf_split_len(const struct xbdf_geom *g, uint8_t op, uint32_t page_off,
     uint64_t cap = (uint64_t)xbdf_max_segs(g, op) * XBD_PAGE_SIZE -
                    (page_off % XBD_PAGE_SIZE);
 
-    return remaining < cap ? remaining : cap;
+    if (remaining <= cap)
+        return remaining;
+    /* Every piece stays a whole number of logical sectors: the backend
+     * checks each request's alignment.  0 when one sector does not fit. */
+    return cap - cap % g->sector_size;
 }
 
 /* ======================================================================

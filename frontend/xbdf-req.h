@@ -45,7 +45,8 @@ unsigned int xbdf_max_segs(const struct xbdf_geom *g, uint8_t op);
 
 /* Bytes the next ring request can carry when the data starts `page_off`
  * bytes into its first page (a multiple of 512) and `remaining` bytes are
- * left: as many as fit in xbdf_max_segs() pages. */
+ * left: as many as fit in xbdf_max_segs() pages, in whole logical sectors
+ * (0 when not even one sector fits). */
 uint64_t xbdf_split_len(const struct xbdf_geom *g, uint8_t op,
                         uint32_t page_off, uint64_t remaining);
 
