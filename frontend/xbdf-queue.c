@@ -20,24 +20,34 @@ struct xbdf_io {
     char *buf;
     uint64_t offset, len;       /* bytes of data (0 for flush, discard) */
     uint64_t discard_len;       /* discard: the range, shrunk to granules */
-    uint64_t issued;            /* bytes already handed to pieces */
-    bool all_issued;
+    unsigned int works;         /* work items not yet fully issued */
     unsigned int inflight;      /* pieces on the ring */
     int err;                    /* first error seen */
     xbdfront_completion_fn cb;
     void *user_data;
-    struct xbdf_io *next;       /* on the pending or the done list */
+    struct xbdf_io *next;       /* on the done list */
+};
+
+/* What remains to be issued of an io: [off, off + len) of its data (len 0
+ * for flush and discard).  A new io has one; a reconnect turns every piece
+ * that was on the old ring back into one.  Lifetime: until fully issued. */
+struct xbdf_work {
+    struct xbdf_io *io;
+    uint64_t off, len;
+    struct xbdf_work *next;     /* on the pending list */
 };
 
 /* One ring request.  Lifetime: from issue until its response is consumed
  * (or the queue is torn down). */
 struct xbdf_piece {
     struct xbdf_io *io;
+    uint64_t io_off;            /* where its data starts in the io */
     char *ubuf;                 /* the caller's bytes this piece carries */
     uint32_t len;
     uint32_t idx;               /* its shadow entry */
     uint32_t ndata;             /* data pages: pages[0 .. ndata) */
     uint32_t npages;            /* data + indirect pages */
+    struct xbdf_work *work_spare;   /* preallocated: detach cannot fail */
     uint32_t pages[];           /* pool page indexes */
 };
 
@@ -80,35 +90,66 @@ indirect_pages(uint32_t ndata)
            (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE;
 }
 
+static void
+work_push(struct xbdf_queue *q, struct xbdf_work *w)
+{
+    w->next = NULL;
+    if (q->pending_tail != NULL)
+        q->pending_tail->next = w;
+    else
+        q->pending_head = w;
+    q->pending_tail = w;
+}
+
+static struct xbdf_work *
+work_pop(struct xbdf_queue *q)
+{
+    struct xbdf_work *w = q->pending_head;
+
+    if (w != NULL) {
+        q->pending_head = w->next;
+        if (q->pending_head == NULL)
+            q->pending_tail = NULL;
+    }
+    return w;
+}
+
+/* An io is finished when nothing of it is on the ring or left to issue. */
+static void
+io_maybe_done(struct xbdf_queue *q, struct xbdf_io *io)
+{
+    if (io->inflight == 0 && io->works == 0)
+        list_push(&q->done_head, &q->done_tail, io);
+}
+
 static inline char *
 pool_page(struct xbdf_queue *q, uint32_t i)
 {
     return q->pool_base + (size_t)i * XBD_PAGE_SIZE;
 }
 
+static void kick(struct xbdf_queue *q);
+
 /* ======================================================================
  * Set-up and teardown
  * ====================================================================== */
 
 int
-xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
-                const struct xbdf_geom *geom, uint16_t handle,
-                void *pool_base, const uint32_t *pool_refs,
-                uint32_t pool_pages, xbdf_notify_fn notify, void *notify_arg,
-                unsigned int max_pending)
+xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
+                  void *pool_base, const uint32_t *pool_refs,
+                  uint32_t pool_pages)
 {
     int err;
 
-    memset(q, 0, sizeof(*q));
+    if (q->attached)
+        return xbdf_set_error(-EBUSY, "queue already attached to a ring");
     /* Room for the largest sector (64 KiB) and a direct request. */
     if (pool_pages < XBDF_MIN_POOL_PAGES)
         return xbdf_set_error(-EINVAL, "a queue needs at least %u pool pages, "
                               "got %" PRIu32, XBDF_MIN_POOL_PAGES, pool_pages);
-    err = xbdf_ring_init(&q->ring, sring, pages, notify, notify_arg);
+    err = xbdf_ring_init(&q->ring, sring, pages, q->notify, q->notify_arg);
     if (err < 0)
         return xbdf_set_error(err, "cannot set up a ring of %u pages", pages);
-    q->geom = geom;
-    q->handle = handle;
     q->pool_base = pool_base;
     q->pool_refs = pool_refs;
     q->pool_pages = pool_pages;
@@ -117,14 +158,88 @@ xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
     if (q->pool_free == NULL || q->piece == NULL) {
         free(q->pool_free);
         free(q->piece);
+        q->pool_free = NULL;
+        q->piece = NULL;
         xbdf_ring_fini(&q->ring);
         return xbdf_set_error(-ENOMEM, "out of memory for a queue");
     }
     for (uint32_t i = 0; i < pool_pages; i++)
         q->pool_free[i] = pool_pages - 1 - i;
     q->pool_nfree = pool_pages;
-    q->max_pending = max_pending ? max_pending : 4 * q->ring.shadow.size;
+    q->attached = true;
+    if (q->max_pending == 0)
+        q->max_pending = 4 * q->ring.shadow.size;
+    /* Whatever waited for a ring goes now: after a reconnect, the pieces
+     * the old ring lost, first. */
+    kick(q);
     return 0;
+}
+
+void
+xbdf_queue_detach(struct xbdf_queue *q)
+{
+    struct xbdf_work *head = NULL, *tail = NULL;
+
+    if (!q->attached)
+        return;
+    /* Every piece still on the ring becomes a work item again, in ring
+     * slot order, ahead of what was already waiting.  Its data is re-read
+     * from the caller's buffer (a write) or re-fetched (a read) through
+     * the next pool; the request is rebuilt under the new limits. */
+    for (uint32_t i = 0; i < q->ring.shadow.size; i++) {
+        struct xbdf_piece *p = q->piece[i];
+        struct xbdf_work *w;
+
+        if (p == NULL)
+            continue;
+        w = p->work_spare;
+        w->io = p->io;
+        w->off = p->io_off;
+        w->len = p->io->op == XBDF_IO_READ || p->io->op == XBDF_IO_WRITE
+                 ? p->len : 0;
+        w->next = NULL;
+        if (tail != NULL)
+            tail->next = w;
+        else
+            head = w;
+        tail = w;
+        p->io->inflight--;
+        p->io->works++;
+        q->stats.reissued++;
+        free(p);
+    }
+    if (head != NULL) {
+        tail->next = q->pending_head;
+        if (q->pending_head == NULL)
+            q->pending_tail = tail;
+        q->pending_head = head;
+    }
+    free(q->pool_free);
+    free(q->piece);
+    q->pool_free = NULL;
+    q->piece = NULL;
+    q->pool_base = NULL;
+    q->pool_refs = NULL;
+    q->pool_pages = q->pool_nfree = 0;
+    xbdf_ring_fini(&q->ring);
+    q->attached = false;
+}
+
+int
+xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
+                const struct xbdf_geom *geom, uint16_t handle,
+                void *pool_base, const uint32_t *pool_refs,
+                uint32_t pool_pages, xbdf_notify_fn notify, void *notify_arg,
+                unsigned int max_pending)
+{
+    memset(q, 0, sizeof(*q));
+    q->geom = geom;
+    q->handle = handle;
+    q->notify = notify;
+    q->notify_arg = notify_arg;
+    q->max_pending = max_pending;
+    return xbdf_queue_attach(q, sring, pages, pool_base, pool_refs,
+                             pool_pages);
 }
 
 static void
@@ -144,25 +259,28 @@ static void
 fail_all(struct xbdf_queue *q, int err)
 {
     struct xbdf_io *io;
+    struct xbdf_work *w;
 
-    for (uint32_t i = 0; i < q->ring.shadow.size; i++) {
+    for (uint32_t i = 0; q->attached && i < q->ring.shadow.size; i++) {
         struct xbdf_piece *p = q->piece[i];
 
         if (p == NULL)
             continue;
         if (p->io->err == 0)
             p->io->err = err;
-        if (--p->io->inflight == 0 && p->io->all_issued)
-            list_push(&q->done_head, &q->done_tail, p->io);
+        p->io->inflight--;
+        io_maybe_done(q, p->io);
+        free(p->work_spare);
         free(p);
         q->piece[i] = NULL;
     }
-    while ((io = list_pop(&q->pending_head, &q->pending_tail)) != NULL) {
+    while ((w = work_pop(q)) != NULL) {
+        io = w->io;
+        free(w);
         if (io->err == 0)
             io->err = err;
-        io->all_issued = true;
-        if (io->inflight == 0)
-            list_push(&q->done_head, &q->done_tail, io);
+        io->works--;
+        io_maybe_done(q, io);
     }
 }
 
@@ -174,9 +292,11 @@ xbdf_queue_fini(struct xbdf_queue *q, int err)
     fail_all(q, err);
     while ((io = list_pop(&q->done_head, &q->done_tail)) != NULL)
         run_callback(q, io);
-    free(q->pool_free);
-    free(q->piece);
-    xbdf_ring_fini(&q->ring);
+    if (q->attached) {
+        free(q->pool_free);
+        free(q->piece);
+        xbdf_ring_fini(&q->ring);
+    }
     memset(q, 0, sizeof(*q));
 }
 
@@ -184,11 +304,12 @@ xbdf_queue_fini(struct xbdf_queue *q, int err)
  * Issuing
  * ====================================================================== */
 
-/* Issue the next piece of io.  1: issued, 0: no room (ring or pool), the
- * io stays pending. */
+/* Issue the next piece of work item w and advance it.  1: issued, 0: no
+ * room (ring or pool), w stays pending. */
 static int
-issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
+issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
 {
+    struct xbdf_io *io = w->io;
     const struct xbdf_geom *g = q->geom;
     struct xbdf_shadow_entry *e;
     struct xbdf_piece *p;
@@ -209,7 +330,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
              : (io->flags & XBDFRONT_WRITE_BARRIER) ? BLKIF_OP_WRITE_BARRIER
                                                     : BLKIF_OP_WRITE;
         /* Bounced data starts at offset 0 of its first page. */
-        len = xbdf_split_len(g, op, 0, io->len - io->issued);
+        len = xbdf_split_len(g, op, 0, w->len);
         ndata = xbdf_pages_spanned(0, len);
         nind = indirect_pages(ndata);
         if (ndata + nind > q->pool_nfree) {
@@ -241,19 +362,25 @@ issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
     }
 
     p = malloc(sizeof(*p) + (ndata + nind) * sizeof(p->pages[0]));
+    if (p != NULL && (p->work_spare = malloc(sizeof(struct xbdf_work))) == NULL) {
+        free(p);
+        p = NULL;
+    }
     if (p == NULL)
         return 0;       /* retried when something completes */
     /* The tag leads the response back to this piece; it comes from our
      * private shadow, never from the ring. */
     idx = xbdf_shadow_get(&q->ring.shadow, (uint64_t)(uintptr_t)p, &id);
     if (idx < 0) {
+        free(p->work_spare);
         free(p);
         return 0;
     }
     e = &q->ring.shadow.ent[idx];
     p->io = io;
     p->idx = (uint32_t)idx;
-    p->ubuf = io->buf != NULL ? io->buf + io->issued : NULL;
+    p->io_off = w->off;
+    p->ubuf = io->buf != NULL ? io->buf + w->off : NULL;
     p->len = (uint32_t)len;
     p->ndata = ndata;
     p->npages = ndata + nind;
@@ -271,6 +398,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
             for (uint32_t i = p->npages; i-- > 0;)
                 q->pool_free[q->pool_nfree++] = p->pages[i];
             xbdf_shadow_put(&q->ring.shadow, (uint32_t)idx);
+            free(p->work_spare);
             free(p);
             return 0;
         }
@@ -291,7 +419,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
         d.op = op;
         d.handle = q->handle;
         d.id = id;
-        d.offset = io->offset + io->issued;
+        d.offset = io->offset + w->off;
         d.page_off = 0;
         d.len = (uint32_t)len;
         d.grefs = grefs;
@@ -315,9 +443,8 @@ issue_piece(struct xbdf_queue *q, struct xbdf_io *io)
 
     q->piece[idx] = p;
     io->inflight++;
-    io->issued += len;
-    if (io->issued >= io->len)
-        io->all_issued = true;
+    w->off += len;
+    w->len -= len;
     xbdf_ring_queue(&q->ring, (uint32_t)idx);
     return 1;
 }
@@ -328,14 +455,22 @@ kick(struct xbdf_queue *q)
 {
     bool queued = false;
 
-    while (q->pending_head != NULL && !q->ring.broken) {
-        struct xbdf_io *io = q->pending_head;
+    while (q->pending_head != NULL && !q->ring.broken && q->attached) {
+        struct xbdf_work *w = q->pending_head;
+        struct xbdf_io *io = w->io;
 
-        if (!issue_piece(q, io))
-            break;
-        queued = true;
-        if (io->all_issued)
-            list_pop(&q->pending_head, &q->pending_tail);
+        /* After an error, issue no more of that io. */
+        if (io->err == 0) {
+            if (!issue_piece(q, w))
+                break;
+            queued = true;
+            if (w->len > 0)
+                continue;
+        }
+        work_pop(q);
+        free(w);
+        io->works--;
+        io_maybe_done(q, io);
     }
     if (queued) {
         int r = xbdf_ring_push(&q->ring);
@@ -353,13 +488,14 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
 {
     const struct xbdf_geom *g = q->geom;
     struct xbdf_io *io;
+    struct xbdf_work *w;
     char why[200];
     int r = 0;
     bool now = false;           /* completes without touching the ring */
 
     if (cb == NULL)
         return xbdf_set_error(-EINVAL, "a completion callback is required");
-    if (q->ring.broken)
+    if (q->attached && q->ring.broken)
         return xbdf_set_error(-ENODEV, "the device is broken: %s",
                               xbdf_ring_broken(&q->ring));
     if (q->nios >= q->max_pending)
@@ -408,8 +544,12 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
         return xbdf_set_error(r, "%s", why);
 
     io = calloc(1, sizeof(*io));
-    if (io == NULL)
+    w = now ? NULL : calloc(1, sizeof(*w));
+    if (io == NULL || (!now && w == NULL)) {
+        free(io);
+        free(w);
         return xbdf_set_error(-ENOMEM, "out of memory for a request");
+    }
     io->op = op;
     io->flags = flags;
     io->buf = buf;
@@ -421,11 +561,14 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
     q->nios++;
     q->stats.submitted++;
     if (now) {
-        io->all_issued = true;
         list_push(&q->done_head, &q->done_tail, io);
         return 0;
     }
-    list_push(&q->pending_head, &q->pending_tail, io);
+    w->io = io;
+    w->off = 0;
+    w->len = io->len;
+    io->works = 1;
+    work_push(q, w);
     kick(q);
     return 0;
 }
@@ -457,18 +600,13 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
      * pool (their grants stay; the pool is granted for the queue's life). */
     for (uint32_t i = p->npages; i-- > 0;)
         q->pool_free[q->pool_nfree++] = p->pages[i];
+    free(p->work_spare);
     free(p);
 
     if (err != 0 && io->err == 0)
-        io->err = err;
-    /* After an error, issue no more of this io: only the pending head can
-     * be partly issued. */
-    if (err != 0 && !io->all_issued && q->pending_head == io) {
-        list_pop(&q->pending_head, &q->pending_tail);
-        io->all_issued = true;
-    }
-    if (--io->inflight == 0 && io->all_issued)
-        list_push(&q->done_head, &q->done_tail, io);
+        io->err = err;          /* kick() issues no more of it */
+    io->inflight--;
+    io_maybe_done(q, io);
 }
 
 int
@@ -478,10 +616,11 @@ xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
 
     /* Responses first (their pieces free ring slots and pool pages), then
      * whatever waited for them, then the callbacks. */
-    if (!q->ring.broken && xbdf_ring_collect(&q->ring, 0, piece_done, q) < 0)
+    if (q->attached && !q->ring.broken &&
+        xbdf_ring_collect(&q->ring, 0, piece_done, q) < 0)
         xbdf_set_error(-ENODEV, "the device is broken: %s",
                        xbdf_ring_broken(&q->ring));
-    if (q->ring.broken)
+    if (q->attached && q->ring.broken)
         fail_all(q, -ENODEV);
     else
         kick(q);

@@ -31,11 +31,15 @@ enum xbdf_io_op { XBDF_IO_READ, XBDF_IO_WRITE, XBDF_IO_FLUSH, XBDF_IO_DISCARD };
 
 struct xbdf_io;                 /* one caller request, private */
 struct xbdf_piece;              /* one ring request, private */
+struct xbdf_work;               /* what is left to issue of an io */
 
 struct xbdf_queue {
-    struct xbdf_ring ring;
+    struct xbdf_ring ring;          /* valid while attached */
+    bool attached;
     const struct xbdf_geom *geom;   /* the handle's; may change on resize */
     uint16_t handle;                /* virtual-device number for requests */
+    xbdf_notify_fn notify;
+    void *notify_arg;
 
     /* The granted page pool: page i is at pool_base + i * 4 KiB, granted
      * to the backend as pool_refs[i].  A free page's index sits on the
@@ -50,7 +54,7 @@ struct xbdf_queue {
 
     /* Caller requests not fully issued yet (FIFO), and those finished whose
      * callback has not run yet (FIFO). */
-    struct xbdf_io *pending_head, *pending_tail;
+    struct xbdf_work *pending_head, *pending_tail;
     struct xbdf_io *done_head, *done_tail;
     unsigned int nios;              /* accepted, callback not yet run */
     unsigned int max_pending;
@@ -68,6 +72,17 @@ int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
                     void *pool_base, const uint32_t *pool_refs,
                     uint32_t pool_pages, xbdf_notify_fn notify,
                     void *notify_arg, unsigned int max_pending);
+
+/* Reconnect support.  detach: the backend went away; every request on
+ * the ring becomes pending again (to be rebuilt and re-issued, so callers
+ * see no error) and the ring and pool are forgotten - the caller unshares
+ * them, quarantining pages the old backend still maps.  attach: a new ring
+ * (`pages` may differ) and pool, granted to the new backend; what is
+ * pending is issued at once.  Submissions while detached wait. */
+void xbdf_queue_detach(struct xbdf_queue *q);
+int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
+                      void *pool_base, const uint32_t *pool_refs,
+                      uint32_t pool_pages);
 
 /* Fail every request not yet completed with `err` (running their callbacks
  * now) and free everything.  Pool pages of pieces the backend may still be

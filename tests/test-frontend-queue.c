@@ -27,17 +27,19 @@ struct be {
     char *pool;
     uint32_t pool_pages;
     enum be_mode mode;
+    uint32_t ref0;              /* grant reference of pool page 0 */
+    unsigned int limit;         /* answer at most this many (0: all) */
     unsigned int flushes, discards, indirects, bad;
 };
 
 static char *
 be_page(struct be *b, uint32_t ref)
 {
-    if (ref < REF0 || ref - REF0 >= b->pool_pages) {
+    if (ref < b->ref0 || ref - b->ref0 >= b->pool_pages) {
         b->bad++;
         return NULL;
     }
-    return b->pool + (size_t)(ref - REF0) * XBD_PAGE_SIZE;
+    return b->pool + (size_t)(ref - b->ref0) * XBD_PAGE_SIZE;
 }
 
 /* Data of one request: copy between the disk and the granted pages. */
@@ -72,6 +74,8 @@ be_process(struct be *b)
 
     xen_rmb();
     while (b->cons != prod) {
+        if (b->limit != 0 && b->rsp >= b->limit)
+            break;
         union xbdf_req r;
         struct blkif_response *rsp;
         int16_t st = BLKIF_RSP_OKAY;
@@ -188,6 +192,7 @@ setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
     be.disk = disk;
     be.disk_size = geom.size;
     be.pool_pages = pool_pages;
+    be.ref0 = REF0;
     if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, be.pool, refs,
                         pool_pages, NULL, NULL, 0) < 0)
         bail_out("queue init");
@@ -403,6 +408,88 @@ test_flush_discard_close(void)
     is_int(nf.calls, 1, "the refused one never");
 }
 
+/* The backend goes away with requests on the ring (some answered, some
+ * taken but unanswered, some not even taken); a new one comes with a
+ * different ring size, pool and indirect limit.  Every request completes
+ * once, without error, with the right data. */
+static void
+test_reconnect(void)
+{
+    enum { N = 30 };
+    size_t len = 1 << 20;
+    char *w = malloc(len), *rb = calloc(1, len);
+    static char r[N][4096];
+    static uint32_t refs2[400];
+    struct cb cw = { 0, 1 }, cr[N], cw2 = { 0, 1 }, crb = { 0, 1 };
+    void *ring2 = NULL;
+    char *pool2 = NULL;
+    unsigned int on_ring;
+    int good = 1;
+
+    setup(1, 64, 0);
+    fill(w, len, 9);
+    fill(be.disk + (4 << 20), N * 4096, 11);
+    memset(cr, 0, sizeof(cr));
+    for (int i = 0; i < N; i++)
+        xbdf_queue_submit(&q, XBDF_IO_READ, r[i], 4096,
+                          (4 << 20) + (uint64_t)i * 4096, 0, on_done, &cr[i]);
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, w, len, 0, 0, on_done, &cw);
+    be.limit = 3;               /* answers 3, then stops answering */
+    for (int i = 0; i < 5; i++) {
+        be_process(&be);
+        xbdf_queue_process(&q, 0);
+    }
+    is_int(xbdf_queue_in_flight(&q), N + 1 - 3,
+           "backend stalled after 3 answers: %d requests in flight", N + 1 - 3);
+    on_ring = q.ring.shadow.in_use;
+    ok(on_ring >= 20, "%u requests on the ring, unanswered", on_ring);
+
+    xbdf_queue_detach(&q);
+    is_int(q.stats.reissued, on_ring, "detach: each of them to be re-issued");
+    /* Requests submitted while detached wait. */
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, w, 65536, 2 << 20, 0, on_done, &cw2);
+    is_int(xbdf_queue_process(&q, 0), 0, "no callback while detached");
+
+    /* The new backend: 4 ring pages, 400 pool pages, indirect 256. */
+    if (posix_memalign(&ring2, XBD_PAGE_SIZE, 4 * XBD_PAGE_SIZE) ||
+        posix_memalign((void **)&pool2, XBD_PAGE_SIZE, 400 * XBD_PAGE_SIZE))
+        bail_out("out of memory");
+    for (uint32_t i = 0; i < 400; i++)
+        refs2[i] = 5000 + i;
+    geom.max_indirect_segs = 256;
+    free(be.pool);              /* the old pool: nobody maps it in this test */
+    be.sr = ring2;
+    be.cons = be.rsp = 0;
+    be.limit = 0;
+    be.pool = pool2;
+    be.pool_pages = 400;
+    be.ref0 = 5000;
+    is_int(xbdf_queue_attach(&q, ring2, 4, pool2, refs2, 400), 0,
+           "attach to the new backend's ring");
+    be.size = RING_SIZE(&q.ring.front);
+    run();
+    ok(cw.calls == 1 && cw.err == 0, "the 1 MiB write completed once, no error");
+    for (int i = 0; i < N; i++)
+        if (cr[i].calls != 1 || cr[i].err != 0 ||
+            memcmp(r[i], be.disk + (4 << 20) + i * 4096, 4096) != 0)
+            good = 0;
+    ok(good, "each read completed once with the backend's data");
+    ok(cw2.calls == 1 && cw2.err == 0, "the write submitted while detached too");
+    ok(memcmp(be.disk, w, len) == 0, "the disk holds the whole write");
+    xbdf_queue_submit(&q, XBDF_IO_READ, rb, len, 0, 0, on_done, &crb);
+    run();
+    ok(crb.calls == 1 && memcmp(rb, w, len) == 0, "and reads it back");
+    ok(be.indirects > 0, "under the new indirect limit");
+    is_int(be.bad, 0, "the new backend saw no malformed request");
+    xbdf_queue_fini(&q, -ECANCELED);
+    /* setup() frees the globals; these are ours. */
+    free(ring2);
+    free(pool2);
+    be.pool = NULL;
+    free(w);
+    free(rb);
+}
+
 int
 main(void)
 {
@@ -411,6 +498,7 @@ main(void)
     test_indirect();
     test_errors();
     test_flush_discard_close();
+    test_reconnect();
     free(ring_mem);
     free(be.pool);
     return done_testing();
