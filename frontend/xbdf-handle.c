@@ -6,8 +6,14 @@
  * implementation (sim-host branch) is not in main yet.  Once it is, this
  * file moves into libxbdfront.la, its symbols into libxbdfront.syms, and
  * the integration tests against xbd-backd on xbd-sim exercise it.
+ * Exercised by hand against a build merged with sim-host (a scripted
+ * backend in xenstore, no data path): one queue negotiated 4 ring pages,
+ * indirect 256 and persistent grants, wrote the nodes and Initialised in
+ * one transaction, connected, read size and features, closed to Closed.
+ * With two queues the sim's transaction (creating queue-N/) conflicted on
+ * every attempt and connect failed cleanly after 100 retries.
  * Not here yet: the control thread (recovery after the backend goes away,
- * resize), zero-copy pool buffers.
+ * resize), zero-copy pool buffers (xbdfront_buffer_alloc/free).
  *
  * Layering: this file does xenstore and the platform; every decision is
  * in the pure, unit-tested modules (xbdf-negotiate.c chooses and names the
