@@ -10,8 +10,10 @@
  * backend in xenstore, no data path): one queue negotiated 4 ring pages,
  * indirect 256 and persistent grants, wrote the nodes and Initialised in
  * one transaction, connected, read size and features, closed to Closed.
- * With two queues the sim's transaction (creating queue-N/) conflicted on
- * every attempt and connect failed cleanly after 100 retries.
+ * With two queues the sim's transaction conflicted on every attempt (it
+ * cannot create the missing queue-N/ parents inside a transaction) and
+ * connect failed cleanly after 100 retries; with queue-N/ made beforehand
+ * the two-queue layout was written and connected.
  * Not here yet: the control thread (recovery after the backend goes away,
  * resize), zero-copy pool buffers (xbdfront_buffer_alloc/free).
  *
