@@ -1,0 +1,112 @@
+/* libxbdfront internals — one queue: caller requests in, ring requests out.
+ *
+ * A queue owns one ring (xbdf-ring.h) and a pool of pages already granted
+ * to the backend.  A caller's request (an "io") is checked, then issued as
+ * one or more ring requests ("pieces"): each piece takes a shadow entry and
+ * pool pages for its data (bounced: copied in for a write at issue time,
+ * copied out for a read when it completes) and, beyond 11 segments, for its
+ * indirect segment pages.  When the ring or the pool is full the io waits
+ * on the queue's pending list and is issued as pieces complete.  The io's
+ * callback runs exactly once, when its last piece has completed, with the
+ * first error any piece saw.
+ *
+ * Still pure: the pool is memory and grant references handed in by the
+ * caller, and notification is a function pointer; the unit test plays the
+ * backend on ordinary memory.
+ *
+ * Threads: one thread at a time per queue (xbdfront.h QUEUES AND THREADS).
+ * Error convention: negative errno, message through xbdf_set_error().
+ */
+#ifndef XBDF_QUEUE_H
+#define XBDF_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "xbdf-req.h"
+#include "xbdf-ring.h"
+#include "xbdfront.h"
+
+enum xbdf_io_op { XBDF_IO_READ, XBDF_IO_WRITE, XBDF_IO_FLUSH, XBDF_IO_DISCARD };
+
+struct xbdf_io;                 /* one caller request, private */
+struct xbdf_piece;              /* one ring request, private */
+struct xbdf_work;               /* what is left to issue of an io */
+
+struct xbdf_queue {
+    struct xbdf_ring ring;          /* valid while attached */
+    bool attached;
+    const struct xbdf_geom *geom;   /* the handle's; may change on resize */
+    uint16_t handle;                /* virtual-device number for requests */
+    xbdf_notify_fn notify;
+    void *notify_arg;
+
+    /* The granted page pool: page i is at pool_base + i * 4 KiB, granted
+     * to the backend as pool_refs[i].  A free page's index sits on the
+     * free stack. */
+    char *pool_base;
+    const uint32_t *pool_refs;
+    uint32_t pool_pages;
+    uint32_t *pool_free;
+    uint32_t pool_nfree;
+
+    struct xbdf_piece **piece;      /* by shadow index: the piece in flight */
+
+    /* Caller requests not fully issued yet (FIFO), and those finished whose
+     * callback has not run yet (FIFO). */
+    struct xbdf_work *pending_head, *pending_tail;
+    struct xbdf_io *done_head, *done_tail;
+    unsigned int nios;              /* accepted, callback not yet run */
+    unsigned int max_pending;
+
+    struct xbdfront_stats stats;
+};
+
+#define XBDF_MIN_POOL_PAGES 16u
+
+/* Set up a queue on `pages` ring pages at sring (initialised here) with a
+ * pool of pool_pages granted pages.  The pool must hold at least
+ * XBDF_MIN_POOL_PAGES pages; geom must outlive the queue. */
+int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
+                    const struct xbdf_geom *geom, uint16_t handle,
+                    void *pool_base, const uint32_t *pool_refs,
+                    uint32_t pool_pages, xbdf_notify_fn notify,
+                    void *notify_arg, unsigned int max_pending);
+
+/* Reconnect support.  detach: the backend went away; every request on
+ * the ring becomes pending again (to be rebuilt and re-issued, so callers
+ * see no error) and the ring and pool are forgotten - the caller unshares
+ * them, quarantining pages the old backend still maps.  attach: a new ring
+ * (`pages` may differ) and pool, granted to the new backend; what is
+ * pending is issued at once.  Submissions while detached wait. */
+void xbdf_queue_detach(struct xbdf_queue *q);
+int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
+                      void *pool_base, const uint32_t *pool_refs,
+                      uint32_t pool_pages);
+
+/* Fail every request not yet completed with `err` (running their callbacks
+ * now) and free everything.  Pool pages of pieces the backend may still be
+ * using are the caller's to quarantine: the pool itself is not touched. */
+void xbdf_queue_fini(struct xbdf_queue *q, int err);
+
+/* Accept a request.  0: the callback will run exactly once (from
+ * xbdf_queue_process or xbdf_queue_fini).  Negative: refused, the callback
+ * never runs.  buf may be NULL for FLUSH and DISCARD. */
+int xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
+                      uint64_t len, uint64_t offset, unsigned int flags,
+                      xbdfront_completion_fn cb, void *user_data);
+
+/* Consume responses, issue what waits, and run up to `budget` callbacks
+ * (0: no limit).  Returns the callbacks run.  When the backend broke the
+ * protocol every outstanding request completes with -ENODEV and later
+ * submissions are refused with -ENODEV. */
+int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
+
+/* Requests accepted whose callback has not run. */
+static inline unsigned int
+xbdf_queue_in_flight(const struct xbdf_queue *q)
+{
+    return q->nios;
+}
+
+#endif /* XBDF_QUEUE_H */

@@ -1,0 +1,505 @@
+/* Unit tests for a frontend queue (frontend/xbdf-queue.c): caller requests
+ * split into ring requests through a granted page pool, data bounced both
+ * ways, every callback exactly once (even on errors, a broken backend or
+ * teardown), never for a refused request.  The test plays the backend on
+ * ordinary memory: grant reference 1000+i is pool page i. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xbdf-queue.h"
+#include "tap.h"
+
+#define REF0 1000u
+
+/* ---- a backend ---------------------------------------------------------- */
+
+enum be_mode { BE_OK, BE_FAIL_WRITES, BE_BAD_ID };
+
+struct be {
+    struct blkif_sring *sr;
+    unsigned int size;
+    RING_IDX cons, rsp;
+    char *disk;
+    uint64_t disk_size;
+    char *pool;
+    uint32_t pool_pages;
+    enum be_mode mode;
+    uint32_t ref0;              /* grant reference of pool page 0 */
+    unsigned int limit;         /* answer at most this many (0: all) */
+    unsigned int flushes, discards, indirects, bad;
+};
+
+static char *
+be_page(struct be *b, uint32_t ref)
+{
+    if (ref < b->ref0 || ref - b->ref0 >= b->pool_pages) {
+        b->bad++;
+        return NULL;
+    }
+    return b->pool + (size_t)(ref - b->ref0) * XBD_PAGE_SIZE;
+}
+
+/* Data of one request: copy between the disk and the granted pages. */
+static int
+be_rw(struct be *b, int write, uint64_t sector,
+      const struct blkif_request_segment *seg, unsigned int nseg)
+{
+    uint64_t pos = sector * 512;
+
+    for (unsigned int i = 0; i < nseg; i++) {
+        char *page = be_page(b, seg[i].gref);
+        uint64_t n = (uint64_t)(seg[i].last_sect - seg[i].first_sect + 1) * 512;
+
+        if (page == NULL || seg[i].last_sect > 7 ||
+            seg[i].first_sect > seg[i].last_sect || pos + n > b->disk_size) {
+            b->bad++;
+            return BLKIF_RSP_ERROR;
+        }
+        if (write)
+            memcpy(b->disk + pos, page + seg[i].first_sect * 512, n);
+        else
+            memcpy(page + seg[i].first_sect * 512, b->disk + pos, n);
+        pos += n;
+    }
+    return BLKIF_RSP_OKAY;
+}
+
+static void
+be_process(struct be *b)
+{
+    RING_IDX prod = b->sr->req_prod;
+
+    xen_rmb();
+    while (b->cons != prod) {
+        if (b->limit != 0 && b->rsp >= b->limit)
+            break;
+        union xbdf_req r;
+        struct blkif_response *rsp;
+        int16_t st = BLKIF_RSP_OKAY;
+        uint8_t op;
+
+        memcpy(&r, &b->sr->ring[b->cons++ % b->size].req, sizeof(r.rw));
+        op = r.rw.operation;
+        switch (op) {
+        case BLKIF_OP_READ:
+        case BLKIF_OP_WRITE:
+        case BLKIF_OP_WRITE_BARRIER:
+            if (op != BLKIF_OP_READ && b->mode == BE_FAIL_WRITES)
+                st = BLKIF_RSP_ERROR;
+            else if (r.rw.nr_segments == 0 ||
+                     r.rw.nr_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST)
+                st = BLKIF_RSP_ERROR, b->bad++;
+            else
+                st = (int16_t)be_rw(b, op != BLKIF_OP_READ, r.rw.sector_number,
+                                    r.rw.seg, r.rw.nr_segments);
+            break;
+        case BLKIF_OP_INDIRECT: {
+            struct blkif_request_segment segs[XBD_MAX_INDIRECT_SEGMENTS];
+            unsigned int n = r.indirect.nr_segments;
+
+            b->indirects++;
+            if (n == 0 || n > XBD_MAX_INDIRECT_SEGMENTS) {
+                st = BLKIF_RSP_ERROR, b->bad++;
+                break;
+            }
+            for (unsigned int p = 0; p * XBD_SEGS_PER_INDIRECT_PAGE < n; p++) {
+                char *page = be_page(b, r.indirect.indirect_grefs[p]);
+                unsigned int k = n - p * XBD_SEGS_PER_INDIRECT_PAGE;
+
+                if (page == NULL)
+                    break;
+                if (k > XBD_SEGS_PER_INDIRECT_PAGE)
+                    k = XBD_SEGS_PER_INDIRECT_PAGE;
+                memcpy(&segs[p * XBD_SEGS_PER_INDIRECT_PAGE], page,
+                       k * sizeof(segs[0]));
+            }
+            if (r.indirect.indirect_op == BLKIF_OP_WRITE &&
+                b->mode == BE_FAIL_WRITES)
+                st = BLKIF_RSP_ERROR;
+            else
+                st = (int16_t)be_rw(b, r.indirect.indirect_op == BLKIF_OP_WRITE,
+                                    r.indirect.sector_number, segs, n);
+            break;
+        }
+        case BLKIF_OP_FLUSH_DISKCACHE:
+            b->flushes++;
+            break;
+        case BLKIF_OP_DISCARD:
+            b->discards++;
+            memset(b->disk + r.discard.sector_number * 512, 0,
+                   r.discard.nr_sectors * 512);
+            break;
+        default:
+            st = BLKIF_RSP_EOPNOTSUPP;
+        }
+        rsp = &b->sr->ring[b->rsp++ % b->size].rsp;
+        rsp->id = b->mode == BE_BAD_ID ? r.rw.id ^ (UINT64_C(1) << 40) : r.rw.id;
+        rsp->operation = op;
+        rsp->status = st;
+    }
+    xen_wmb();
+    b->sr->rsp_prod = b->rsp;
+}
+
+/* ---- the frontend side -------------------------------------------------- */
+
+struct cb { int calls, err; };
+
+static void
+on_done(void *ud, int err)
+{
+    struct cb *c = ud;
+
+    c->calls++;
+    c->err = err;
+}
+
+static struct xbdf_queue q;
+static struct be be;
+static struct xbdf_geom geom;
+static void *ring_mem;
+static uint32_t refs[1024];
+
+static void
+setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
+{
+    static char *disk;
+
+    memset(&geom, 0, sizeof(geom));
+    geom.size = 8 << 20;
+    geom.sector_size = 512;
+    geom.max_indirect_segs = indirect;
+    geom.flush = true;
+    geom.discard = true;
+    geom.discard_granularity = 4096;
+    free(disk);
+    disk = calloc(1, geom.size);
+    free(ring_mem);
+    free(be.pool);
+    if (posix_memalign(&ring_mem, XBD_PAGE_SIZE, ring_pages * XBD_PAGE_SIZE) ||
+        disk == NULL)
+        bail_out("out of memory");
+    memset(&be, 0, sizeof(be));
+    if (posix_memalign((void **)&be.pool, XBD_PAGE_SIZE,
+                       (size_t)pool_pages * XBD_PAGE_SIZE))
+        bail_out("out of memory");
+    for (uint32_t i = 0; i < pool_pages; i++)
+        refs[i] = REF0 + i;
+    be.sr = ring_mem;
+    be.disk = disk;
+    be.disk_size = geom.size;
+    be.pool_pages = pool_pages;
+    be.ref0 = REF0;
+    if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, be.pool, refs,
+                        pool_pages, NULL, NULL, 0) < 0)
+        bail_out("queue init");
+    be.size = RING_SIZE(&q.ring.front);
+}
+
+/* Drive both sides until nothing is in flight (bounded). */
+static int
+run(void)
+{
+    int rounds = 0, n = 0;
+
+    while (xbdf_queue_in_flight(&q) > 0 && rounds++ < 100000) {
+        be_process(&be);
+        n += xbdf_queue_process(&q, 0);
+    }
+    return n;
+}
+
+static void
+fill(char *p, size_t n, unsigned int seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (char)(seed >> 16);
+    }
+}
+
+static void
+test_big_direct(void)
+{
+    size_t len = 1 << 20;
+    char *w = malloc(len), *r = calloc(1, len);
+    struct cb c1 = { 0, 1 }, c2 = { 0, 1 };
+
+    setup(1, 16, 0);
+    fill(w, len, 1);
+    is_int(xbdf_queue_submit(&q, XBDF_IO_WRITE, w, len, 65536, 0, on_done, &c1),
+           0, "1 MiB write accepted (1-page ring, 16-page pool, no indirect)");
+    run();
+    ok(c1.calls == 1 && c1.err == 0, "its callback ran once with 0");
+    ok(memcmp(be.disk + 65536, w, len) == 0, "the backend has the data");
+    ok(q.stats.ring_requests >= 24, "split into %llu ring requests of <= 44 KiB",
+       (unsigned long long)q.stats.ring_requests);
+    is_int(be.bad, 0, "the backend saw no malformed request");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, r, len, 65536, 0, on_done, &c2),
+           0, "1 MiB read accepted");
+    run();
+    ok(c2.calls == 1 && c2.err == 0, "read callback once with 0");
+    ok(memcmp(r, w, len) == 0, "read back what was written");
+    is_int(q.pool_nfree, 16, "every pool page back");
+    is_int(q.ring.shadow.in_use, 0, "every shadow entry free");
+    xbdf_queue_fini(&q, -ECANCELED);
+    free(w);
+    free(r);
+}
+
+static void
+test_many(void)
+{
+    enum { N = 100 };
+    static char w[N][4096], r[N][4096];
+    struct cb c[N], d[N];
+    int good = 1;
+
+    setup(1, 64, 0);
+    memset(c, 0, sizeof(c));
+    memset(d, 0, sizeof(d));
+    for (int i = 0; i < N; i++) {
+        fill(w[i], 4096, (unsigned int)i + 7);
+        if (xbdf_queue_submit(&q, XBDF_IO_WRITE, w[i], 4096, (uint64_t)i * 8192,
+                              0, on_done, &c[i]) != 0)
+            good = 0;
+    }
+    ok(good, "100 writes accepted on a ring of 32");
+    ok(q.ring.shadow.in_use <= 32, "no more than 32 on the ring at once");
+    run();
+    for (int i = 0; i < N; i++)
+        if (c[i].calls != 1 || c[i].err != 0)
+            good = 0;
+    ok(good, "each write's callback ran exactly once with 0");
+    for (int i = 0; i < N; i++)
+        xbdf_queue_submit(&q, XBDF_IO_READ, r[i], 4096, (uint64_t)i * 8192, 0,
+                          on_done, &d[i]);
+    run();
+    for (int i = 0; i < N; i++)
+        if (d[i].calls != 1 || d[i].err != 0 || memcmp(r[i], w[i], 4096) != 0)
+            good = 0;
+    ok(good, "each read once, with the data written");
+    is_int(q.stats.completed, 2 * N, "completed counter");
+    is_int(q.stats.errors, 0, "error counter");
+    xbdf_queue_fini(&q, -ECANCELED);
+}
+
+static void
+test_indirect(void)
+{
+    size_t len = 3 << 20;
+    char *w = malloc(len), *r = calloc(1, len);
+    struct cb c1 = { 0, 1 }, c2 = { 0, 1 };
+
+    setup(2, 300, 256);
+    fill(w, len, 3);
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, w, len, 4096, 0, on_done, &c1);
+    run();
+    ok(c1.calls == 1 && c1.err == 0, "3 MiB write through indirect: once, 0");
+    ok(be.indirects > 0, "the backend saw %u indirect requests", be.indirects);
+    xbdf_queue_submit(&q, XBDF_IO_READ, r, len, 4096, 0, on_done, &c2);
+    run();
+    ok(c2.calls == 1 && c2.err == 0 && memcmp(r, w, len) == 0,
+       "3 MiB read back through indirect");
+    is_int(be.bad, 0, "no malformed request");
+    is_int(q.pool_nfree, 300, "every pool page back");
+    xbdf_queue_fini(&q, -ECANCELED);
+    free(w);
+    free(r);
+}
+
+static void
+test_errors(void)
+{
+    static char buf[256 * 1024];
+    struct cb c = { 0, 0 }, never = { 0, 0 }, c2[40];
+    int r;
+
+    setup(1, 16, 0);
+    be.mode = BE_FAIL_WRITES;
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, buf, sizeof(buf), 0, 0, on_done, &c);
+    run();
+    ok(c.calls == 1 && c.err == -EIO, "a failing multi-piece write: one callback, "
+       "-EIO (%d calls, err %d)", c.calls, c.err);
+    is_int(q.pool_nfree, 16, "pool pages back after the error");
+
+    /* Refused requests never call back. */
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, buf, 1000, 0, 0, on_done, &never),
+           -EINVAL, "partial sector refused");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, buf, 4096, geom.size, 0, on_done,
+                             &never), -EINVAL, "beyond the end refused");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_WRITE, buf, 4096, 0,
+                             XBDFRONT_WRITE_BARRIER, on_done, &never),
+           -EOPNOTSUPP, "barrier not offered");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_DISCARD, NULL, 4096, 0,
+                             XBDFRONT_DISCARD_SECURE, on_done, &never),
+           -EOPNOTSUPP, "secure discard not offered");
+    run();
+    is_int(never.calls, 0, "no callback for any refused request");
+    xbdf_queue_fini(&q, -ECANCELED);
+
+    /* A lying backend: everything outstanding fails once with -ENODEV. */
+    setup(1, 16, 0);
+    be.mode = BE_BAD_ID;
+    memset(c2, 0, sizeof(c2));
+    for (int i = 0; i < 40; i++)
+        xbdf_queue_submit(&q, XBDF_IO_READ, buf + i * 4096, 4096, 0, 0, on_done,
+                          &c2[i]);
+    be_process(&be);
+    xbdf_queue_process(&q, 0);
+    r = 1;
+    for (int i = 0; i < 40; i++)
+        if (c2[i].calls != 1 || c2[i].err != -ENODEV)
+            r = 0;
+    ok(r, "broken backend: all 40 requests called back once with -ENODEV");
+    is_int(xbdf_queue_in_flight(&q), 0, "nothing left in flight");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, buf, 4096, 0, 0, on_done, &never),
+           -ENODEV, "new requests refused with -ENODEV");
+    ok(q.ring.broken, "the ring says broken");
+    xbdf_queue_fini(&q, -ECANCELED);
+    is_int(never.calls, 0, "and never called back");
+}
+
+static void
+test_flush_discard_close(void)
+{
+    static char buf[4096 * 8];
+    struct cb f = { 0, 1 }, d = { 0, 1 }, z = { 0, 1 }, nf = { 0, 1 }, x[50];
+    uint64_t before;
+    int good = 1;
+
+    setup(1, 16, 0);
+    memset(be.disk, 0x55, 65536);
+    xbdf_queue_submit(&q, XBDF_IO_FLUSH, NULL, 0, 0, 0, on_done, &f);
+    xbdf_queue_submit(&q, XBDF_IO_DISCARD, NULL, 16384, 4096, 0, on_done, &d);
+    before = q.stats.ring_requests;
+    xbdf_queue_submit(&q, XBDF_IO_DISCARD, NULL, 2048, 1024, 0, on_done, &z);
+    is_int(q.stats.ring_requests, before, "a discard smaller than a granule "
+           "does not reach the ring");
+    run();
+    ok(f.calls == 1 && f.err == 0 && be.flushes == 1, "flush went to the backend");
+    ok(d.calls == 1 && d.err == 0 && be.discards == 1, "discard went to the backend");
+    ok(be.disk[4096] == 0 && be.disk[4096 + 16383] == 0 && be.disk[4095] == 0x55 &&
+       be.disk[4096 + 16384] == 0x55, "exactly the range was discarded");
+    ok(z.calls == 1 && z.err == 0, "the empty discard completed with 0");
+    geom.flush = false;
+    xbdf_queue_submit(&q, XBDF_IO_FLUSH, NULL, 0, 0, 0, on_done, &nf);
+    run();
+    ok(nf.calls == 1 && nf.err == 0 && be.flushes == 1,
+       "no flush feature: completes with 0 without the backend");
+
+    /* Limits and teardown. */
+    q.max_pending = 50;
+    memset(x, 0, sizeof(x));
+    for (int i = 0; i < 50; i++)
+        if (xbdf_queue_submit(&q, XBDF_IO_READ, buf, 4096, 0, 0, on_done, &x[i]))
+            good = 0;
+    ok(good, "50 requests accepted");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, buf, 4096, 0, 0, on_done, &nf),
+           -EAGAIN, "the 51st: -EAGAIN");
+    xbdf_queue_fini(&q, -ECANCELED);
+    for (int i = 0; i < 50; i++)
+        if (x[i].calls != 1 || x[i].err != -ECANCELED)
+            good = 0;
+    ok(good, "teardown called each back once with -ECANCELED");
+    is_int(nf.calls, 1, "the refused one never");
+}
+
+/* The backend goes away with requests on the ring (some answered, some
+ * taken but unanswered, some not even taken); a new one comes with a
+ * different ring size, pool and indirect limit.  Every request completes
+ * once, without error, with the right data. */
+static void
+test_reconnect(void)
+{
+    enum { N = 30 };
+    size_t len = 1 << 20;
+    char *w = malloc(len), *rb = calloc(1, len);
+    static char r[N][4096];
+    static uint32_t refs2[400];
+    struct cb cw = { 0, 1 }, cr[N], cw2 = { 0, 1 }, crb = { 0, 1 };
+    void *ring2 = NULL;
+    char *pool2 = NULL;
+    unsigned int on_ring;
+    int good = 1;
+
+    setup(1, 64, 0);
+    fill(w, len, 9);
+    fill(be.disk + (4 << 20), N * 4096, 11);
+    memset(cr, 0, sizeof(cr));
+    for (int i = 0; i < N; i++)
+        xbdf_queue_submit(&q, XBDF_IO_READ, r[i], 4096,
+                          (4 << 20) + (uint64_t)i * 4096, 0, on_done, &cr[i]);
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, w, len, 0, 0, on_done, &cw);
+    be.limit = 3;               /* answers 3, then stops answering */
+    for (int i = 0; i < 5; i++) {
+        be_process(&be);
+        xbdf_queue_process(&q, 0);
+    }
+    is_int(xbdf_queue_in_flight(&q), N + 1 - 3,
+           "backend stalled after 3 answers: %d requests in flight", N + 1 - 3);
+    on_ring = q.ring.shadow.in_use;
+    ok(on_ring >= 20, "%u requests on the ring, unanswered", on_ring);
+
+    xbdf_queue_detach(&q);
+    is_int(q.stats.reissued, on_ring, "detach: each of them to be re-issued");
+    /* Requests submitted while detached wait. */
+    xbdf_queue_submit(&q, XBDF_IO_WRITE, w, 65536, 2 << 20, 0, on_done, &cw2);
+    is_int(xbdf_queue_process(&q, 0), 0, "no callback while detached");
+
+    /* The new backend: 4 ring pages, 400 pool pages, indirect 256. */
+    if (posix_memalign(&ring2, XBD_PAGE_SIZE, 4 * XBD_PAGE_SIZE) ||
+        posix_memalign((void **)&pool2, XBD_PAGE_SIZE, 400 * XBD_PAGE_SIZE))
+        bail_out("out of memory");
+    for (uint32_t i = 0; i < 400; i++)
+        refs2[i] = 5000 + i;
+    geom.max_indirect_segs = 256;
+    free(be.pool);              /* the old pool: nobody maps it in this test */
+    be.sr = ring2;
+    be.cons = be.rsp = 0;
+    be.limit = 0;
+    be.pool = pool2;
+    be.pool_pages = 400;
+    be.ref0 = 5000;
+    is_int(xbdf_queue_attach(&q, ring2, 4, pool2, refs2, 400), 0,
+           "attach to the new backend's ring");
+    be.size = RING_SIZE(&q.ring.front);
+    run();
+    ok(cw.calls == 1 && cw.err == 0, "the 1 MiB write completed once, no error");
+    for (int i = 0; i < N; i++)
+        if (cr[i].calls != 1 || cr[i].err != 0 ||
+            memcmp(r[i], be.disk + (4 << 20) + i * 4096, 4096) != 0)
+            good = 0;
+    ok(good, "each read completed once with the backend's data");
+    ok(cw2.calls == 1 && cw2.err == 0, "the write submitted while detached too");
+    ok(memcmp(be.disk, w, len) == 0, "the disk holds the whole write");
+    xbdf_queue_submit(&q, XBDF_IO_READ, rb, len, 0, 0, on_done, &crb);
+    run();
+    ok(crb.calls == 1 && memcmp(rb, w, len) == 0, "and reads it back");
+    ok(be.indirects > 0, "under the new indirect limit");
+    is_int(be.bad, 0, "the new backend saw no malformed request");
+    xbdf_queue_fini(&q, -ECANCELED);
+    /* setup() frees the globals; these are ours. */
+    free(ring2);
+    free(pool2);
+    be.pool = NULL;
+    free(w);
+    free(rb);
+}
+
+int
+main(void)
+{
+    test_big_direct();
+    test_many();
+    test_indirect();
+    test_errors();
+    test_flush_discard_close();
+    test_reconnect();
+    free(ring_mem);
+    free(be.pool);
+    return done_testing();
+}
