@@ -809,6 +809,34 @@ xs_core_mkdir(struct xs_store *st, uint32_t domid, void *owner, uint32_t tx,
     return r;
 }
 
+/* Before a transaction removes the subtree `n` at `path` from its
+ * snapshot, record every node in it with the generation it has now (the
+ * first record of a path wins, so nodes the transaction looked at or
+ * created earlier keep what they had).  Without this, a node recreated
+ * below `path` later in the same transaction would be recorded as "seen
+ * absent" while the live tree still has it, and the commit would conflict
+ * with itself; and a change another connection makes inside the removed
+ * subtree must conflict, as in cxenstored. */
+static int
+record_subtree(struct ctx *c, char *path, size_t len, const struct xs_node *n)
+{
+    int r = record(c, path, len, n);
+
+    for (size_t i = 0; r == 0 && i < n->nchildren; i++) {
+        const struct xs_node *ch = n->children[i];
+        size_t l = strlen(ch->name);
+
+        /* Paths in the tree were canonical when created: they fit. */
+        if (len + 1 + l > XENSTORE_ABS_PATH_MAX)
+            return -EINVAL;
+        path[len] = '/';
+        memcpy(path + len + 1, ch->name, l + 1);
+        r = record_subtree(c, path, len + 1 + l, ch);
+        path[len] = '\0';
+    }
+    return r;
+}
+
 static int
 do_rm(struct ctx *c, const char *path)
 {
@@ -847,8 +875,17 @@ do_rm(struct ctx *c, const char *path)
         if (r < 0)
             return r;
     }
-    if (c->tx == NULL)
+    if (c->tx != NULL) {
+        char buf[XENSTORE_ABS_PATH_MAX + 1];
+        size_t len = strlen(path);
+
+        memcpy(buf, path, len + 1);
+        r = record_subtree(c, buf, len, n);
+        if (r < 0)
+            return r;
+    } else {
         fire_rm(c->st, path, n);
+    }
     node_del_child(parent, n);
     parent->gen = ++c->st->gen;
     node_free(c->st, n, c->tx == NULL);

@@ -389,6 +389,93 @@ test_transactions(struct xs_store *st)
     xs_core_rm(st, 0, NULL, 0, "/z");
 }
 
+/* The frontend's connect transaction: a guest writes its queue-N/
+ * directories, which do not exist yet, into the device directory the
+ * toolstack made for it; and a reconnect removes queue-0/ and writes it
+ * anew.  Neither may conflict unless another connection changed something
+ * the transaction used. */
+static void
+test_tx_queue_layout(void)
+{
+    static const char fe[] = "/local/domain/3/device/vbd/51712";
+    static const char *const keys[] = {
+        "multi-queue-num-queues", "queue-0/ring-ref", "queue-0/event-channel",
+        "queue-1/ring-ref", "queue-1/event-channel", "state",
+    };
+    const struct xs_core_perm fe_perms[2] = {
+        { 3, XS_CORE_PERM_NONE }, { 0, XS_CORE_PERM_READ },
+    };
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char path[128], buf[64];
+    size_t base = xs_core_live_nodes(st);
+    uint32_t t;
+    int r = 0;
+
+    xs_core_introduce(st, 3, "fe");
+    xs_core_mkdir(st, 0, NULL, 0, fe);
+    xs_core_set_perms(st, 0, NULL, 0, fe, fe_perms, 2);
+    snprintf(path, sizeof(path), "%s/state", fe);
+    wr(st, 0, path, "1");
+
+    is_int(xs_core_tx_start(st, 3, &o1, &t), 0, "guest starts a tx");
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && r == 0; i++) {
+        snprintf(path, sizeof(path), "%s/%s", fe, keys[i]);
+        r = xs_core_write(st, 3, &o1, t, path, "7", 1);
+    }
+    is_int(r, 0, "writes creating queue-0/ and queue-1/ in the tx");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "tx creating missing queue-N/ parents commits");
+    snprintf(path, sizeof(path), "%s/queue-1/event-channel", fe);
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0,
+           "queue-1/event-channel applied");
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    is_int(owner_of(st, path), 3, "the created parent belongs to the guest");
+
+    /* Reconnect: remove queue-0/ and recreate part of it. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-0", fe);
+    is_int(xs_core_rm(st, 3, &o1, t, path), 0, "rm queue-0/ in a tx");
+    snprintf(path, sizeof(path), "%s/queue-0/ring-ref", fe);
+    is_int(xs_core_write(st, 3, &o1, t, path, "9", 1), 0,
+           "write queue-0/ring-ref again in the same tx");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "rm and recreate of queue-0/ in one tx commits");
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0, "ring-ref there");
+    ok(strcmp(buf, "9") == 0, "with the new value");
+    snprintf(path, sizeof(path), "%s/queue-0/event-channel", fe);
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), -ENOENT,
+           "the removed child that was not recreated is gone");
+
+    /* Another connection changes a node inside the removed subtree: that
+     * must conflict. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    xs_core_rm(st, 3, &o1, t, path);
+    snprintf(path, sizeof(path), "%s/queue-1/ring-ref", fe);
+    xs_core_write(st, 3, &o1, t, path, "10", 2);
+    snprintf(path, sizeof(path), "%s/queue-1/event-channel", fe);
+    xs_core_write(st, 3, &o2, 0, path, "99", 2);
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), -EAGAIN,
+           "a change inside the removed subtree conflicts");
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0,
+           "nothing of the conflicting tx applied");
+    ok(strcmp(buf, "99") == 0, "the other connection's value stays");
+
+    /* ... while a change elsewhere does not. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    xs_core_rm(st, 3, &o1, t, path);
+    snprintf(path, sizeof(path), "%s/queue-1/ring-ref", fe);
+    xs_core_write(st, 3, &o1, t, path, "11", 2);
+    wr(st, 3, "/local/domain/3/name", "renamed");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "an unrelated change does not conflict with rm + recreate");
+
+    is_int(xs_core_release(st, 3), 0, "release");
+    is_int(xs_core_live_nodes(st), base, "no leaked nodes");
+    xs_core_free(st);
+}
+
 static void
 test_quotas(void)
 {
@@ -522,5 +609,6 @@ main(void)
            "no leaked nodes: back to the initial count");
     xs_core_free(st);
     test_quotas();
+    test_tx_queue_layout();
     return done_testing();
 }
