@@ -1257,11 +1257,11 @@ xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name)
     struct xs_core_perm perm = { .domid = domid, .perms = XS_CORE_PERM_NONE };
     int r;
 
-    if (domid == 0 || domid >= 0x7FF0)   /* DOMID_FIRST_RESERVED */
+    if (domid >= 0x7FF0)   /* DOMID_FIRST_RESERVED */
         return -EINVAL;
     snprintf(path, sizeof(path), "/local/domain/%u", domid);
     r = xs_core_mkdir(st, 0, NULL, 0, path);
-    if (r == 0)
+    if (r == 0 && domid != 0)
         r = xs_core_set_perms(st, 0, NULL, 0, path, &perm, 1);
     snprintf(sub, sizeof(sub), "%s/domid", path);
     snprintf(idstr, sizeof(idstr), "%u", domid);
@@ -1271,9 +1271,11 @@ xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name)
         snprintf(sub, sizeof(sub), "%s/name", path);
         r = xs_core_write(st, 0, NULL, 0, sub, name, strlen(name));
     }
-    if (r == 0)
+    /* Domain 0 is introduced from the start (xs_core_new); only its
+     * nodes are written, as xen-init-dom0 does at boot. */
+    if (r == 0 && domid != 0)
         r = xs_core_mark_introduced(st, domid, true);
-    if (r == 0)
+    if (r == 0 && domid != 0)
         xs_core_fire_special(st, "@introduceDomain");
     return r;
 }

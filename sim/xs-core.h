@@ -164,7 +164,10 @@ void xs_core_drop_owner(struct xs_store *st, void *owner);
 /* ---- domains ------------------------------------------------------------- */
 
 /* Create /local/domain/<domid> owned by domid with "domid" and "name" (if
- * name != NULL), mark it introduced and fire @introduceDomain. */
+ * name != NULL), mark it introduced and fire @introduceDomain.  For domid 0
+ * (introduced from the start, its directory owned by itself) only the
+ * "domid" and "name" nodes are written, as xen-init-dom0 does on a Xen
+ * host ("Domain-0"). */
 int xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name);
 /* Mark introduced without touching the tree (wire INTRODUCE). */
 int xs_core_mark_introduced(struct xs_store *st, uint32_t domid, bool on);

@@ -476,6 +476,31 @@ test_tx_queue_layout(void)
     xs_core_free(st);
 }
 
+/* Domain 0's own nodes, as xen-init-dom0 writes them on a Xen host. */
+static void
+test_dom0_nodes(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char buf[64];
+
+    xs_core_watch(st, 0, &o0, "@introduceDomain", "i");
+    nev = 0;
+    is_int(xs_core_introduce(st, 0, "Domain-0"), 0, "name domain 0");
+    is_int(rd(st, 0, 0, NULL, "/local/domain/0/name", buf, sizeof(buf)), 0,
+           "/local/domain/0/name exists");
+    ok(strcmp(buf, "Domain-0") == 0, "dom0's name is Domain-0");
+    is_int(rd(st, 0, 0, NULL, "/local/domain/0/domid", buf, sizeof(buf)), 0,
+           "/local/domain/0/domid exists");
+    ok(strcmp(buf, "0") == 0, "dom0's domid is 0");
+    is_int(owner_of(st, "/local/domain/0"), 0, "dom0's dir stays dom0's");
+    ok(xs_core_is_introduced(st, 0), "dom0 is introduced");
+    is_int(nev, 0, "no @introduceDomain for dom0");
+    xs_core_introduce(st, 5, "g");
+    is_int(rd(st, 5, 0, NULL, "/local/domain/0/name", buf, sizeof(buf)),
+           -EACCES, "a guest cannot read dom0's name (n0, as on Xen)");
+    xs_core_free(st);
+}
+
 static void
 test_quotas(void)
 {
@@ -610,5 +635,6 @@ main(void)
     xs_core_free(st);
     test_quotas();
     test_tx_queue_layout();
+    test_dom0_nodes();
     return done_testing();
 }
