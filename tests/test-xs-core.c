@@ -476,6 +476,87 @@ test_tx_queue_layout(void)
     xs_core_free(st);
 }
 
+/* Transactions copy the tree on demand, not at start; what they see and
+ * when they conflict follows cxenstored's generation-at-first-access. */
+static void
+test_tx_views(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char path[64], buf[64];
+    size_t before;
+    uint32_t t;
+
+    for (int i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "/big/d%d/leaf", i);
+        wr(st, 0, path, "x");
+    }
+    wr(st, 0, "/gone/child", "g");
+    before = xs_core_live_nodes(st);
+    is_int(xs_core_tx_start(st, 0, &o0, &t), 0, "tx start");
+    is_int(xs_core_live_nodes(st), before + 1,
+           "starting a tx copies the root alone, not the tree");
+    is_int(rd(st, 0, t, &o0, "/big/d7/leaf", buf, sizeof(buf)), 0,
+           "read through the lazily copied view");
+    ok(xs_core_live_nodes(st) < before + 220,
+       "a read copies the nodes on its path and their siblings only");
+
+    /* First access after another connection's change: the new value, and
+     * no conflict. */
+    wr(st, 0, "/big/d8/leaf", "changed-before");
+    is_int(rd(st, 0, t, &o0, "/big/d8/leaf", buf, sizeof(buf)), 0,
+           "first read in the tx");
+    ok(strcmp(buf, "changed-before") == 0,
+       "a node first read after a change shows the change");
+    wr(st, 0, "/big/d7/leaf", "changed-after");
+    is_int(rd(st, 0, t, &o0, "/big/d7/leaf", buf, sizeof(buf)), 0,
+           "second read in the tx");
+    ok(strcmp(buf, "x") == 0,
+       "a node read before a change keeps the value first seen");
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "a change after the first read conflicts");
+
+    xs_core_tx_start(st, 0, &o0, &t);
+    rd(st, 0, t, &o0, "/big/d8/leaf", buf, sizeof(buf));
+    wr(st, 0, "/big/d9/leaf", "unrelated");
+    xs_core_write(st, 0, &o0, t, "/big/d8/leaf", "tx", 2);
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), 0,
+           "a change to a node the tx never read does not conflict");
+    is_int(rd(st, 0, 0, NULL, "/big/d8/leaf", buf, sizeof(buf)), 0, "read");
+    ok(strcmp(buf, "tx") == 0, "the tx's write applied");
+
+    /* A node copied into the view (as a sibling) and then removed from the
+     * live tree: writing below it must conflict, not resurrect it. */
+    xs_core_tx_start(st, 0, &o0, &t);
+    rd(st, 0, t, &o0, "/big", buf, sizeof(buf));    /* copies /gone too */
+    xs_core_rm(st, 0, NULL, 0, "/gone");
+    is_int(xs_core_write(st, 0, &o0, t, "/gone/child2", "r", 1), 0,
+           "write below a node removed live since it was copied");
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "it conflicts");
+    is_int(rd(st, 0, 0, NULL, "/gone", buf, sizeof(buf)), -ENOENT,
+           "and does not bring /gone back");
+
+    /* Directory in a tx: copied once, then stable. */
+    xs_core_tx_start(st, 0, &o0, &t);
+    {
+        char *names;
+        size_t len;
+        is_int(xs_core_directory(st, 0, &o0, t, "/big/d3", &names, &len,
+                                 NULL), 0, "directory in a tx");
+        ok(len == 5 && strcmp(names, "leaf") == 0, "lists the copied child");
+        free(names);
+        wr(st, 0, "/big/d3/new", "n");
+        is_int(xs_core_directory(st, 0, &o0, t, "/big/d3", &names, &len,
+                                 NULL), 0, "directory again");
+        ok(len == 5, "a child created live later does not show");
+        free(names);
+    }
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "and the listed directory's change conflicts");
+    xs_core_rm(st, 0, NULL, 0, "/big");
+    xs_core_free(st);
+}
+
 /* Domain 0's own nodes, as xen-init-dom0 writes them on a Xen host. */
 static void
 test_dom0_nodes(void)
@@ -636,5 +717,6 @@ main(void)
     test_quotas();
     test_tx_queue_layout();
     test_dom0_nodes();
+    test_tx_views();
     return done_testing();
 }
