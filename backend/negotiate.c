@@ -435,6 +435,12 @@ xbd_next_action(const struct xbd_facts *f)
     if (!f->online && (!f->connected || f->grace_over))
         return XBD_ACT_RELEASE;
 
+    /* A failed device waits for its frontend to move (Closed, usually): a
+     * retry against the same nodes would fail the same way, and our own
+     * writes would fire the next retry. */
+    if (f->failed && fe != -1 && fe != XenbusStateUnknown && fe != XenbusStateClosed)
+        return XBD_ACT_NONE;
+
     switch (fe) {
     case -1:
     case XenbusStateUnknown:

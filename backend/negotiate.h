@@ -116,7 +116,8 @@ const char *xbd_abi_name(enum xbd_abi abi);
  * Facts: our state (what we last set; a Closing the toolstack wrote into
  * our `state` node is adopted as ours), whether queues are running, the
  * frontend's state (-1: node or directory gone; malformed counts as gone),
- * `online`, and whether a detach has waited out its grace period.
+ * `online`, whether a detach has waited out its grace period, and whether
+ * we failed the device with the frontend still where it was then.
  *
  *  frontend state         ours                    action
  *  ---------------------  ----------------------  -------------------------
@@ -131,6 +132,8 @@ const char *xbd_abi_name(enum xbd_abi abi);
  *  anything               not connected,          RELEASE (before the
  *                         online=0                above: nothing to drain)
  *  anything               online=0, grace over    RELEASE (forced)
+ *  not gone/Unknown/Closed  failed, frontend has  NONE (no retry loop:
+ *                         not moved since         wait for it to close)
  *  anything else                                  NONE
  */
 enum xbd_action {
@@ -149,6 +152,8 @@ struct xbd_facts {
     int fe_state;           /* -1: gone */
     bool online;
     bool grace_over;        /* online=0 for longer than the detach grace */
+    bool failed;            /* we failed the device and the frontend's
+                               state has not changed since */
 };
 
 enum xbd_action xbd_next_action(const struct xbd_facts *f);

@@ -366,7 +366,15 @@ test_connect_hostile(void)
 static enum xbd_action
 act(int ours, bool connected, int fe, bool online, bool grace)
 {
-    struct xbd_facts f = { ours, connected, fe, online, grace };
+    struct xbd_facts f = { ours, connected, fe, online, grace, false };
+
+    return xbd_next_action(&f);
+}
+
+static enum xbd_action
+act_failed(int ours, int fe, bool online)
+{
+    struct xbd_facts f = { ours, false, fe, online, false, true };
 
     return xbd_next_action(&f);
 }
@@ -411,6 +419,12 @@ test_state_machine(void)
     is_int(act(CLG, true, CLD, false, false), XBD_ACT_RELEASE,
            "online=0, fe Closed: release");
     is_int(act(CON, true, 7, true, false), XBD_ACT_NONE, "fe Reconfiguring: ignored");
+    is_int(act_failed(CLG, INI, true), XBD_ACT_NONE,
+           "failed while fe Initialising: no retry until it moves");
+    is_int(act_failed(CLG, INID, true), XBD_ACT_NONE, "failed, fe Initialised: wait");
+    is_int(act_failed(CLG, CLD, true), XBD_ACT_CLOSE, "failed, fe Closed: close");
+    is_int(act_failed(CLG, GONE, true), XBD_ACT_CLOSE, "failed, fe gone: close");
+    is_int(act_failed(CLG, INI, false), XBD_ACT_RELEASE, "failed, online=0: release");
 
     is_int(xbd_parse_state("4"), 4, "state 4");
     is_int(xbd_parse_state("9"), -1, "state 9 is not a state");
