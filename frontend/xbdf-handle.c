@@ -225,7 +225,42 @@ be_state(struct xbdfront *h)
     return s;
 }
 
-/* Write nodes (and our state) in one transaction, retried on EAGAIN. */
+/* Is `name` (an entry of the frontend directory) a transport node that an
+ * earlier connection may have left behind? */
+static bool
+is_transport_node(const char *name)
+{
+    return strncmp(name, "queue-", 6) == 0 ||
+           strncmp(name, XBDK_RING_REF, strlen(XBDK_RING_REF)) == 0 ||
+           strcmp(name, XBDK_EVENT_CHANNEL) == 0 ||
+           strcmp(name, XBDK_RING_PAGE_ORDER) == 0 ||
+           strcmp(name, XBDK_NUM_RING_PAGES) == 0 ||
+           strcmp(name, XBDK_MULTI_QUEUE_NUM_QUEUES) == 0;
+}
+
+/* Inside transaction t, remove the transport nodes of an earlier
+ * connection (another layout: a stale multi-queue-num-queues or queue-N/
+ * would send the backend to old grants).  false on a store error. */
+static bool
+remove_stale_nodes(struct xbdfront *h, xs_transaction_t t)
+{
+    char path[256];
+    unsigned int num = 0;
+    char **names = xs_directory(h->xs, t, h->fe_dir, &num);
+    bool okr = names != NULL;
+
+    for (unsigned int i = 0; okr && i < num; i++)
+        if (is_transport_node(names[i])) {
+            snprintf(path, sizeof(path), "%s/%s", h->fe_dir, names[i]);
+            okr = xs_rm(h->xs, t, path) || errno == ENOENT;
+        }
+    free(names);
+    return okr;
+}
+
+/* Write nodes (and our state) in one transaction, retried on EAGAIN.  With
+ * nodes (a new connection's transport), whatever an earlier connection
+ * left is removed in the same transaction. */
 static int
 write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
             int state)
@@ -237,6 +272,9 @@ write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
         xs_transaction_t t = xs_transaction_start(h->xs);
         bool okw = t != XBT_NULL;
 
+        snprintf(path, sizeof(path), "%s", h->fe_dir);
+        if (okw && n > 0)
+            okw = remove_stale_nodes(h, t);
         for (int i = 0; okw && i < n; i++) {
             snprintf(path, sizeof(path), "%s/%s", h->fe_dir, nodes[i].key);
             okw = xs_write(h->xs, t, path, nodes[i].value,
