@@ -553,9 +553,12 @@ slot_done(void *ud, int err)
     if (err < 0) {
         if (w->err == 0) {
             w->err = err;
+            /* -ENODEV: the library has just said why, on this thread. */
             snprintf(w->errmsg, sizeof(w->errmsg), "%s of %" PRIu64 " bytes "
                      "at %" PRIu64 " failed: %s", s->write ? "write" : "read",
-                     s->len, s->offset, strerror(-err));
+                     s->len, s->offset,
+                     err == -ENODEV && xbdfront_get_error()[0] != '\0'
+                     ? xbdfront_get_error() : strerror(-err));
         }
         return;
     }

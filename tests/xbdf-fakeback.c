@@ -183,8 +183,15 @@ publish_limits(void)
     wr("max-ring-page-order", "%u", B.max_order);
     wr("max-ring-pages", "%u", 1u << B.max_order);
     wr("multi-queue-max-queues", "%u", B.max_queues);
-    if (B.indirect > 0)
+    if (B.indirect > 0) {
         wr("feature-max-indirect-segments", "%u", B.indirect);
+    } else {
+        char path[512];
+
+        /* An earlier run's node must not stay behind. */
+        snprintf(path, sizeof(path), "%s/feature-max-indirect-segments", B.be);
+        xs_rm(B.xs, XBT_NULL, path);
+    }
     wr("feature-persistent", "%u", B.persistent);
     set_state(XenbusStateInitWait);
 }
