@@ -55,6 +55,17 @@
 
 enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
 
+/* struct xbd_queue_stats, field by field; in_flight is a level, not a
+ * count, and is not carried over when a queue stops. */
+#define STAT_FIELDS(X) \
+    X(req_read) X(req_write) X(req_flush) X(req_barrier) X(req_discard) \
+    X(req_indirect) X(req_unsupported) X(bytes_read) X(bytes_written) \
+    X(err_bad_request) X(err_grant) X(err_io) X(in_flight) X(ring_full) \
+    X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
+    X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
+    X(pgrant_evictions) X(batches)
+
+
 #define NO_FAIL (-2)
 
 struct device {
@@ -83,6 +94,7 @@ struct device {
     struct xbd_negotiated neg;      /* valid while nq > 0 */
     unsigned int nq;                /* queues running */
     struct xbd_queue *q[XBD_MAX_QUEUES];
+    struct xbd_queue_stats past;    /* counters of queues already stopped */
 
     uint64_t offline_since;         /* ms when online=0 was seen; 0: online */
     char error[320];                /* the last failure, for status */
@@ -278,6 +290,14 @@ disconnect(struct device *dev)
         uint64_t now = now_ms();
         unsigned int left = now < deadline ? (unsigned int)(deadline - now) : 0;
 
+        struct xbd_queue_stats s;
+
+        /* Keep the device's counters across reconnects. */
+        xbd_queue_get_stats(dev->q[i], &s);
+        s.in_flight = 0;
+#define X(n) dev->past.n += s.n;
+        STAT_FIELDS(X)
+#undef X
         /* Every queue gets a moment even after a slow one. */
         xbd_queue_stop(dev->q[i], left > 100 ? left : 100);
         dev->q[i] = NULL;
@@ -1219,14 +1239,6 @@ xbd_daemon_free(struct xbd_daemon *d)
 
 /* ---- status ----------------------------------------------------------------- */
 
-#define STAT_FIELDS(X) \
-    X(req_read) X(req_write) X(req_flush) X(req_barrier) X(req_discard) \
-    X(req_indirect) X(req_unsupported) X(bytes_read) X(bytes_written) \
-    X(err_bad_request) X(err_grant) X(err_io) X(in_flight) X(ring_full) \
-    X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
-    X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
-    X(pgrant_evictions) X(batches)
-
 static void
 json_stats(FILE *f, const struct xbd_queue_stats *s)
 {
@@ -1262,7 +1274,7 @@ json_device(FILE *f, struct device *dev, bool with_stats)
     fprintf(f, ",\"error\":");
     xbd_json_string(f, dev->error);
     if (with_stats) {
-        struct xbd_queue_stats tot = { 0 }, s;
+        struct xbd_queue_stats tot = dev->past, s;
 
         fprintf(f, ",\"queue_stats\":[");
         for (unsigned int i = 0; i < dev->nq; i++) {
