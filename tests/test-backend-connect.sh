@@ -9,18 +9,14 @@
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
-requires xbd-backd --help
 requires xbdfront --help
 d=$(test_tmpdir)
 start_sim "$d/sim" --domain guest1 --domain guest2
 truncate -s 8M "$d/disk.img"
 truncate -s 8M "$d/disk2.img"
 
-xbd-backd --debug 2>"$d/backd.log" &
-backd=$!
-cleanup_fn kill_wait $backd
-cleanup_fn 'echo "--- xbd-backd log"; cat "$d/backd.log"'
-wait_for 10 test -S "$d/sim/xbd-backd.sock" || fail "no control socket"
+start_backd "$d/backd.log"
+backd=$backd_pid
 
 be=/local/domain/0/backend/qdisk/1/51712
 node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }

@@ -9,16 +9,12 @@
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
-requires xbd-backd --help
 d=$(test_tmpdir)
 start_sim "$d/sim" --domain guest1
 truncate -s 16M "$d/disk.img"
 
-xbd-backd --debug 2>"$d/backd.log" &
-backd=$!
-cleanup_fn kill_wait $backd
-cleanup_fn 'echo "--- xbd-backd log"; cat "$d/backd.log"'
-wait_for 10 test -S "$d/sim/xbd-backd.sock" || fail "no control socket"
+start_backd "$d/backd.log"
+backd=$backd_pid
 
 be=/local/domain/0/backend/qdisk/1
 fe=/local/domain/1/device/vbd
