@@ -39,46 +39,54 @@ struct opt {
 
 static const struct opt opts[] = {
     { "kind", OPT_KIND, U(kinds), 0, 0, 0, F_FIXED, "KIND",
-      "serve backend/KIND: vbd, qdisk or vbd3; repeat or list with commas\n"
-      "(default qdisk)" },
+      "serve backend/KIND: vbd, qdisk or vbd3; repeat\n"
+      "or list with commas (default qdisk)" },
     { "max-ring-order", OPT_UINT, U(max_ring_order), 0, XBD_RING_ORDER_LIMIT, 6, 0, "N",
-      "advertise rings of up to 2^N pages (default 6, limit 8; Linux\n"
-      "frontends take at most 4)" },
+      "advertise rings of up to 2^N pages (default 6,\n"
+      "limit 8; Linux frontends take at most 4)" },
     { "max-queues", OPT_UINT, U(max_queues), 1, XBD_MAX_QUEUES, 4, 0, "N",
-      "advertise up to N queues (rings) per device (default 4, limit 64)" },
+      "advertise up to N queues (rings) per device\n"
+      "(default 4, limit 64)" },
     { "max-indirect", OPT_UINT, U(max_indirect), 0, XBD_MAX_INDIRECT_SEGMENTS, 256, 0,
-      "N", "advertise N indirect segments per request, 0 or 12..4096\n"
-      "(default 256 = 1 MiB requests; 0: no indirect requests)" },
+      "N", "advertise N indirect segments per request:\n"
+      "0 (none) or 12..4096 (default 256 = 1 MiB)" },
     { "persistent-max", OPT_UINT, U(persistent_max), 0, 1u << 20, 1024, 0, "N",
-      "keep up to N persistent grants mapped per queue (default 1024;\n"
-      "0: do not offer feature-persistent)" },
+      "keep up to N persistent grants mapped per queue\n"
+      "(default 1024; 0: do not offer feature-persistent)" },
     { "poll-start-rate", OPT_UINT, U(poll_start_rate), 0, UINT32_MAX, 20000, 0, "N",
-      "poll a ring once requests arrive faster than N per second\n"
-      "(default 20000)" },
+      "poll a ring once requests arrive faster than N\n"
+      "per second (default 20000)" },
     { "poll-idle-us", OPT_UINT, U(poll_idle_us), 0, 1000000, 50, 0, "US",
-      "stop polling after US microseconds without work (default 50;\n"
-      "0: never poll)" },
+      "stop polling after US microseconds without work\n"
+      "(default 50; 0: never poll)" },
     { "uring-depth", OPT_UINT, U(uring_depth), 0, 32768, 0, 0, "N",
-      "io_uring entries per queue (default 0: sized from the ring)" },
+      "io_uring entries per queue (default 0: sized\n"
+      "from the ring)" },
     { "batch-budget", OPT_UINT, U(batch_budget), 1, 65536, 128, 0, "N",
-      "requests a queue takes per wakeup before yielding (default 128)" },
+      "requests a queue takes per wakeup before\n"
+      "yielding (default 128)" },
     { "drain-ms", OPT_UINT, U(drain_ms), 100, 600000, 5000, 0, "MS",
-      "wait at most MS for in-flight I/O when a device closes (default 5000)" },
+      "wait at most MS for in-flight I/O when a device\n"
+      "closes (default 5000)" },
     { "detach-grace-ms", OPT_UINT, U(detach_grace_ms), 0, 600000, 5000, 0, "MS",
-      "after online=0, wait MS for a connected frontend to close before\n"
-      "closing anyway (default 5000; libxl gives up after 10 s)" },
+      "after online=0, wait MS for a connected frontend\n"
+      "to close before closing anyway (default 5000;\n"
+      "libxl gives up after 10 s)" },
     { "config", OPT_STR, S(config_file), 0, 0, 0, F_NOFILE | F_FIXED, "FILE",
-      "read options from FILE (key = value); the command line wins" },
+      "read options from FILE (key = value); the\n"
+      "command line wins" },
     { "syslog", OPT_BOOL, U(use_syslog), 0, 1, 0, F_FIXED, NULL,
       "log to syslog (daemon facility) instead of stderr" },
     { "debug", OPT_BOOL, U(debug), 0, 1, 0, 0, NULL, "log debug lines too" },
     { "platform", OPT_STR, S(platform), 0, 0, 0, F_FIXED, "sim|xen",
-      "grants and event channels from xbd-sim or Xen (default: detect)" },
+      "grants and event channels from xbd-sim or Xen\n"
+      "(default: detect)" },
     { "pidfile", OPT_STR, S(pidfile), 0, 0, 0, F_FIXED, "FILE",
       "write the daemon's pid to FILE; removed at exit" },
     { "control-socket", OPT_STR, S(control_socket), 0, 0, 0, F_FIXED, "PATH",
-      "answer xbdctl on PATH (default /run/xbd-backd/control.sock;\n"
-      "$XBD_SIM_DIR/xbd-backd.sock with the sim platform)" },
+      "answer xbdctl on PATH (default\n"
+      "/run/xbd-backd/control.sock; with the sim:\n"
+      "$XBD_SIM_DIR/xbd-backd.sock)" },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

@@ -95,6 +95,7 @@ struct device {
     unsigned int nq;                /* queues running */
     struct xbd_queue *q[XBD_MAX_QUEUES];
     struct xbd_queue_stats past;    /* counters of queues already stopped */
+    struct xbd_ratelimit rl;        /* lines the guest can provoke */
 
     uint64_t offline_since;         /* ms when online=0 was seen; 0: online */
     char error[320];                /* the last failure, for status */
@@ -314,7 +315,7 @@ disconnect(struct device *dev)
 static void
 fail_device(struct device *dev, const char *why)
 {
-    xbd_log(LOG_ERR, "%s: %s", dev->name, why);
+    xbd_log_limited(&dev->rl, LOG_ERR, "%s: %s", dev->name, why);
     record_error(dev, why);
     set_state(dev, XenbusStateClosing);
     disconnect(dev);
