@@ -579,6 +579,121 @@ test_hostile_prod(void)
     is_int(failed_calls, 1, "on_fail called exactly once");
 }
 
+
+/* Wait (10 s at most) until the queue's stats satisfy `cond`. */
+#define WAIT_STATS(q, s, cond) do {                                     \
+    for (int w_ = 0; w_ < 1000; w_++) {                                 \
+        xbd_queue_get_stats((q), &(s));                                 \
+        if (cond)                                                       \
+            break;                                                      \
+        usleep(10000);                                                  \
+    }                                                                   \
+} while (0)
+
+/* Adaptive polling and spurious wakeups, on the null backing. */
+static void
+test_polling(struct xbd_backing *nullb)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct xbd_queue_stats s;
+    struct fe f;
+    struct seg seg = { data_refs[0], 0, 7 };
+    uint64_t before;
+
+    cfg.backing = nullb;
+    cfg.poll_start_rate = 1;            /* any traffic starts polling */
+    cfg.poll_idle_us = 100000;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "polling: queue started");
+        return;
+    }
+    fe_rw(&f, BLKIF_OP_READ, 1, 0, &seg, 1);
+    is_int(fe_one(&f, 1), BLKIF_RSP_OKAY, "polling: first read");
+    usleep(120000);                     /* close the first rate window */
+    fe_rw(&f, BLKIF_OP_READ, 2, 0, &seg, 1);
+    is_int(fe_one(&f, 2), BLKIF_RSP_OKAY, "polling: second read");
+    WAIT_STATS(f.q, s, s.polls > 0);
+    ok(s.polls > 0, "polling: the queue polled the ring (%llu polls, %llu hits)",
+       (unsigned long long)s.polls, (unsigned long long)s.poll_hits);
+    /* Once idle (100 ms) it sleeps again and wakes on events. */
+    usleep(150000);
+    fe_rw(&f, BLKIF_OP_READ, 3, 0, &seg, 1);
+    is_int(fe_one(&f, 3), BLKIF_RSP_OKAY, "polling: a read after the idle time");
+
+    /* Events with nothing on the ring are spurious. */
+    xbd_queue_get_stats(f.q, &s);
+    before = s.spurious_wakeups;
+    for (int i = 0; i < 5; i++) {
+        xbd_evtchn_notify(fe_ev, (uint32_t)f.port);
+        usleep(5000);
+    }
+    WAIT_STATS(f.q, s, s.spurious_wakeups > before);
+    ok(s.spurious_wakeups > before, "spurious wakeups counted (%llu)",
+       (unsigned long long)s.spurious_wakeups);
+    fe_rw(&f, BLKIF_OP_READ, 4, 0, &seg, 1);
+    is_int(fe_one(&f, 4), BLKIF_RSP_OKAY, "a read after the spurious events");
+    fe_stop(&f);
+}
+
+/* Stop with I/O in flight: drained and answered within the timeout, or
+ * abandoned past it. */
+static void
+test_stop_in_flight(void)
+{
+    struct xbd_backing_opts opts = { .discard_enable = true };
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct xbd_backing *slow;
+    struct xbd_queue_stats s;
+    struct fe f;
+    struct seg seg = { data_refs[0], 0, 7 };
+    int16_t st[4];
+    int bad = 0;
+
+    if (xbd_backing_open("null:size=8M,latency=200ms", &opts, &slow, errbuf,
+                         sizeof(errbuf)) < 0)
+        bail_out("%s", errbuf);
+    cfg.backing = slow;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "drain: queue started");
+        return;
+    }
+    for (int i = 0; i < 4; i++)
+        fe_rw(&f, BLKIF_OP_READ, 50 + i, 8 * i, &seg, 1);
+    fe_push(&f);
+    WAIT_STATS(f.q, s, s.in_flight == 4);
+    is_int(s.in_flight, 4, "drain: 4 reads in flight");
+    xbd_queue_stop(f.q, 10000);
+    f.q = NULL;
+    memset(st, 0x7f, sizeof(st));
+    bad = fe_wait(&f, 4, 50, st) < 0;
+    for (int i = 0; i < 4; i++)
+        bad += st[i] != BLKIF_RSP_OKAY;
+    is_int(bad, 0, "drain: stop answered all 4 before returning");
+    xbd_evtchn_unbind(fe_ev, (uint32_t)f.port);
+    is_int(xbd_gntshr_unshare(fe_sh, f.ring, f.pages), 0, "drain: ring unshared");
+    xbd_backing_close(slow);
+
+    if (xbd_backing_open("null:size=8M,latency=3s", &opts, &slow, errbuf,
+                         sizeof(errbuf)) < 0)
+        bail_out("%s", errbuf);
+    cfg.backing = slow;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "abandon: queue started");
+        return;
+    }
+    fe_rw(&f, BLKIF_OP_READ, 60, 0, &seg, 1);
+    fe_push(&f);
+    WAIT_STATS(f.q, s, s.in_flight == 1);
+    is_int(s.in_flight, 1, "abandon: 1 read in flight");
+    xbd_queue_stop(f.q, 20);
+    f.q = NULL;
+    is_int(f.fr.sring->rsp_prod, 0, "abandon: stop returned without an answer");
+    xbd_evtchn_unbind(fe_ev, (uint32_t)f.port);
+    is_int(xbd_gntshr_unshare(fe_sh, f.ring, f.pages), 0,
+           "abandon: ring unmapped all the same");
+    /* The backing outlives the abandoned I/O: not closed here. */
+}
+
 static void
 test_start_errors(void)
 {
@@ -651,6 +766,15 @@ main(int argc, char **argv)
     test_ops();
     test_read_only();
     test_hostile_prod();
+    {
+        struct xbd_backing *nullb;
+
+        if (xbd_backing_open("null:size=8M", &opts, &nullb, errbuf, sizeof(errbuf)) < 0)
+            bail_out("%s", errbuf);
+        test_polling(nullb);
+        xbd_backing_close(nullb);
+    }
+    test_stop_in_flight();
 
     is_int(xbd_gntshr_unshare(fe_sh, data, DATA_PAGES), 0,
            "data pages unshared at the end (no grant left mapped)");
