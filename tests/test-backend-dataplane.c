@@ -29,6 +29,7 @@ static struct xbd_evtchn *fe_ev;
 static uint8_t *data;                   /* DATA_PAGES shared pages */
 static uint32_t data_refs[DATA_PAGES];
 static struct xbd_backing *disk;
+static struct xbd_backing *rw_backing;  /* test_rw's backing: disk unless set */
 static char disk_path[256];
 static char errbuf[512];
 
@@ -279,6 +280,8 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
     cfg.ring_pages = pages;
     cfg.abi = abi;
     cfg.persistent = persistent;
+    if (rw_backing != NULL)
+        cfg.backing = rw_backing;
     cfg.persistent_max = 64;
     if (fe_start(&f, cfg) < 0) {
         ok(0, "%s: queue started", tag);
@@ -315,8 +318,9 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
         i = n - 1;
         memcpy(want, data + (size_t)((2 * i) % DATA_PAGES) * 4096 + 512, 7 * 512);
         memcpy(want + 7 * 512, data + (size_t)((2 * i + 1) % DATA_PAGES) * 4096, 8 * 512);
-        ok(disk_matches((16 * i + 1) * 512ull, want, sizeof(want)),
-           "%s: the last write is on the disk, segments in order", tag);
+        if (cfg.backing == disk)
+            ok(disk_matches((16 * i + 1) * 512ull, want, sizeof(want)),
+               "%s: the last write is on the disk, segments in order", tag);
     }
 
     /* Read it back into zeroed pages (shifted by one page). */
@@ -694,6 +698,44 @@ test_stop_in_flight(void)
     /* The backing outlives the abandoned I/O: not closed here. */
 }
 
+#ifdef HAVE_LIBNBD
+/* The whole path over the nbd driver, when nbdkit is installed. */
+static void
+test_nbd(const char *tmp)
+{
+    struct xbd_backing_opts opts = { .discard_enable = true };
+    char sock[300], params[400];
+    pid_t pid;
+
+    if (system("nbdkit --version >/dev/null 2>&1") != 0) {
+        diag("nbdkit not installed: the nbd data path is not tested");
+        return;
+    }
+    snprintf(sock, sizeof(sock), "%s/nbd.sock", tmp);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", "8M",
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000 && access(sock, F_OK) != 0; i++)
+        usleep(10000);
+    snprintf(params, sizeof(params), "nbd:nbd+unix:///?socket=%s", sock);
+    if (xbd_backing_open(params, &opts, &rw_backing, errbuf, sizeof(errbuf)) < 0) {
+        ok(0, "nbd backing: %s", errbuf);
+    } else {
+        test_rw(4, XBD_ABI_NATIVE, false, "nbd");
+        test_rw(2, XBD_ABI_X86_32, true, "nbd persistent x86_32-abi");
+        xbd_backing_close(rw_backing);
+        rw_backing = NULL;
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unlink(sock);
+}
+#endif
+
 static void
 test_start_errors(void)
 {
@@ -775,6 +817,9 @@ main(int argc, char **argv)
         xbd_backing_close(nullb);
     }
     test_stop_in_flight();
+#ifdef HAVE_LIBNBD
+    test_nbd(dir);
+#endif
 
     is_int(xbd_gntshr_unshare(fe_sh, data, DATA_PAGES), 0,
            "data pages unshared at the end (no grant left mapped)");
