@@ -714,6 +714,14 @@ consume(struct xbd_queue *q, unsigned int budget)
         ring_fail(q, why);
         return 0;
     }
+    if (rp - q->ring.req_cons > q->nr_ents) {
+        char why[160];
+
+        snprintf(why, sizeof(why), "request producer index %u moved back behind "
+                 "requests already consumed (%u)", rp, q->ring.req_cons);
+        ring_fail(q, why);
+        return 0;
+    }
     q->lim.sectors = __atomic_load_n(&q->sectors, __ATOMIC_RELAXED);
     /* Until a completion frees what is missing, each of these stops us
      * with requests left (q->blocked: do not spin on them). */
@@ -752,8 +760,8 @@ account_rate(struct xbd_queue *q, unsigned int n, uint64_t now)
 {
     if (q->cfg.poll_idle_us == 0)
         return;
-    if (now - q->rate_window_ns >= 100000000) {     /* 100 ms windows */
-        uint64_t rate = (uint64_t)q->rate_count * 10;
+    if (now - q->rate_window_ns >= 100000000) {     /* windows of >= 100 ms */
+        uint64_t rate = (uint64_t)q->rate_count * 1000000000 / (now - q->rate_window_ns);
 
         if (!q->polling && q->cfg.poll_start_rate > 0 && rate >= q->cfg.poll_start_rate)
             q->polling = true;
@@ -849,6 +857,8 @@ queue_thread(void *arg)
                 masked = false;
             }
         }
+        if (timeout < 0 && q->pgc.lru_head != NULL)
+            timeout = 1000;             /* wake to expire idle grants */
         storm = q->spurious_run >= SPURIOUS_STORM;
         pfd[nfds++] = (struct pollfd){ .fd = q->wake_fd, .events = POLLIN };
         pfd[nfds++] = (struct pollfd){ .fd = xbd_ioq_fd(q->ioq), .events = POLLIN };
@@ -884,6 +894,27 @@ queue_thread(void *arg)
 
 /* ---- Start and stop ---------------------------------------------------------------- */
 
+/* Queues whose I/O was abandoned at stop: the kernel may still write into
+ * their buffers, so they are never freed.  Kept reachable here so that a
+ * leak checker sees them as held on purpose. */
+static pthread_mutex_t graveyard_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xbd_queue **graveyard;
+static size_t graveyard_len;
+
+static void
+bury(struct xbd_queue *q)
+{
+    struct xbd_queue **g;
+
+    pthread_mutex_lock(&graveyard_lock);
+    g = realloc(graveyard, (graveyard_len + 1) * sizeof(*g));
+    if (g != NULL) {
+        graveyard = g;
+        graveyard[graveyard_len++] = q;
+    }
+    pthread_mutex_unlock(&graveyard_lock);
+}
+
 static void
 queue_destroy(struct xbd_queue *q)
 {
@@ -915,8 +946,11 @@ queue_destroy(struct xbd_queue *q)
         xbd_gnttab_close(q->gt);
     if (q->wake_fd >= 0)
         close(q->wake_fd);
-    if (!q->abandoned)
-        free(q->pending);
+    if (q->abandoned) {
+        bury(q);                    /* with its pending table and ioq */
+        return;
+    }
+    free(q->pending);
     free(q->copy);
     free(q->ind_pages);
     free(q->name);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +123,15 @@ struct xbd_ioq {
     int efd;                        /* registered: signalled per completion */
     unsigned int in_flight;         /* added, completion not yet delivered */
     unsigned int unsubmitted;       /* prepared since the last submit */
+
+    /* Connection drivers (drv->prep == NULL). */
+    void *conn;
+    struct xbd_io *done_head, **done_tail;  /* finished, not yet reaped */
+    bool armed_in, armed_out;       /* a poll request is in the ring */
 };
+
+/* user_data of the poll requests watching a connection's fd. */
+static char poll_tag_in, poll_tag_out;
 
 int
 xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
@@ -159,6 +168,16 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
         return xbd_backing_error(err, errlen, r, "io_uring_register_eventfd: %s",
                                  strerror(-r));
     }
+    q->done_tail = &q->done_head;
+    if (b->drv->prep == NULL) {
+        r = b->drv->conn_open(b, q, &q->conn, err, errlen);
+        if (r < 0) {
+            io_uring_queue_exit(&q->ring);
+            close(q->efd);
+            free(q);
+            return r;
+        }
+    }
     *out = q;
     return 0;
 }
@@ -168,6 +187,8 @@ xbd_ioq_close(struct xbd_ioq *q)
 {
     if (q == NULL)
         return;
+    if (q->conn != NULL)
+        q->b->drv->conn_close(q->conn);
     io_uring_queue_exit(&q->ring);
     close(q->efd);
     free(q);
@@ -213,6 +234,19 @@ prep_one(struct xbd_ioq *q, struct xbd_io *io)
     return 0;
 }
 
+void
+xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result)
+{
+    uint64_t one = 1;
+
+    io->sync_done = true;
+    io->sync_result = result;
+    io->next = NULL;
+    *q->done_tail = io;
+    q->done_tail = &io->next;
+    (void)!write(q->efd, &one, sizeof(one));    /* reap will find it */
+}
+
 int
 xbd_ioq_add(struct xbd_ioq *q, struct xbd_io *io)
 {
@@ -220,10 +254,41 @@ xbd_ioq_add(struct xbd_ioq *q, struct xbd_io *io)
 
     io->done = 0;
     io->result = 0;
+    io->ioq = q;
+    if (q->conn != NULL) {
+        q->in_flight++;
+        r = q->b->drv->conn_start(q->conn, io);
+        if (r < 0)
+            xbd_ioq_complete(q, io, r);     /* still exactly one completion */
+        return 0;
+    }
     r = prep_one(q, io);
     if (r == 0)
         q->in_flight++;
     return r;
+}
+
+/* Make sure a poll request watches the connection in each direction it
+ * waits for. */
+static void
+arm_conn(struct xbd_ioq *q)
+{
+    struct io_uring_sqe *sqe;
+    int fd = -1;
+    short want = q->b->drv->conn_poll(q->conn, &fd);
+
+    if ((want & POLLIN) && !q->armed_in && (sqe = io_uring_get_sqe(&q->ring)) != NULL) {
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+        io_uring_sqe_set_data(sqe, &poll_tag_in);
+        q->armed_in = true;
+        q->unsubmitted++;
+    }
+    if ((want & POLLOUT) && !q->armed_out && (sqe = io_uring_get_sqe(&q->ring)) != NULL) {
+        io_uring_prep_poll_add(sqe, fd, POLLOUT);
+        io_uring_sqe_set_data(sqe, &poll_tag_out);
+        q->armed_out = true;
+        q->unsubmitted++;
+    }
 }
 
 int
@@ -231,6 +296,8 @@ xbd_ioq_submit(struct xbd_ioq *q)
 {
     int r;
 
+    if (q->conn != NULL)
+        arm_conn(q);
     if (q->unsubmitted == 0)
         return 0;
     r = io_uring_submit(&q->ring);
@@ -252,7 +319,8 @@ finish_one(struct xbd_ioq *q, struct xbd_io *io, int res)
     else
         r = res;
     if ((io->op != XBD_IO_READ && io->op != XBD_IO_WRITE) || io->sync_done) {
-        io->result = r < 0 ? r : 0;
+        io->result = r < 0 ? r : io->op == XBD_IO_READ || io->op == XBD_IO_WRITE ?
+                                 (int64_t)io->len : 0;
         return 1;
     }
     if (r < 0) {
@@ -287,12 +355,33 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
     /* Clear the eventfd first: a completion after this re-arms it. */
     (void)!read(q->efd, &v, sizeof(v));
     while (n < max && io_uring_peek_cqe(&q->ring, &cqe) == 0) {
-        struct xbd_io *io = io_uring_cqe_get_data(cqe);
+        void *data = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
 
         io_uring_cqe_seen(&q->ring, cqe);
-        if (!finish_one(q, io, res))
+        if (data == &poll_tag_in || data == &poll_tag_out) {
+            /* The connection is ready: the driver makes progress and
+             * queues what finished with xbd_ioq_complete. */
+            if (data == &poll_tag_in)
+                q->armed_in = false;
+            else
+                q->armed_out = false;
+            q->b->drv->conn_notify(q->conn, res < 0 ? (short)POLLERR : (short)res);
             continue;
+        }
+        if (!finish_one(q, data, res))
+            continue;
+        q->in_flight--;
+        n++;
+        done(data, ctx);
+    }
+    while (n < max && q->done_head != NULL) {
+        struct xbd_io *io = q->done_head;
+
+        q->done_head = io->next;
+        if (q->done_head == NULL)
+            q->done_tail = &q->done_head;
+        finish_one(q, io, 0);
         q->in_flight--;
         n++;
         done(io, ctx);
@@ -315,6 +404,8 @@ xbd_ioq_wait(struct xbd_ioq *q, unsigned int timeout_ms)
     struct io_uring_cqe *cqe;
     int r;
 
+    if (q->done_head != NULL)
+        return 0;
     (void)xbd_ioq_submit(q);
     r = io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts);
     return r == 0 ? 0 : -ETIME;

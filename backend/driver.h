@@ -29,6 +29,8 @@
 
 #include "xbd-backd.h"
 
+struct xbd_ioq;
+
 enum xbd_io_op {
     XBD_IO_READ,
     XBD_IO_WRITE,
@@ -49,6 +51,8 @@ struct xbd_io {
 
     /* Engine and driver scratch, not for the caller. */
     uint64_t done;                  /* bytes moved so far (short I/O) */
+    struct xbd_io *next;            /* connection drivers: completed list */
+    struct xbd_ioq *ioq;            /* the engine it was added to */
     bool sync_done;                 /* prep completed it already */
     int64_t sync_result;
     struct __kernel_timespec ts;    /* null driver: the latency timeout */
@@ -77,6 +81,25 @@ struct xbd_driver {
     /* Optional: turn a completion's res into the result (null: a timeout's
      * -ETIME means done).  Without it res is taken as is. */
     int64_t (*complete)(struct xbd_backing *b, struct xbd_io *io, int res);
+
+    /* A driver with its own asynchronous API over a socket (nbd) leaves
+     * prep NULL and provides a per-queue connection instead.  The engine
+     * waits on the connection's fd with io_uring poll requests, so the
+     * queue thread still sleeps in one place.
+     *   conn_open    connect once per queue (on the control thread).
+     *   conn_start   start io; when it finishes the driver calls
+     *                xbd_ioq_complete(q, io, result) (possibly from inside
+     *                conn_start or conn_notify), exactly once.  A negative
+     *                return means it was not started and will not complete.
+     *   conn_poll    which of POLLIN/POLLOUT the connection waits for now
+     *                (0: nothing), and on which fd.
+     *   conn_notify  the fd became ready with `revents`: make progress. */
+    int (*conn_open)(struct xbd_backing *b, struct xbd_ioq *q, void **conn,
+                     char *err, size_t errlen);
+    void (*conn_close)(void *conn);
+    int (*conn_start)(void *conn, struct xbd_io *io);
+    short (*conn_poll)(void *conn, int *fd);
+    void (*conn_notify)(void *conn, short revents);
 };
 
 /* Every backing starts with this. */
@@ -95,8 +118,6 @@ int xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* ---- The per-queue engine ------------------------------------------------ */
-
-struct xbd_ioq;
 
 /* depth: submission entries (rounded up to a power of two, at most 4096). */
 int xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
@@ -121,6 +142,9 @@ unsigned int xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
 
 /* Operations added and not yet reaped. */
 unsigned int xbd_ioq_in_flight(const struct xbd_ioq *q);
+
+/* For connection drivers: io finished with `result` (bytes or -errno). */
+void xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result);
 
 /* Wait (up to timeout_ms) for at least one completion; 0, or -ETIME. */
 int xbd_ioq_wait(struct xbd_ioq *q, unsigned int timeout_ms);

@@ -29,6 +29,7 @@ static struct xbd_evtchn *fe_ev;
 static uint8_t *data;                   /* DATA_PAGES shared pages */
 static uint32_t data_refs[DATA_PAGES];
 static struct xbd_backing *disk;
+static struct xbd_backing *rw_backing;  /* test_rw's backing: disk unless set */
 static char disk_path[256];
 static char errbuf[512];
 
@@ -279,6 +280,8 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
     cfg.ring_pages = pages;
     cfg.abi = abi;
     cfg.persistent = persistent;
+    if (rw_backing != NULL)
+        cfg.backing = rw_backing;
     cfg.persistent_max = 64;
     if (fe_start(&f, cfg) < 0) {
         ok(0, "%s: queue started", tag);
@@ -315,8 +318,9 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
         i = n - 1;
         memcpy(want, data + (size_t)((2 * i) % DATA_PAGES) * 4096 + 512, 7 * 512);
         memcpy(want + 7 * 512, data + (size_t)((2 * i + 1) % DATA_PAGES) * 4096, 8 * 512);
-        ok(disk_matches((16 * i + 1) * 512ull, want, sizeof(want)),
-           "%s: the last write is on the disk, segments in order", tag);
+        if (cfg.backing == disk)
+            ok(disk_matches((16 * i + 1) * 512ull, want, sizeof(want)),
+               "%s: the last write is on the disk, segments in order", tag);
     }
 
     /* Read it back into zeroed pages (shifted by one page). */
@@ -579,6 +583,159 @@ test_hostile_prod(void)
     is_int(failed_calls, 1, "on_fail called exactly once");
 }
 
+
+/* Wait (10 s at most) until the queue's stats satisfy `cond`. */
+#define WAIT_STATS(q, s, cond) do {                                     \
+    for (int w_ = 0; w_ < 1000; w_++) {                                 \
+        xbd_queue_get_stats((q), &(s));                                 \
+        if (cond)                                                       \
+            break;                                                      \
+        usleep(10000);                                                  \
+    }                                                                   \
+} while (0)
+
+/* Adaptive polling and spurious wakeups, on the null backing. */
+static void
+test_polling(struct xbd_backing *nullb)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct xbd_queue_stats s;
+    struct fe f;
+    struct seg seg = { data_refs[0], 0, 7 };
+    uint64_t before;
+
+    cfg.backing = nullb;
+    cfg.poll_start_rate = 1;            /* any traffic starts polling */
+    cfg.poll_idle_us = 100000;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "polling: queue started");
+        return;
+    }
+    fe_rw(&f, BLKIF_OP_READ, 1, 0, &seg, 1);
+    is_int(fe_one(&f, 1), BLKIF_RSP_OKAY, "polling: first read");
+    usleep(120000);                     /* close the first rate window */
+    fe_rw(&f, BLKIF_OP_READ, 2, 0, &seg, 1);
+    is_int(fe_one(&f, 2), BLKIF_RSP_OKAY, "polling: second read");
+    WAIT_STATS(f.q, s, s.polls > 0);
+    ok(s.polls > 0, "polling: the queue polled the ring (%llu polls, %llu hits)",
+       (unsigned long long)s.polls, (unsigned long long)s.poll_hits);
+    /* Once idle (100 ms) it sleeps again and wakes on events. */
+    usleep(150000);
+    fe_rw(&f, BLKIF_OP_READ, 3, 0, &seg, 1);
+    is_int(fe_one(&f, 3), BLKIF_RSP_OKAY, "polling: a read after the idle time");
+
+    /* Events with nothing on the ring are spurious. */
+    xbd_queue_get_stats(f.q, &s);
+    before = s.spurious_wakeups;
+    for (int i = 0; i < 5; i++) {
+        xbd_evtchn_notify(fe_ev, (uint32_t)f.port);
+        usleep(5000);
+    }
+    WAIT_STATS(f.q, s, s.spurious_wakeups > before);
+    ok(s.spurious_wakeups > before, "spurious wakeups counted (%llu)",
+       (unsigned long long)s.spurious_wakeups);
+    fe_rw(&f, BLKIF_OP_READ, 4, 0, &seg, 1);
+    is_int(fe_one(&f, 4), BLKIF_RSP_OKAY, "a read after the spurious events");
+    fe_stop(&f);
+}
+
+/* Stop with I/O in flight: drained and answered within the timeout, or
+ * abandoned past it. */
+static void
+test_stop_in_flight(void)
+{
+    struct xbd_backing_opts opts = { .discard_enable = true };
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct xbd_backing *slow;
+    struct xbd_queue_stats s;
+    struct fe f;
+    struct seg seg = { data_refs[0], 0, 7 };
+    int16_t st[4];
+    int bad = 0;
+
+    if (xbd_backing_open("null:size=8M,latency=200ms", &opts, &slow, errbuf,
+                         sizeof(errbuf)) < 0)
+        bail_out("%s", errbuf);
+    cfg.backing = slow;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "drain: queue started");
+        return;
+    }
+    for (int i = 0; i < 4; i++)
+        fe_rw(&f, BLKIF_OP_READ, 50 + i, 8 * i, &seg, 1);
+    fe_push(&f);
+    WAIT_STATS(f.q, s, s.in_flight == 4);
+    is_int(s.in_flight, 4, "drain: 4 reads in flight");
+    xbd_queue_stop(f.q, 10000);
+    f.q = NULL;
+    memset(st, 0x7f, sizeof(st));
+    bad = fe_wait(&f, 4, 50, st) < 0;
+    for (int i = 0; i < 4; i++)
+        bad += st[i] != BLKIF_RSP_OKAY;
+    is_int(bad, 0, "drain: stop answered all 4 before returning");
+    xbd_evtchn_unbind(fe_ev, (uint32_t)f.port);
+    is_int(xbd_gntshr_unshare(fe_sh, f.ring, f.pages), 0, "drain: ring unshared");
+    xbd_backing_close(slow);
+
+    if (xbd_backing_open("null:size=8M,latency=3s", &opts, &slow, errbuf,
+                         sizeof(errbuf)) < 0)
+        bail_out("%s", errbuf);
+    cfg.backing = slow;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "abandon: queue started");
+        return;
+    }
+    fe_rw(&f, BLKIF_OP_READ, 60, 0, &seg, 1);
+    fe_push(&f);
+    WAIT_STATS(f.q, s, s.in_flight == 1);
+    is_int(s.in_flight, 1, "abandon: 1 read in flight");
+    xbd_queue_stop(f.q, 20);
+    f.q = NULL;
+    is_int(f.fr.sring->rsp_prod, 0, "abandon: stop returned without an answer");
+    xbd_evtchn_unbind(fe_ev, (uint32_t)f.port);
+    is_int(xbd_gntshr_unshare(fe_sh, f.ring, f.pages), 0,
+           "abandon: ring unmapped all the same");
+    /* The backing outlives the abandoned I/O: not closed here. */
+}
+
+#ifdef HAVE_LIBNBD
+/* The whole path over the nbd driver, when nbdkit is installed. */
+static void
+test_nbd(const char *tmp)
+{
+    struct xbd_backing_opts opts = { .discard_enable = true };
+    char sock[300], params[400];
+    pid_t pid;
+
+    if (system("nbdkit --version >/dev/null 2>&1") != 0) {
+        diag("nbdkit not installed: the nbd data path is not tested");
+        return;
+    }
+    snprintf(sock, sizeof(sock), "%s/nbd.sock", tmp);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", "8M",
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000 && access(sock, F_OK) != 0; i++)
+        usleep(10000);
+    snprintf(params, sizeof(params), "nbd:nbd+unix:///?socket=%s", sock);
+    if (xbd_backing_open(params, &opts, &rw_backing, errbuf, sizeof(errbuf)) < 0) {
+        ok(0, "nbd backing: %s", errbuf);
+    } else {
+        test_rw(4, XBD_ABI_NATIVE, false, "nbd");
+        test_rw(2, XBD_ABI_X86_32, true, "nbd persistent x86_32-abi");
+        xbd_backing_close(rw_backing);
+        rw_backing = NULL;
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unlink(sock);
+}
+#endif
+
 static void
 test_start_errors(void)
 {
@@ -651,6 +808,18 @@ main(int argc, char **argv)
     test_ops();
     test_read_only();
     test_hostile_prod();
+    {
+        struct xbd_backing *nullb;
+
+        if (xbd_backing_open("null:size=8M", &opts, &nullb, errbuf, sizeof(errbuf)) < 0)
+            bail_out("%s", errbuf);
+        test_polling(nullb);
+        xbd_backing_close(nullb);
+    }
+    test_stop_in_flight();
+#ifdef HAVE_LIBNBD
+    test_nbd(dir);
+#endif
 
     is_int(xbd_gntshr_unshare(fe_sh, data, DATA_PAGES), 0,
            "data pages unshared at the end (no grant left mapped)");
