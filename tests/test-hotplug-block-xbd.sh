@@ -34,7 +34,7 @@ devid_of() {
     case $1 in
     xvda) echo 51712 ;; xvdb) echo 51728 ;; xvdc) echo 51744 ;;
     xvdd) echo 51760 ;; xvde) echo 51776 ;; xvdf) echo 51792 ;;
-    xvdg) echo 51808 ;; xvdh) echo 51824 ;;
+    xvdg) echo 51808 ;; xvdh) echo 51824 ;; xvdi) echo 51840 ;;
     esac
 }
 be_of() { echo "/local/domain/0/backend/vbd/1/$(devid_of "$1")"; }
@@ -83,6 +83,9 @@ expect_error xvdd "neither a regular file nor a block device"
 attach xvde "$d/disk.img"
 xenstore-write "$(be_of xvde)/params" "qcow2:$d/disk.img"
 expect_error xvde "format qcow2 cannot be served"
+attach xvdi "$d/disk.img"
+xenstore-rm "$(be_of xvdi)/mode"
+expect_error xvdi "cannot read backend/vbd/1/51840/mode"
 
 # ---- remove: our nodes go, and the file is free again ------------------------
 hotplug xvda remove || fail "remove failed"

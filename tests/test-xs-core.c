@@ -557,6 +557,126 @@ test_tx_views(void)
     xs_core_free(st);
 }
 
+/* Random operations of three connections, each often inside a
+ * transaction, on a small tree: a transaction reads back what it wrote,
+ * reads a node it saw before unchanged (what another connection did since
+ * stays out of its view), and an aborted one changes nothing.  Under the
+ * sanitizer build this also walks the lazy copying through many shapes. */
+#define RND_CONNS 3
+#define RND_PATHS 12
+static const char *const rnd_paths[RND_PATHS] = {
+    "/r/a", "/r/a/x", "/r/a/y", "/r/a/x/deep", "/r/b", "/r/b/x",
+    "/r/b/y", "/r/c", "/r/c/q0", "/r/c/q0/ring", "/r/c/q1", "/r/c/q1/ring",
+};
+
+static unsigned int rnd_state = 12345;
+static unsigned int
+rnd(unsigned int n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 16) % n;
+}
+
+static void
+test_tx_random(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    static char conn[RND_CONNS];
+    struct {
+        uint32_t tx;
+        int seen[RND_PATHS];             /* 0 unseen, 1 absent, 2 value */
+        char val[RND_PATHS][64];
+    } c[RND_CONNS];
+    size_t base = xs_core_live_nodes(st);
+    unsigned int bad_repeat = 0, bad_own = 0, commits = 0, conflicts = 0;
+    char before[RND_PATHS][64], buf[64];
+    int present[RND_PATHS];
+
+    memset(c, 0, sizeof(c));
+    for (int step = 0; step < 20000; step++) {
+        int k = (int)rnd(RND_CONNS), i = (int)rnd(RND_PATHS);
+        unsigned int op = rnd(10);
+        uint32_t tx = c[k].tx;
+
+        if (tx == 0 && op < 3) {
+            xs_core_tx_start(st, 0, &conn[k], &c[k].tx);
+            memset(c[k].seen, 0, sizeof(c[k].seen));
+            continue;
+        }
+        if (tx != 0 && op == 9) {
+            bool commit = k != 0;       /* connection 0 always aborts */
+            int r;
+            /* What an abort must leave. */
+            for (int j = 0; !commit && j < RND_PATHS; j++)
+                present[j] = rd(st, 0, 0, NULL, rnd_paths[j], before[j],
+                                sizeof(before[j])) == 0;
+            r = xs_core_tx_end(st, 0, &conn[k], tx, commit);
+            c[k].tx = 0;
+            if (commit && r == 0)
+                commits++;
+            else if (commit && r == -EAGAIN)
+                conflicts++;
+            if (!commit)
+                for (int j = 0; j < RND_PATHS; j++) {
+                    int p = rd(st, 0, 0, NULL, rnd_paths[j], buf,
+                               sizeof(buf)) == 0;
+                    if (p != present[j] || (p && strcmp(buf, before[j])))
+                        bad_own++;
+                }
+            continue;
+        }
+        if (op < 5) {                    /* write */
+            char v[16];
+            snprintf(v, sizeof(v), "v%d", step);
+            if (xs_core_write(st, 0, &conn[k], tx, rnd_paths[i], v,
+                              strlen(v)) == 0 && tx != 0) {
+                c[k].seen[i] = 2;
+                memcpy(c[k].val[i], v, sizeof(v));
+                /* Parents now exist in the view. */
+                for (int j = 0; j < RND_PATHS; j++)
+                    if (j != i && strncmp(rnd_paths[i], rnd_paths[j],
+                                          strlen(rnd_paths[j])) == 0 &&
+                        rnd_paths[i][strlen(rnd_paths[j])] == '/' &&
+                        c[k].seen[j] == 1) {
+                        c[k].seen[j] = 2;
+                        c[k].val[j][0] = '\0';
+                    }
+            }
+        } else if (op < 6) {             /* rm */
+            if (xs_core_rm(st, 0, &conn[k], tx, rnd_paths[i]) == 0 && tx)
+                for (int j = 0; j < RND_PATHS; j++)
+                    if (strncmp(rnd_paths[j], rnd_paths[i],
+                                strlen(rnd_paths[i])) == 0 &&
+                        (rnd_paths[j][strlen(rnd_paths[i])] == '\0' ||
+                         rnd_paths[j][strlen(rnd_paths[i])] == '/'))
+                        c[k].seen[j] = 1;
+        } else {                         /* read */
+            int r = rd(st, 0, tx, &conn[k], rnd_paths[i], buf, sizeof(buf));
+            if (tx == 0)
+                continue;
+            if (c[k].seen[i] == 1 && r != -ENOENT)
+                bad_repeat++;
+            else if (c[k].seen[i] == 2 &&
+                     (r != 0 || strcmp(buf, c[k].val[i]) != 0))
+                bad_repeat++;
+            else if (c[k].seen[i] == 0) {
+                c[k].seen[i] = r == 0 ? 2 : 1;
+                if (r == 0)
+                    snprintf(c[k].val[i], sizeof(c[k].val[i]), "%s", buf);
+            }
+        }
+    }
+    is_int(bad_repeat, 0, "inside a tx, every read repeats what it saw or wrote");
+    is_int(bad_own, 0, "an aborted tx left the tree as it found it");
+    ok(commits > 0 && conflicts > 0,
+       "random mix: %u commits, %u conflicts", commits, conflicts);
+    for (int k = 0; k < RND_CONNS; k++)
+        xs_core_drop_owner(st, &conn[k]);
+    xs_core_rm(st, 0, NULL, 0, "/r");
+    is_int(xs_core_live_nodes(st), base, "no leaked nodes after the mix");
+    xs_core_free(st);
+}
+
 /* Domain 0's own nodes, as xen-init-dom0 writes them on a Xen host. */
 static void
 test_dom0_nodes(void)
@@ -718,5 +838,6 @@ main(void)
     test_tx_queue_layout();
     test_dom0_nodes();
     test_tx_views();
+    test_tx_random();
     return done_testing();
 }
