@@ -728,6 +728,12 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
 static void
 engine_free(struct worker *ws, unsigned int n)
 {
+    /* A worker that gave up with requests in flight leaves their slots to
+     * the library: their callbacks run (with -ECANCELED) when the handle
+     * is closed, so that memory must outlive it - leak it, we exit. */
+    for (unsigned int q = 0; q < n; q++)
+        if (ws[q].busy > 0)
+            return;
     for (unsigned int q = 0; q < n; q++) {
         for (unsigned int i = 0; i < ws[q].nslots; i++)
             free(ws[q].slots[i].buf);
