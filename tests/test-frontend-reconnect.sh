@@ -6,24 +6,15 @@
 # re-issues what was lost: verify completes without an error, both with a
 # smaller and a larger ring the second time, with 1 and 2 queues.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires xbd-sim --help
-requires command -v xenstore-read
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 8M "$d/disk.img"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
+fake_disk_setup
 
 bounce() {
-    local q=$1 fbpid rc=0; shift
-    "$builddir/xbdf-fakeback" $be --image "$d/disk.img" "$@" &
-    fbpid=$!
-    cleanup_fn kill_wait $fbpid
-    run_as guest1 xbdfront verify xvda --queues $q --timeout 10 \
-        2>"$d/err" || rc=$?
+    local q=$1 rc=0; shift
+    fakeback_run --image "$d/disk.img" "$@" -- \
+        xbdfront verify xvda --queues $q --timeout 10 2>"$d/err" || rc=$?
     cat "$d/err"
-    kill_wait $fbpid
     [ $rc -eq 0 ] || fail "verify across a backend restart ($*) exited $rc"
     grep -q 'reconnected' "$d/err" || fail "no reconnect happened ($*)"
 }
