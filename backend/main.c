@@ -187,7 +187,8 @@ main(int argc, char **argv)
             xbd_daemon_run_watches(d);
         xbd_control_handle(ctl, pfd + 3, n - 3, d);
         if (now_ms() >= next_tick) {
-            xbd_daemon_tick(d);
+            if (xbd_daemon_tick(d) < 0)
+                break;
             next_tick = now_ms() + TICK_MS;
         }
     }

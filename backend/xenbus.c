@@ -1091,9 +1091,12 @@ xbd_daemon_run_failures(struct xbd_daemon *d)
     }
 }
 
-void
+int
 xbd_daemon_tick(struct xbd_daemon *d)
 {
+    unsigned int n;
+    char **l;
+
     for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {
         if (dev->claim != CLAIM_OURS)
             continue;
@@ -1102,6 +1105,16 @@ xbd_daemon_tick(struct xbd_daemon *d)
             dev->dirty = true;          /* the detach grace may be over */
     }
     run_dirty(d);
+
+    /* A dead store does not make our watch fd readable (libxenstore's
+     * reader thread just stops); one cheap request a second finds out. */
+    l = xs_directory(d->xs, XBT_NULL, d->base, &n);
+    if (l == NULL && errno != ENOENT && errno != EACCES && errno != E2BIG) {
+        xbd_log(LOG_ERR, "lost the connection to xenstore: %s", strerror(errno));
+        return -1;
+    }
+    free(l);
+    return 0;
 }
 
 /* ---- setup and teardown ------------------------------------------------------- */
