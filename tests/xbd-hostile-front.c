@@ -7,8 +7,8 @@
  * backend to connect, then publishes a request producer index far beyond
  * what the ring can hold and notifies.  A sound backend breaks that ring
  * (its `error` node, state Closing) and nothing else.  Exits 0 when the
- * backend reached Closing within 10 s (printing its error node), 1
- * otherwise.  What it shared is left to the sim to reclaim at exit.
+ * backend reached Closing within 10 s (printing its error node) and,
+ * after this frontend closed, Closed with the ring unmapped; 1 otherwise.
  */
 #include <config.h>
 
@@ -144,8 +144,17 @@ main(int argc, char **argv)
     v = get(be, XBDK_ERROR);
     printf("%s\n", v ? v : "");
     free(v);
-    free(be);
+
+    /* Close like an honest frontend, and take the ring back once the
+     * backend let go of it. */
     put(fe, XBDK_STATE, XenbusStateClosed);
+    r = wait_state(be, XenbusStateClosed);
+    if (r == 0 && (r = xbd_gntshr_unshare(gs, page, 1)) < 0)
+        fprintf(stderr, "xbd-hostile-front: unshare after Closed: %s\n", strerror(-r));
+    xbd_evtchn_close(ev);
+    xbd_gntshr_close(gs);
+    xbd_platform_close(p);
+    free(be);
     xs_close(xs);
-    return 0;
+    return r < 0 ? 1 : 0;
 }
