@@ -74,6 +74,11 @@ hostile xvdi 51840 "queue-1/ring-ref is missing" \
 # The frontend then flaps its state through values that are not states.
 for s in 9 255 7 x 3; do run_as guest1 xenstore-write $fe/51840/state $s; done
 alive
+# What we wrote on failure (error, hotplug-*, Closing) is schema-clean; the
+# checker only objects to what the guest wrote.
+xbd-check-tree >"$d/check" 2>&1 || :
+grep '/backend/' "$d/check" && fail "xbd-check-tree objects to backend nodes"
+grep -q '/device/vbd/51744/ring-ref' "$d/check" || fail "the checker missed the guest's junk"
 # The good device did not notice any of it.
 state_is $be/51712 2 || fail "xvda left InitWait while other devices failed"
 xbdctl status >"$d/status"
