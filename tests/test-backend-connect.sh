@@ -80,4 +80,24 @@ alive
 node_is $be/state 6 || node_is $be/state 2 || fail "guest1's device disturbed"
 
 xbdctl block-detach guest1 xvda || fail "detach"
+
+# What the toolstack asked for shows in info and the features: read-only,
+# no discard, cdrom.
+bd=/local/domain/0/backend/qdisk/1
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb mode=r >/dev/null
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdc discard-enable=0 >/dev/null
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdd devtype=cdrom >/dev/null
+for v in xvdb xvdc xvdd; do
+    run_as guest1 xbdfront info $v --timeout 10 >"$d/info-$v" || fail "info $v"
+done
+node_is $bd/51728/info 4 || fail "mode=r: info is $(xenstore-read $bd/51728/info), not 4"
+node_is $bd/51728/feature-discard 0 || fail "discard offered on a read-only disk"
+node_is $bd/51744/info 0 || fail "a writable disk's info"
+node_is $bd/51744/feature-discard 0 || fail "discard offered despite discard-enable=0"
+grep -q 'features: *flush barrier$' "$d/info-xvdc" || fail "xbdfront sees: $(cat "$d/info-xvdc")"
+node_is $bd/51760/info 7 || fail "cdrom: info is $(xenstore-read $bd/51760/info), not 7"
+if run_as guest1 sh -c "echo x | xbdfront write xvdb 0 --timeout 10" 2>"$d/err"; then
+    fail "a write to a read-only disk succeeded"
+fi
+alive
 exit 0

@@ -104,4 +104,7 @@ wait $backd || rc=$?
 state_is $be/51712 6 || fail "SIGTERM left xvda in state $(xenstore-read $be/51712/state)"
 grep -q 'closed 1 device' "$d/backd.log" || fail "no shutdown summary in the log"
 test -e "$d/sim/xbd-backd.sock" && fail "control socket left behind"
+if xbdctl status 2>"$d/err"; then fail "xbdctl status without a daemon"; fi
+grep -q "xbd-backd is not running (no socket at $d/sim/xbd-backd.sock)" "$d/err" ||
+    fail "unclear error without a daemon: $(cat "$d/err")"
 exit 0
