@@ -100,11 +100,19 @@ struct device {
     uint64_t offline_since;         /* ms when online=0 was seen; 0: online */
     char error[320];                /* the last failure, for status */
 
-    /* Written by on_fail() on a dataplane thread. */
+    /* Draining: the queues of the last connection are being stopped by
+     * a reaper thread (see disconnect()); nothing that needs them gone
+     * (Closed, InitWait, closing the backing, freeing) happens meanwhile. */
+    bool draining;
+    pthread_t reaper;
+
+    /* Written on other threads (on_fail() on a dataplane thread, the
+     * reaper when done), read by the control thread; under fail_lock. */
     pthread_mutex_t fail_lock;
     bool fail_pending;
     unsigned int fail_queue;
     char fail_why[200];
+    bool reaped;
 };
 
 struct xbd_daemon {
@@ -278,19 +286,62 @@ on_fail(void *ctx, unsigned int index, const char *why)
     }
 }
 
-/* Stop every queue: drain in-flight I/O within the configured bound, join
- * the threads, unmap, unbind.  Safe to repeat. */
-static void
-disconnect(struct device *dev)
-{
-    uint64_t deadline = now_ms() + dev->d->cfg.drain_ms;
+/* What a reaper thread stops: one connection's queues. */
+struct reap_job {
+    struct device *dev;
+    unsigned int n;
+    unsigned int drain_ms;
+    struct xbd_queue *q[XBD_MAX_QUEUES];
+};
 
-    if (dev->nq > 0)
-        xbd_log(LOG_DEBUG, "%s: stopping %u queue(s)", dev->name, dev->nq);
-    for (unsigned int i = dev->nq; i-- > 0;) {
+static void
+stop_queues(struct xbd_queue *const *q, unsigned int n, unsigned int drain_ms)
+{
+    uint64_t deadline = now_ms() + drain_ms;
+
+    for (unsigned int i = n; i-- > 0;) {
         uint64_t now = now_ms();
         unsigned int left = now < deadline ? (unsigned int)(deadline - now) : 0;
 
+        /* Every queue gets a moment even after a slow one. */
+        xbd_queue_stop(q[i], left > 100 ? left : 100);
+    }
+}
+
+static void *
+reap(void *arg)
+{
+    struct reap_job *job = arg;
+    struct device *dev = job->dev;
+    uint64_t one = 1;
+
+    stop_queues(job->q, job->n, job->drain_ms);
+    pthread_mutex_lock(&dev->fail_lock);
+    dev->reaped = true;
+    pthread_mutex_unlock(&dev->fail_lock);
+    if (write(dev->d->wake_fd, &one, sizeof(one)) < 0) {
+        /* Cannot overflow in practice. */
+    }
+    free(job);
+    return NULL;
+}
+
+/* Stop every queue: drain in-flight I/O within the configured bound, join
+ * the threads, unmap, unbind.  Done by a reaper thread, so that a device
+ * whose storage hangs does not hold up every other device's state changes
+ * for --drain-ms: afterwards dev->draining is set until the reaper is done
+ * (xbd_daemon_run_failures() then joins it and steps the device again).
+ * Callers that need the queues gone check dev->draining and come back
+ * later.  Safe to repeat. */
+static void
+disconnect(struct device *dev)
+{
+    struct reap_job *job;
+
+    if (dev->nq == 0)
+        return;
+    xbd_log(LOG_DEBUG, "%s: stopping %u queue(s)", dev->name, dev->nq);
+    for (unsigned int i = 0; i < dev->nq; i++) {
         struct xbd_queue_stats s;
 
         /* Keep the device's counters across reconnects. */
@@ -299,15 +350,51 @@ disconnect(struct device *dev)
 #define X(n) dev->past.n += s.n;
         STAT_FIELDS(X)
 #undef X
-        /* Every queue gets a moment even after a slow one. */
-        xbd_queue_stop(dev->q[i], left > 100 ? left : 100);
-        dev->q[i] = NULL;
     }
+    job = calloc(1, sizeof(*job));
+    if (job != NULL) {
+        job->dev = dev;
+        job->n = dev->nq;
+        job->drain_ms = dev->d->cfg.drain_ms;
+        memcpy(job->q, dev->q, dev->nq * sizeof(dev->q[0]));
+        if (pthread_create(&dev->reaper, NULL, reap, job) == 0) {
+            dev->draining = true;
+            dev->nq = 0;
+            return;
+        }
+        free(job);
+    }
+    /* No thread to spare: stop them here. */
+    stop_queues(dev->q, dev->nq, dev->d->cfg.drain_ms);
     dev->nq = 0;
     /* A failure reported by a queue now gone belongs to the old rings. */
     pthread_mutex_lock(&dev->fail_lock);
     dev->fail_pending = false;
     pthread_mutex_unlock(&dev->fail_lock);
+}
+
+/* Called on the control thread once the reaper said it is done (or, with
+ * wait, blocking until it is). */
+static void
+join_reaper(struct device *dev, bool wait)
+{
+    bool done;
+
+    if (!dev->draining)
+        return;
+    pthread_mutex_lock(&dev->fail_lock);
+    done = dev->reaped;
+    pthread_mutex_unlock(&dev->fail_lock);
+    if (!done && !wait)
+        return;
+    pthread_join(dev->reaper, NULL);
+    pthread_mutex_lock(&dev->fail_lock);
+    dev->reaped = false;
+    dev->fail_pending = false;      /* belonged to the stopped rings */
+    pthread_mutex_unlock(&dev->fail_lock);
+    dev->draining = false;
+    dev->dirty = true;
+    xbd_log(LOG_DEBUG, "%s: queues stopped", dev->name);
 }
 
 /* The device is broken (bad frontend values, a queue failed): say why in
@@ -707,6 +794,8 @@ reinit(struct device *dev)
     char err[256];
 
     disconnect(dev);
+    if (dev->draining)
+        return;                         /* again once the queues are gone */
     if (dev->probe.params == NULL) {
         /* The first probe failed: the toolstack may have fixed its nodes. */
         struct getter g = { dev->d, dev->be };
@@ -733,6 +822,9 @@ free_device(struct device *dev)
 {
     struct device **pp;
 
+    disconnect(dev);
+    join_reaper(dev, true);             /* only at shutdown does this wait */
+
     for (pp = &dev->d->devices; *pp != NULL; pp = &(*pp)->next)
         if (*pp == dev) {
             *pp = dev->next;
@@ -748,13 +840,16 @@ free_device(struct device *dev)
 
 /* Take a device down for good: drain, Closed, forget (the toolstack
  * removes the directory). */
-static void
+static bool
 release(struct device *dev, const char *why)
 {
     disconnect(dev);
+    if (dev->draining)
+        return true;                    /* again once the queues are gone */
     set_state(dev, XenbusStateClosed);
     xbd_log(LOG_INFO, "%s: released (%s)", dev->name, why);
     free_device(dev);
+    return false;
 }
 
 /* One step; returns false when the device was freed. */
@@ -765,12 +860,21 @@ step(struct device *dev)
 
     for (int round = 0; round < STEPS_PER_RUN; round++) {
         struct xbd_facts f;
+
         enum xbd_action a;
         bool present;
-        int bs = read_state(d, dev->be, &present);
+        int bs;
         char *v;
 
+        /* The reaper marks the device dirty when the queues are gone. */
+        if (dev->draining)
+            return true;
+        bs = read_state(d, dev->be, &present);
+
         if (!present) {
+            disconnect(dev);
+            if (dev->draining)
+                return true;            /* freed once the queues are gone */
             if (dev->claim == CLAIM_OURS)
                 xbd_log(LOG_INFO, "%s: released (backend directory removed)",
                         dev->name);
@@ -811,6 +915,8 @@ step(struct device *dev)
                 xbd_log(LOG_INFO, "%s: reset to Initialising by the toolstack",
                         dev->name);
                 disconnect(dev);
+                if (dev->draining)
+                    return true;        /* again once the queues are gone */
                 close_backing(dev);
                 unwatch_frontend(dev);
                 xbd_probe_free(&dev->probe);
@@ -857,16 +963,17 @@ step(struct device *dev)
             break;
         case XBD_ACT_CLOSE:
             disconnect(dev);
+            if (dev->draining)
+                return true;            /* Closed once the queues are gone */
             set_state(dev, XenbusStateClosed);
             break;
         case XBD_ACT_REINIT:
             reinit(dev);
             break;
         case XBD_ACT_RELEASE:
-            release(dev, dev->domain_gone ? "frontend domain gone"
-                         : f.grace_over && f.connected ? "detached; frontend did not close in time"
-                         : "detached");
-            return false;
+            return release(dev, dev->domain_gone ? "frontend domain gone"
+                                : f.grace_over && f.connected
+                                ? "detached; frontend did not close in time" : "detached");
         }
     }
     return true;
@@ -1084,11 +1191,16 @@ xbd_daemon_run_failures(struct xbd_daemon *d)
         if (pending)
             snprintf(why, sizeof(why), "queue %u: %s", dev->fail_queue, dev->fail_why);
         pthread_mutex_unlock(&dev->fail_lock);
-        if (pending && dev->nq > 0)
+        if (pending && dev->nq > 0) {
             fail_device(dev, why);
-        else if (pending)
-            disconnect(dev);            /* clears the stale report */
+        } else if (pending && !dev->draining) {
+            pthread_mutex_lock(&dev->fail_lock);
+            dev->fail_pending = false;  /* from rings already stopped */
+            pthread_mutex_unlock(&dev->fail_lock);
+        }
+        join_reaper(dev, false);        /* done draining: step again */
     }
+    run_dirty(d);
 }
 
 int
@@ -1232,14 +1344,20 @@ xbd_daemon_free(struct xbd_daemon *d)
 
     if (d == NULL)
         return;
+    /* Stop taking requests everywhere at once, the drains in parallel... */
+    for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {
+        if (dev->claim != CLAIM_OURS)
+            continue;
+        if (dev->ours == XenbusStateConnected)
+            set_state(dev, XenbusStateClosing);
+        disconnect(dev);
+    }
+    /* ... then, as each is done, tell the frontend. */
     while (d->devices != NULL) {
         struct device *dev = d->devices;
 
+        join_reaper(dev, true);
         if (dev->claim == CLAIM_OURS) {
-            /* Stop taking requests and drain, then tell the frontend. */
-            if (dev->ours == XenbusStateConnected)
-                set_state(dev, XenbusStateClosing);
-            disconnect(dev);
             set_state(dev, XenbusStateClosed);
             n++;
         }
@@ -1285,7 +1403,7 @@ json_device(FILE *f, struct device *dev, bool with_stats)
     else
         fprintf(f, ",\"ring_pages\":0,\"queues\":0,\"indirect\":0,"
                 "\"persistent\":false,\"protocol\":null");
-    fprintf(f, ",\"error\":");
+    fprintf(f, ",\"draining\":%s,\"error\":", dev->draining ? "true" : "false");
     xbd_json_string(f, dev->error);
     if (with_stats) {
         struct xbd_queue_stats tot = dev->past, s;

@@ -389,6 +389,9 @@ xbdctl_status(int argc, char **argv)
 
         if (strcmp(e, "-") != 0 && *e != '\0')
             printf("%s: error: %s\n", jtext(v, "name"), e);
+        if (jget(v, "draining")->b)
+            printf("%s: draining the in-flight I/O of its last connection\n",
+                   jtext(v, "name"));
     }
     jfree(&doc);
     free(raw);
