@@ -95,7 +95,8 @@ struct device {
     unsigned int nq;                /* queues running */
     struct xbd_queue *q[XBD_MAX_QUEUES];
     struct xbd_queue_stats past;    /* counters of queues already stopped */
-    struct xbd_ratelimit rl;        /* lines the guest can provoke */
+    struct xbd_ratelimit rl;        /* failures: the guest can provoke them */
+    struct xbd_ratelimit rl_state;  /* state changes: a flapping frontend too */
 
     uint64_t offline_since;         /* ms when online=0 was seen; 0: online */
     char error[320];                /* the last failure, for status */
@@ -252,8 +253,8 @@ set_state(struct device *dev, int s)
         xbd_log(LOG_ERR, "%s: writing state %s: %s", dev->name, xbd_state_name(s),
                 strerror(errno));
     if (dev->ours != s)
-        xbd_log(LOG_INFO, "%s: %s -> %s", dev->name, xbd_state_name(dev->ours),
-                xbd_state_name(s));
+        xbd_log_limited(&dev->rl_state, LOG_INFO, "%s: %s -> %s", dev->name,
+                        xbd_state_name(dev->ours), xbd_state_name(s));
     dev->ours = s;
 }
 
@@ -1023,6 +1024,7 @@ add_device(struct xbd_daemon *d, int kind, uint32_t fdom, uint32_t devid)
     dev->devid = devid;
     dev->ours = XenbusStateInitialising;
     dev->fail_fe = NO_FAIL;
+    dev->rl_state.burst = 40;       /* a few reconnects' worth per 5 s */
     /* The only frontend directory the probe accepts. */
     snprintf(dev->fe, sizeof(dev->fe), "/local/domain/%u/device/vbd/%u", fdom, devid);
     snprintf(dev->name, sizeof(dev->name), "%s/%u/%u", xbd_kind_names[kind], fdom, devid);
@@ -1154,13 +1156,14 @@ release_event(struct xbd_daemon *d)
     }
 }
 
-void
+bool
 xbd_daemon_run_watches(struct xbd_daemon *d)
 {
-    char **ev;
+    char **ev = NULL;
     int n = 0;
 
-    while (n++ < EVENTS_PER_RUN && (ev = xs_check_watch(d->xs)) != NULL) {
+    while (n < EVENTS_PER_RUN && (ev = xs_check_watch(d->xs)) != NULL) {
+        n++;
         const char *path = ev[XS_WATCH_PATH], *token = ev[XS_WATCH_TOKEN];
 
         if (strcmp(token, "be") == 0)
@@ -1172,6 +1175,9 @@ xbd_daemon_run_watches(struct xbd_daemon *d)
         free(ev);
     }
     run_dirty(d);
+    /* Stopped by the bound: more may be queued, and libxenstore does not
+     * promise that its fd polls readable for them. */
+    return n == EVENTS_PER_RUN;
 }
 
 void
