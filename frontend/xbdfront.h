@@ -32,9 +32,14 @@
  *   to a queue: a resize (the resize callback runs on that thread) and a
  *   backend that goes away and comes back (a daemon restart, a toolstack
  *   reconnect).  Then the library renegotiates — possibly a different ring
- *   size, queue count or indirect limit — and re-issues every request that
- *   had not completed, from its private copies, the next time each queue's
- *   owner processes it.  Callers see no error, only a delay.
+ *   size or indirect limit — and re-issues every request that had not
+ *   completed, from its private copies, the next time each queue's owner
+ *   enters the library (xbdfront_queue_fd() turns readable to say so).
+ *   Callers see no error, only a delay.  The queue count stays what the
+ *   first connect chose: if the backend comes back offering fewer queues,
+ *   the queues beyond fail with -ENODEV and a message saying so.  If the
+ *   device is removed (its backend directory vanishes), every queue fails
+ *   with -ENODEV.  Each reconnect logs one line on stderr.
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion
@@ -54,7 +59,8 @@
  *   refused before anything reaches the ring.
  *
  *   Event loops: xbdfront_queue_fd() is a file descriptor that polls
- *   readable when the queue may have completions; then call
+ *   readable when the queue may have completions (it stays the same
+ *   across reconnects); then call
  *   xbdfront_process() with a budget (at most that many callbacks run, so
  *   one busy queue cannot starve the rest of the loop).  Programs that
  *   prefer latency to CPU can enable busy-polling of the ring

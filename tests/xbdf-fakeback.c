@@ -132,7 +132,7 @@ rd(const char *dir, const char *key)
     return xs_read(B.xs, XBT_NULL, path, &len);
 }
 
-static void
+__attribute__((format(printf, 2, 3))) static void
 wr(const char *key, const char *fmt, ...)
 {
     char path[256], val[128];
