@@ -1337,10 +1337,13 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    /* Wake-ups from the control thread were applied by get_queue(). */
+    /* Consume the wake-up, then apply what it announced: a hand-over made
+     * after get_queue() looked is applied here, not left behind a wake-up
+     * that was already read. */
     if (read(hq->wakefd, &n, sizeof(n)) < 0) {
         /* EAGAIN: none pending. */
     }
+    apply_change(h, hq);
     /* Acknowledge the event first, then look at the ring: a response
      * published after this point raises a new event. */
     while (hq->cur != NULL && (port = xbd_evtchn_pending(hq->cur->ev)) >= 0) {

@@ -52,6 +52,13 @@ static struct opts o = {
     .bs = 4096, .iodepth = 0, .seconds = 5,
 };
 
+/* The connected handle, closed on the way out of die() so that the
+ * frontend never stays Connected behind a dead process; and the workers
+ * of an engine that gave up, kept reachable until then (their slots are
+ * still in the library's hands). */
+static struct xbdfront *the_handle;
+static struct worker *abandoned_workers;
+
 __attribute__((format(printf, 1, 2), noreturn)) static void
 die(const char *fmt, ...)
 {
@@ -62,6 +69,7 @@ die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    xbdfront_close(the_handle);
     exit(1);
 }
 
@@ -732,8 +740,10 @@ engine_free(struct worker *ws, unsigned int n)
      * the library: their callbacks run (with -ECANCELED) when the handle
      * is closed, so that memory must outlive it - leak it, we exit. */
     for (unsigned int q = 0; q < n; q++)
-        if (ws[q].busy > 0)
+        if (ws[q].busy > 0) {
+            abandoned_workers = ws;
             return;
+        }
     for (unsigned int q = 0; q < n; q++) {
         for (unsigned int i = 0; i < ws[q].nslots; i++)
             free(ws[q].slots[i].buf);
@@ -1158,7 +1168,9 @@ main(int argc, char **argv)
         return 2;
     }
     h = open_dev(argv[optind + 1]);
+    the_handle = h;
     rc = cmd->fn(h, argv[optind + 1], argc - optind - 2, argv + optind + 2);
+    the_handle = NULL;
     xbdfront_close(h);
     return rc;
 }
