@@ -779,6 +779,8 @@ apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
  * The control thread
  * ====================================================================== */
 
+static void close_handshake(struct xbdfront *h);
+
 /* The backend left Connected: every queue stops using its ring. */
 static void
 begin_recovery(struct xbdfront *h, int be)
@@ -880,7 +882,17 @@ control_step(struct xbdfront *h)
                     xbdfront_get_error());
         break;
     case XBDF_CONNECT:
-        if (connect_queues(h) < 0)
+        if (connect_queues(h) == -EPROTO) {
+            /* The new backend publishes nonsense: nothing to wait for. */
+            char why[300];
+
+            snprintf(why, sizeof(why), "after a reconnect: %s",
+                     xbdfront_get_error());
+            fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+            fail_queues(h, why);
+            close_handshake(h);
+            return false;
+        } else if (h->state != XenbusStateConnected)
             fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
                     xbdfront_get_error());
         else
