@@ -4,7 +4,8 @@
 # queues, persistent grants and indirect descriptors on and off, each run a
 # reconnect of the same device; xbd-check-tree finds the connected tree
 # sound; `info` reports what was asked for; and the image, read from dom0
-# after a write phase, holds exactly the pattern (xbdfront pattern).
+# after a write phase, holds exactly the pattern (xbdfront pattern); a disk
+# attached with trusted=0 gets no persistent grants.
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
@@ -48,6 +49,16 @@ cleanup_fn kill_wait $bench
 wait_for 10 node_is $be/state 4 || fail "bench did not connect"
 xbd-check-tree || fail "xbd-check-tree on a connected device"
 wait $bench || fail "bench failed"
+
+# An untrusted backend (trusted=0 from the toolstack): no persistent
+# grants even when offered, and the tool says so.
+truncate -s 1M "$d/disk2.img"
+xbdctl block-attach guest1 "$d/disk2.img" vdev=xvdb trusted=0 >/dev/null
+run_as guest1 xbdfront info xvdb --json --timeout 10 >"$d/info2"
+cat "$d/info2"
+grep -q '"persistent": false' "$d/info2" || fail "persistent grants with trusted=0"
+grep -q '"untrusted"' "$d/info2" || fail "untrusted not reported"
+run_as guest1 xbdfront verify xvdb --timeout 10 || fail "verify untrusted xvdb"
 
 # The image from dom0 holds exactly the pattern of the last write.
 verify --phase write --seed 77 --queues 2
