@@ -13,52 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "driver.h"
+#include "backend-io.h"
 #include "tap.h"
 
 static char errbuf[512];
-static unsigned int completions;
-
-static void
-on_done(struct xbd_io *io, void *ctx)
-{
-    (void)io;
-    (void)ctx;
-    completions++;
-}
-
-/* Run `n` operations as one batch and wait for all of them. */
-static int
-run_batch(struct xbd_ioq *q, struct xbd_io *ios, unsigned int n)
-{
-    unsigned int got = 0;
-
-    for (unsigned int i = 0; i < n; i++)
-        if (xbd_ioq_add(q, &ios[i]) < 0)
-            return -1;
-    if (xbd_ioq_submit(q) < 0)
-        return -1;
-    completions = 0;
-    while (got < n) {
-        struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
-
-        if (poll(&pfd, 1, 10000) != 1)
-            return -1;
-        got += xbd_ioq_reap(q, 64, on_done, NULL);
-    }
-    return completions == n && xbd_ioq_in_flight(q) == 0 ? 0 : -1;
-}
-
-static int64_t
-run_one(struct xbd_ioq *q, enum xbd_io_op op, uint64_t off, uint64_t len, void *buf)
-{
-    struct xbd_io io = { .op = op, .offset = off, .len = len, .buf = buf };
-
-    if (run_batch(q, &io, 1) < 0)
-        return -9999;
-    return io.result;
-}
-
 static void
 expect_open_fail(const char *params, int want, const char *text)
 {

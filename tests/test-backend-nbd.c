@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "driver.h"
+#include "backend-io.h"
 #include "tap.h"
 
 static char errbuf[512];
@@ -69,44 +69,6 @@ start_nbdkit(int n, bool read_only)
         usleep(10000);
     }
     return -1;
-}
-
-static unsigned int completions;
-
-static void
-on_done(struct xbd_io *io, void *ctx)
-{
-    (void)io;
-    (void)ctx;
-    completions++;
-}
-
-static int
-run_batch(struct xbd_ioq *q, struct xbd_io *ios, unsigned int n)
-{
-    unsigned int got = 0;
-
-    completions = 0;
-    for (unsigned int i = 0; i < n; i++)
-        if (xbd_ioq_add(q, &ios[i]) < 0)
-            return -1;
-    xbd_ioq_submit(q);
-    while (got < n) {
-        struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
-
-        if (poll(&pfd, 1, 10000) != 1)
-            return -1;
-        got += xbd_ioq_reap(q, 64, on_done, NULL);
-    }
-    return completions == n && xbd_ioq_in_flight(q) == 0 ? 0 : -1;
-}
-
-static int64_t
-run_one(struct xbd_ioq *q, enum xbd_io_op op, uint64_t off, uint64_t len, void *buf)
-{
-    struct xbd_io io = { .op = op, .offset = off, .len = len, .buf = buf };
-
-    return run_batch(q, &io, 1) < 0 ? -9999 : io.result;
 }
 
 int
