@@ -232,6 +232,23 @@ fe_wait(struct fe *f, unsigned int n, uint64_t base, int16_t *status)
     return 0;
 }
 
+/* Wait for responses with ids base..base+n-1; how many were not OKAY
+ * (all n when they did not come). */
+static int
+fe_wait_ok(struct fe *f, unsigned int n, uint64_t base)
+{
+    int16_t *st = malloc(n * sizeof(*st));
+    int bad = 0;
+
+    memset(st, 0x7f, n * sizeof(*st));
+    if (fe_wait(f, n, base, st) < 0)
+        bad = (int)n;
+    for (unsigned int i = 0; bad < (int)n && i < n; i++)
+        bad += st[i] != BLKIF_RSP_OKAY;
+    free(st);
+    return bad;
+}
+
 /* One request, its status. */
 static int
 fe_one(struct fe *f, uint64_t id)
@@ -305,11 +322,7 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
             fe_rw(&f, BLKIF_OP_WRITE, base + i, 16 * i + 1, segs, 2);
         }
         fe_push(&f);
-        memset(st, 0x7f, n * sizeof(*st));
-        if (fe_wait(&f, n, base, st) < 0)
-            bad++;
-        for (i = 0; i < n; i++)
-            bad += st[i] != BLKIF_RSP_OKAY;
+        bad += (unsigned int)fe_wait_ok(&f, n, base);
     }
     is_int(bad, 0, "%s: 3 rounds of %u two-segment writes answered OKAY", tag, n);
     {
@@ -451,10 +464,7 @@ test_persistent_edges(void)
         fe_rw(&f, BLKIF_OP_WRITE, 200 + i, 3000 + 16 * i, segs, 2);
     }
     fe_push(&f);
-    memset(st, 0x7f, sizeof(st));
-    bad = fe_wait(&f, 16, 200, st) < 0;
-    for (unsigned int i = 0; i < 16; i++)
-        bad += st[i] != BLKIF_RSP_OKAY;
+    bad = fe_wait_ok(&f, 16, 200);
     is_int(bad, 0, "persistent: 16 concurrent writes from one gref (twice each): OKAY");
     {
         uint8_t want[8192];
@@ -518,7 +528,6 @@ test_ops(void)
 
     /* Writes, a flush and more writes in one batch: all answered. */
     {
-        int16_t st[9];
         int bad = 0;
 
         for (unsigned int i = 0; i < 9; i++) {
@@ -528,10 +537,7 @@ test_ops(void)
                 fe_rw(&f, BLKIF_OP_WRITE, 100 + i, 200 + 8 * i, &seg, 1);
         }
         fe_push(&f);
-        memset(st, 0x7f, sizeof(st));
-        bad = fe_wait(&f, 9, 100, st) < 0;
-        for (unsigned int i = 0; i < 9; i++)
-            bad += st[i] != BLKIF_RSP_OKAY;
+        bad = fe_wait_ok(&f, 9, 100);
         is_int(bad, 0, "writes around a barrier in one batch: all OKAY");
     }
 
@@ -709,7 +715,6 @@ test_stop_in_flight(void)
     struct xbd_queue_stats s;
     struct fe f;
     struct seg seg = { data_refs[0], 0, 7 };
-    int16_t st[4];
     int bad = 0;
 
     if (xbd_backing_open("null:size=8M,latency=200ms", &opts, &slow, errbuf,
@@ -727,10 +732,7 @@ test_stop_in_flight(void)
     is_int(s.in_flight, 4, "drain: 4 reads in flight");
     xbd_queue_stop(f.q, 10000);
     f.q = NULL;
-    memset(st, 0x7f, sizeof(st));
-    bad = fe_wait(&f, 4, 50, st) < 0;
-    for (int i = 0; i < 4; i++)
-        bad += st[i] != BLKIF_RSP_OKAY;
+    bad = fe_wait_ok(&f, 4, 50);
     is_int(bad, 0, "drain: stop answered all 4 before returning");
     xbd_evtchn_unbind(fe_ev, (uint32_t)f.port);
     is_int(xbd_gntshr_unshare(fe_sh, f.ring, f.pages), 0, "drain: ring unshared");
