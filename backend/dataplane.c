@@ -133,6 +133,7 @@ struct xbd_queue {
     struct pending *fence;          /* a flush/barrier waiting to start */
     bool fence_holds;               /* a barrier is running: take nothing new */
     bool blocked;                   /* consume stopped with requests left */
+    RING_IDX last_req_prod;         /* as seen by the last consume */
     size_t buf_in_use, buf_budget, max_req_bytes;
     unsigned int max_segs;
 
@@ -722,6 +723,11 @@ consume(struct xbd_queue *q, unsigned int budget)
         ring_fail(q, why);
         return 0;
     }
+    /* Every entry holds a request not yet answered: the frontend is
+     * limited by the ring size (a hint to negotiate a bigger ring). */
+    if (rp != q->last_req_prod && rp - q->ring.rsp_prod_pvt == q->nr_ents)
+        STAT_ADD(q, ring_full, 1);
+    q->last_req_prod = rp;
     q->lim.sectors = __atomic_load_n(&q->sectors, __ATOMIC_RELAXED);
     /* Until a completion frees what is missing, each of these stops us
      * with requests left (q->blocked: do not spin on them). */
@@ -731,8 +737,10 @@ consume(struct xbd_queue *q, unsigned int budget)
 
         q->blocked = q->fence != NULL || q->fence_holds ||      /* ordering */
                      q->buf_in_use + q->max_req_bytes > q->buf_budget ||
+                     /* Never after the overflow check above; kept as the
+                      * bound of the pending table. */
                      RING_REQUEST_CONS_OVERFLOW(&q->ring, rc) ||
-                     q->free_list == NULL;  /* bounded by the ring: never */
+                     q->free_list == NULL;
         if (q->blocked)
             break;
         p = q->free_list;
