@@ -152,6 +152,18 @@ main(void)
         ok(memcmp(rbuf, wbuf + 65536, 4096) == 0, "sees the first queue's writes");
         xbd_ioq_close(q2);
     }
+    /* The server going away fails what is asked after, without a hang. */
+    kill(nbdkit_pid[0], SIGKILL);
+    waitpid(nbdkit_pid[0], NULL, 0);
+    nbdkit_pid[0] = 0;
+    {
+        int64_t r = run_one(q, XBD_IO_READ, 0, 4096, rbuf);
+
+        ok(r < 0 && r != -9999, "server killed: a read fails (%lld) instead of hanging",
+           (long long)r);
+        r = run_one(q, XBD_IO_WRITE, 0, 4096, wbuf);
+        ok(r < 0 && r != -9999, "and so does the next write (%lld)", (long long)r);
+    }
     xbd_ioq_close(q);
     xbd_backing_close(b);
 
