@@ -45,6 +45,9 @@ test_open_errors(const char *dir)
                      "cannot open /srv/nonexistent.img: No such file or directory");
     expect_open_fail("raw:/srv/nonexistent.img", -ENOENT, "No such file");
     expect_open_fail("raw:relative.img", -EINVAL, "not an absolute path");
+    expect_open_fail("aio:raw:/srv/a.img", -EINVAL, "inside another format prefix");
+    expect_open_fail("aio:tape:/dev/st0", -EINVAL, "unknown backing type 'tape'");
+    expect_open_fail("aio:qcow2:/srv/a.qcow2", -ENOTSUP, "qemu-nbd");
     snprintf(path, sizeof(path), "raw:%s", dir);
     expect_open_fail(path, -EISDIR, "Is a directory");
     expect_open_fail("/dev/null", -EINVAL, "neither a regular file nor a block device");
@@ -213,6 +216,15 @@ test_null(void)
     }
     xbd_ioq_close(q);
     xbd_backing_close(b);
+
+    /* What libxl writes for a qdisk: a format prefix over the target. */
+    rc = xbd_backing_open("aio:null:size=2M", &opts, &b, errbuf, sizeof(errbuf));
+    is_int(rc, 0, "aio:null:... opens the null driver (%s)", rc < 0 ? errbuf : "ok");
+    if (rc == 0) {
+        xbd_backing_info(b, &info);
+        is_int(info.size, 2u << 20, "aio:null: size from the inner params");
+        xbd_backing_close(b);
+    }
 
     rc = xbd_backing_open("null:size=1K,latency=0ns", &opts, &b, errbuf, sizeof(errbuf));
     is_int(rc, 0, "null: zero latency");

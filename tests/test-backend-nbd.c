@@ -104,6 +104,21 @@ main(void)
     is_int(rc, 0, "open %s (%s)", params, rc < 0 ? errbuf : "ok");
     if (rc < 0)
         return done_testing();
+    {
+        /* The same export as a bare URI and as libxl writes it for qdisk. */
+        const char *prefix[] = { "", "aio:" };
+        struct xbd_backing *b2;
+
+        for (int i = 0; i < 2; i++) {
+            char p2[512];
+
+            snprintf(p2, sizeof(p2), "%snbd+unix:///?socket=%s/s0", prefix[i], dir);
+            rc = xbd_backing_open(p2, &opts, &b2, errbuf, sizeof(errbuf));
+            is_int(rc, 0, "open %s (%s)", p2, rc < 0 ? errbuf : "ok");
+            if (rc == 0)
+                xbd_backing_close(b2);
+        }
+    }
     xbd_backing_info(b, &info);
     ok(info.size == 8u << 20 && info.sector_size == 512 && info.flush && info.discard &&
        !info.read_only, "info: 8M, 512-byte sectors, flush, discard (size %llu)",
