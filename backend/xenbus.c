@@ -19,7 +19,10 @@
  * Nothing else is ever taken over, and we never remove a node we did not
  * write.
  *
- * Threads: all of this runs on the control thread, except on_fail().
+ * Threads: all of this runs on the control thread, except on_fail() (on
+ * a dataplane thread) and reap() (a short-lived thread per closing
+ * connection that stops its queues); both only record under a device's
+ * fail_lock and write the eventfd that wakes the control thread.
  */
 #include <config.h>
 
@@ -63,8 +66,7 @@ enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
     X(err_bad_request) X(err_grant) X(err_io) X(in_flight) X(ring_full) \
     X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
     X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
-    X(pgrant_evictions) X(batches)
-
+    X(pgrant_evictions) X(batches) X(storm_pauses)
 
 #define NO_FAIL (-2)
 
@@ -75,7 +77,7 @@ struct device {
     uint32_t fdom, devid;
     char name[48];                  /* "qdisk/5/51712", for logs */
     char be[128];                   /* our directory */
-    char fe[128];                   /* the frontend's, once claimed */
+    char fe[128];                   /* the only frontend dir we accept */
     enum claim claim;
     int ours;                       /* XenbusState we last set */
     bool dirty;
@@ -123,7 +125,7 @@ struct xbd_daemon {
     uint32_t self;
     char base[48];                  /* /local/domain/<self>/backend */
     unsigned int kinds;             /* what we actually serve */
-    int wake_fd;                    /* eventfd: a queue failed */
+    int wake_fd;                    /* eventfd: a queue failed, a drain ended */
     struct device *devices;
 };
 
@@ -239,31 +241,56 @@ in_transaction(struct device *dev, const char *what,
 
 /* ---- state ----------------------------------------------------------------- */
 
-/* Idempotent: writes only when the store does not already say s; one log
+static bool write_limits(struct device *dev, xs_transaction_t t);
+
+/* What goes into the store with a state change, in one transaction. */
+struct state_change {
+    int state;
+    const char *error;              /* also write the `error` node */
+    bool limits;                    /* also (re)publish our limits */
+};
+
+/* Never re-create a directory the toolstack removed meanwhile: everything
+ * is written only if `state` still exists, in the same transaction. */
+static int
+tx_state(struct device *dev, xs_transaction_t t, void *arg)
+{
+    const struct state_change *c = arg;
+    char *v = xs_get(dev->d, t, dev->be, XBDK_STATE);
+    int cur = xbd_parse_state(v);
+
+    if (v == NULL)
+        return 0;
+    free(v);
+    if (c->limits && !write_limits(dev, t))
+        return -1;
+    if (c->error != NULL && !xs_put(dev->d, t, dev->be, XBDK_ERROR, "%s", c->error))
+        return -1;
+    if (cur != c->state && !xs_put(dev->d, t, dev->be, XBDK_STATE, "%d", c->state))
+        return -1;
+    return 1;
+}
+
+/* Idempotent: writes only what the store does not already say; one log
  * line per change. */
 static void
-set_state(struct device *dev, int s)
+change_state(struct device *dev, const struct state_change *c)
 {
-    bool present;
-    int cur = read_state(dev->d, dev->be, &present);
-
-    if (!present)
-        return;                         /* directory gone: nothing to tell */
-    if (cur != s && !xs_put(dev->d, XBT_NULL, dev->be, XBDK_STATE, "%d", s))
-        xbd_log(LOG_ERR, "%s: writing state %s: %s", dev->name, xbd_state_name(s),
-                strerror(errno));
-    if (dev->ours != s)
+    /* -1: logged, the next step retries; 0: the directory is gone. */
+    if (in_transaction(dev, "state", tx_state, (void *)c) <= 0)
+        return;
+    if (dev->ours != c->state)
         xbd_log_limited(&dev->rl_state, LOG_INFO, "%s: %s -> %s", dev->name,
-                        xbd_state_name(dev->ours), xbd_state_name(s));
-    dev->ours = s;
+                        xbd_state_name(dev->ours), xbd_state_name(c->state));
+    dev->ours = c->state;
 }
 
 static void
-record_error(struct device *dev, const char *why)
+set_state(struct device *dev, int s)
 {
-    snprintf(dev->error, sizeof(dev->error), "%s", why);
-    if (!xs_put(dev->d, XBT_NULL, dev->be, XBDK_ERROR, "%s", why))
-        xbd_log(LOG_ERR, "%s: writing error node: %s", dev->name, strerror(errno));
+    struct state_change c = { .state = s };
+
+    change_state(dev, &c);
 }
 
 /* ---- queues ------------------------------------------------------------------ */
@@ -403,9 +430,11 @@ join_reaper(struct device *dev, bool wait)
 static void
 fail_device(struct device *dev, const char *why)
 {
+    struct state_change c = { .state = XenbusStateClosing, .error = why };
+
     xbd_log_limited(&dev->rl, LOG_ERR, "%s: %s", dev->name, why);
-    record_error(dev, why);
-    set_state(dev, XenbusStateClosing);
+    snprintf(dev->error, sizeof(dev->error), "%s", why);
+    change_state(dev, &c);
     disconnect(dev);
     dev->fail_fe = read_state(dev->d, dev->fe, NULL);
 }
@@ -811,11 +840,11 @@ reinit(struct device *dev)
         fail_device(dev, err);
         return;
     }
-    if (!write_limits(dev, XBT_NULL)) {
-        fail_device(dev, "cannot publish our limits in xenstore");
-        return;
+    {
+        struct state_change c = { .state = XenbusStateInitWait, .limits = true };
+
+        change_state(dev, &c);
     }
-    set_state(dev, XenbusStateInitWait);
 }
 
 static void

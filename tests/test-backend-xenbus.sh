@@ -12,6 +12,9 @@ requires command -v xenstore-read
 d=$(test_tmpdir)
 start_sim "$d/sim" --domain guest1
 truncate -s 16M "$d/disk.img"
+# A name that JSON must escape, to see it come back whole in xbdctl status.
+odd="$d/odd \"name\"\\.img"
+truncate -s 1M "$odd"
 
 start_backd "$d/backd.log"
 backd=$backd_pid
@@ -81,14 +84,17 @@ grep '/backend/' "$d/check" && fail "xbd-check-tree objects to backend nodes"
 grep -q '/device/vbd/51744/ring-ref' "$d/check" || fail "the checker missed the guest's junk"
 # The good device did not notice any of it.
 state_is $be/51712 2 || fail "xvda left InitWait while other devices failed"
+xbdctl block-attach guest1 "$odd" vdev=xvdj >/dev/null
+wait_for 10 state_is $be/51856 2 || fail "the odd name did not reach InitWait"
 xbdctl status >"$d/status"
 cat "$d/status"
+grep -qF "aio:$odd" "$d/status" || fail "status mangles the backing's name"
 grep -q '^qdisk/1/51712 *InitWait' "$d/status" || fail "status lacks xvda in InitWait"
 grep -q '^qdisk/1/51744: error: bad frontend node: ring-ref' "$d/status" ||
     fail "status does not show xvdc's error"
 
 # Detach: Closed within libxl's 10 s, for the healthy and the failed.
-for v in xvda xvdb xvdc xvdd xvde xvdf xvdg xvdh xvdi; do
+for v in xvda xvdb xvdc xvdd xvde xvdf xvdg xvdh xvdi xvdj; do
     xbdctl block-detach guest1 $v || fail "detach of $v did not reach Closed in 10 s"
 done
 alive
