@@ -477,9 +477,9 @@ release_retired(struct xbdfront *h, bool last_chance)
         list = c->next;
         if (conn_release(h, c) < 0) {
             if (last_chance) {
-                fprintf(stderr, "libxbdfront: %s: pages still mapped by the "
-                        "backend are left shared and never reused\n",
-                        h->fe_dir);
+                fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
+                        "(%s): left shared, never reused\n", h->fe_dir,
+                        xbd_platform_error());
                 continue;       /* leaked on purpose */
             }
             c->next = keep;
@@ -846,10 +846,20 @@ static bool
 control_step(struct xbdfront *h)
 {
     char *v = xs_get(h, h->be_dir, XBDK_STATE);
-    int be = xbdf_parse_state(v);
+    int e = errno, be = xbdf_parse_state(v);
     bool gone = v == NULL;
 
     free(v);
+    if (gone && e != ENOENT) {
+        /* Not an absent node: the store itself went away. */
+        char why[200];
+
+        snprintf(why, sizeof(why), "lost the connection to xenstore: %s",
+                 strerror(e));
+        fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+        fail_queues(h, why);
+        return false;
+    }
     if (gone && h->state == XenbusStateConnected) {
         /* A daemon restart leaves the directory; a detach removes it. */
         fail_queues(h, "the device was removed (its backend directory is "
