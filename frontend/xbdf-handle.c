@@ -586,6 +586,7 @@ negotiate(struct xbdfront *h)
     uint32_t *refs, *ports;
     unsigned int pages;
     struct xbdf_opts o = h->opts;
+    struct xbdf_choice c;
     int r, n;
 
     free_conns(h);
@@ -594,7 +595,10 @@ negotiate(struct xbdfront *h)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
         o.queues = h->nq;       /* a reconnect keeps the caller's queues */
-    xbdf_choose(&h->limits, &o, &h->choice);
+    xbdf_choose(&h->limits, &o, &c);
+    pthread_mutex_lock(&h->lock);       /* the getters read it */
+    h->choice = c;
+    pthread_mutex_unlock(&h->lock);
     pages = 1u << h->choice.ring_order;
     refs = calloc((size_t)h->choice.queues * pages, sizeof(*refs));
     ports = calloc(h->choice.queues, sizeof(*ports));
