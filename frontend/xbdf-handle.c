@@ -735,7 +735,10 @@ connect_queues(struct xbdfront *h)
     }
     r = set_state(h, XenbusStateConnected);
     if (r == 0) {
-        h->connected = true;
+        /* Written once, before any queue thread can look: a reconnect
+         * finds it true already and leaves it alone. */
+        if (!h->connected)
+            h->connected = true;
         h->recovering = false;
     }
     return r;
