@@ -1362,7 +1362,7 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
     uint64_t n;
-    int port;
+    int port, r;
 
     if (hq == NULL)
         return -xbdfront_get_errno();
@@ -1379,7 +1379,12 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
         hq->q.stats.notify_received++;
         xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
     }
-    return xbdf_queue_process(&hq->q, budget);
+    r = xbdf_queue_process(&hq->q, budget);
+    /* The budget left callbacks waiting: keep the fd readable so that an
+     * event loop comes back for them. */
+    if (r >= 0 && xbdf_queue_has_done(&hq->q))
+        wake(hq);
+    return r;
 }
 
 int

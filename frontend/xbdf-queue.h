@@ -111,6 +111,13 @@ int xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
  * submissions are refused with -ENODEV. */
 int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
 
+/* Callbacks ready to run (a budget left them for the next call). */
+static inline bool
+xbdf_queue_has_done(const struct xbdf_queue *q)
+{
+    return q->done_head != NULL;
+}
+
 /* Requests accepted whose callback has not run. */
 static inline unsigned int
 xbdf_queue_in_flight(const struct xbdf_queue *q)

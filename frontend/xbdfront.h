@@ -260,8 +260,10 @@ extern int xbdfront_aio_discard(struct xbdfront *h, unsigned int queue,
                                 unsigned int flags,
                                 xbdfront_completion_fn cb, void *user_data);
 
-/* A file descriptor that polls readable when the queue may have
- * completions (its event channel fired).  Owned by the handle. */
+/* A file descriptor that polls readable when the queue may have work:
+ * its event channel fired, a budget left callbacks waiting, or the
+ * library reconnected it.  The same fd for the handle's life; owned by
+ * the handle. */
 extern int xbdfront_queue_fd(struct xbdfront *h, unsigned int queue);
 
 /* Run the callbacks of completed requests on the queue, at most `budget`
