@@ -35,7 +35,7 @@
 
 struct opts {
     unsigned int ring_pages, queues, indirect;
-    bool set_indirect, no_persistent, json;
+    bool set_indirect, no_persistent, json, zero_copy;
     unsigned int timeout_s;
     /* verify */
     uint64_t seed, size;
@@ -696,6 +696,19 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* A slot's buffer: granted memory with --zero-copy, plain memory else. */
+static char *
+slot_buffer(struct xbdfront *h, uint64_t len)
+{
+    void *p;
+
+    if (!o.zero_copy)
+        return xmalloc_aligned(len);
+    if (xbdfront_buffer_alloc(h, len, &p) < 0)
+        die("--zero-copy: %s", xbdfront_get_error());
+    return p;
+}
+
 /* Run the engine on every queue; returns the workers (caller frees). */
 static struct worker *
 engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
@@ -719,7 +732,7 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
             die("out of memory");
         for (unsigned int i = 0; i < depth; i++) {
             w->slots[i].w = w;
-            w->slots[i].buf = xmalloc_aligned(slot_len);
+            w->slots[i].buf = slot_buffer(e->h, slot_len);
         }
     }
     for (unsigned int q = 0; q < nq; q++)
@@ -746,7 +759,10 @@ engine_free(struct worker *ws, unsigned int n)
         }
     for (unsigned int q = 0; q < n; q++) {
         for (unsigned int i = 0; i < ws[q].nslots; i++)
-            free(ws[q].slots[i].buf);
+            if (o.zero_copy)
+                xbdfront_buffer_free(ws[q].e->h, ws[q].slots[i].buf);
+            else
+                free(ws[q].slots[i].buf);
         free(ws[q].slots);
     }
     free(ws);
@@ -1082,6 +1098,8 @@ usage(FILE *f)
             "bench: 32)\n"
             "  --seed N, --size BYTES, --phase P    verify (and pattern)\n"
             "  --rw MODE, --bs SIZE, --seconds S    bench\n"
+            "  --zero-copy       verify and bench: I/O buffers granted to the "
+            "backend, no bouncing\n"
             "  --json            info and bench: print JSON\n"
             "  --help, --version\n"
             "\nSizes take k, M, G suffixes (powers of 1024).  See "
@@ -1093,7 +1111,7 @@ main(int argc, char **argv)
 {
     enum { O_RING = 256, O_QUEUES, O_INDIRECT, O_NOPERS, O_TIMEOUT, O_SEED,
            O_SIZE, O_PHASE, O_RW, O_BS, O_DEPTH, O_SECONDS, O_JSON,
-           O_VERSION };
+           O_VERSION, O_ZC };
     static const struct option lopts[] = {
         { "ring-pages", required_argument, NULL, O_RING },
         { "queues", required_argument, NULL, O_QUEUES },
@@ -1108,6 +1126,7 @@ main(int argc, char **argv)
         { "iodepth", required_argument, NULL, O_DEPTH },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "json", no_argument, NULL, O_JSON },
+        { "zero-copy", no_argument, NULL, O_ZC },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
@@ -1145,6 +1164,7 @@ main(int argc, char **argv)
         case O_DEPTH: o.iodepth = uint_arg("--iodepth", optarg, 1, 4096); break;
         case O_SECONDS: o.seconds = uint_arg("--seconds", optarg, 1, 86400); break;
         case O_JSON: o.json = true; break;
+        case O_ZC: o.zero_copy = true; break;
         default:
             usage(stderr);
             return 2;

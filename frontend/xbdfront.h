@@ -71,17 +71,22 @@
  *   that become ready meanwhile.
  *
  * BUFFERS
- *   The backend can only reach memory this domain has granted to it, so
- *   the I/O calls take any caller memory and bounce the data through pages
- *   of a per-queue pool granted to the backend once, at connect (one copy
- *   each way).  Zero-copy buffers allocated from the granted pool are not
- *   offered yet.
+ *   The backend can only reach memory this domain has granted to it.  Two
+ *   kinds of buffer may be passed to the I/O calls:
+ *     - buffers from xbdfront_buffer_alloc(): pages granted to the
+ *       backend's domain for the buffer's life; I/O on them is zero-copy
+ *       (a request whose data lies in one such buffer, 512-byte aligned).
+ *       Free them with xbdfront_buffer_free(), never with free();
+ *       xbdfront_close() frees those left.
+ *     - any other memory: the data is bounced through pages of a per-queue
+ *       pool granted once, at connect (one copy each way).
  *   A buffer belongs to the library from submission until its callback
  *   runs: do not read (for a read) or modify (for a write) it meanwhile.
- *   The library never frees a caller's buffer.
- *   Pool pages are zeroed before they are first granted, so a backend
+ *   The library never frees a caller's memory.
+ *   Granted pages are zeroed before they are first granted, so a backend
  *   never sees unrelated memory.  When the toolstack marks the backend
- *   untrusted (`trusted=0`) persistent grants are not negotiated.
+ *   untrusted (`trusted=0`) persistent grants are not negotiated and
+ *   allocated buffers are bounced like any other memory.
  *   A granted page that the backend still maps when the library ends
  *   access is quarantined, never reused (XSA-396).
  *
@@ -228,6 +233,19 @@ extern int64_t xbdfront_get_vdev(struct xbdfront *h);
 #define XBDFRONT_FEATURE_UNTRUSTED      (UINT64_C(1) << 7)
 /* A mask of XBDFRONT_FEATURE_*, or a negative errno. */
 extern int64_t xbdfront_get_features(struct xbdfront *h);
+
+/* ---- Buffers ----------------------------------------------------------- */
+
+/* Allocate `len` bytes (rounded up to whole pages, page-aligned) of memory
+ * granted to the backend: I/O on it is zero-copy.  Needs a connected
+ * handle.  -ENOSPC: the grant limit was reached (on Xen, the gntalloc
+ * module's `limit` parameter, 1024 pages by default; the message says
+ * so). */
+extern int xbdfront_buffer_alloc(struct xbdfront *h, size_t len,
+                                  void **buf_out);
+/* Free a buffer from xbdfront_buffer_alloc() (NULL is accepted).  -EBUSY:
+ * it is part of a request in flight; -EINVAL: not such a buffer. */
+extern int xbdfront_buffer_free(struct xbdfront *h, void *buf);
 
 /* ---- Asynchronous I/O -------------------------------------------------- */
 

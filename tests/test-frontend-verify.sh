@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # libxbdfront and xbdfront against the real backend: xbd-backd on xbd-sim
 # serving a sparse image.  verify passes on ring pages 1 to 64, 1 and 2
-# queues, persistent grants and indirect descriptors on and off, each run a
-# reconnect of the same device; xbd-check-tree finds the connected tree
-# sound; `info` reports what was asked for; and the image, read from dom0
+# queues, persistent grants, indirect descriptors and zero-copy buffers on
+# and off, each run a reconnect of the same device; xbd-check-tree finds
+# the connected tree sound; `info` reports what was asked for; and the image, read from dom0
 # after a write phase, holds exactly the pattern (xbdfront pattern); a disk
 # attached with trusted=0 gets no persistent grants.
 source "$srcdir/functions.sh"
@@ -33,6 +33,15 @@ done
 verify --ring-pages 4 --queues 2 --no-persistent --seed $((++n))
 verify --ring-pages 4 --queues 2 --indirect 0 --seed $((++n))
 verify --ring-pages 1 --queues 1 --no-persistent --indirect 0 --seed $((++n))
+# Zero-copy buffers (granted by the caller, mapped by the backend), with
+# persistent grants on and off: freed buffers never stay shared.
+verify --ring-pages 8 --queues 2 --zero-copy --seed $((++n)) 2>"$d/zc.err"
+verify --ring-pages 8 --queues 2 --zero-copy --no-persistent --seed $((++n)) \
+    2>>"$d/zc.err"
+cat "$d/zc.err"
+if grep -q 'left shared' "$d/zc.err"; then
+    fail "zero-copy buffers left shared after close"
+fi
 
 # What was negotiated is what was asked for.
 run_as guest1 xbdfront info xvda --ring-pages 16 --queues 2 --indirect 64 \
