@@ -503,7 +503,8 @@ struct engine {
     double until;
     atomic_bool stop;
     atomic_uint_fast64_t done_bytes;
-    uint64_t total_bytes;
+    uint64_t total_bytes;       /* verify; 0 for bench */
+    double start;
 };
 
 /* The pattern: every 8-byte word is a function of the seed and its byte
@@ -685,12 +686,19 @@ worker_main(void *arg)
                      o.timeout_s, w->busy);
             break;
         }
-        /* Progress on a terminal, from queue 0's thread, once a second. */
+        /* Progress on a terminal, from queue 0's thread, once a second:
+         * rate, elapsed, remaining. */
         if (w->queue == 0 && isatty(2) && now_s() - last_progress >= 1) {
-            last_progress = now_s();
-            fprintf(stderr, "\r%" PRIu64 " / %" PRIu64 " MiB   ",
-                    (uint64_t)atomic_load(&e->done_bytes) / MIB,
-                    e->total_bytes / MIB);
+            double t = now_s(), el = t - e->start;
+            uint64_t done = atomic_load(&e->done_bytes);
+            double rate = el > 0 ? (double)done / el : 0;
+            double left = e->bench ? e->until - t
+                          : rate > 0 ? (double)(e->total_bytes - done) / rate
+                                     : 0;
+
+            last_progress = t;
+            fprintf(stderr, "\r%.1f MB/s, %.0f s elapsed, %.0f s left   ",
+                    rate / 1e6, el, left > 0 ? left : 0);
         }
     }
     return NULL;
@@ -735,13 +743,14 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
             w->slots[i].buf = slot_buffer(e->h, slot_len);
         }
     }
+    e->start = now_s();
     for (unsigned int q = 0; q < nq; q++)
         if (pthread_create(&ws[q].tid, NULL, worker_main, &ws[q]) != 0)
             die("cannot start a thread: %s", strerror(errno));
     for (unsigned int q = 0; q < nq; q++)
         pthread_join(ws[q].tid, NULL);
     if (isatty(2))
-        fprintf(stderr, "\r%40s\r", "");
+        fprintf(stderr, "\r%60s\r", "");
     *nworkers = nq;
     return ws;
 }
