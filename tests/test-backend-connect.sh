@@ -79,7 +79,15 @@ kill_wait $bench2 || :   # set -e would trip on its wait status
 alive
 node_is $be/state 6 || node_is $be/state 2 || fail "guest1's device disturbed"
 
-xbdctl block-detach guest1 xvda || fail "detach"
+# Detach under I/O: libxl's online=0 + Closing reaches the frontend, and
+# the device is Closed and released within libxl's 10 s.
+run_as guest1 xbdfront bench xvda --seconds 30 --timeout 10 >/dev/null 2>&1 &
+bench3=$!
+cleanup_fn kill_wait $bench3
+wait_for 10 node_is $be/state 4 || fail "bench did not connect before the detach"
+xbdctl block-detach guest1 xvda || fail "detach under I/O did not reach Closed in 10 s"
+grep -q 'qdisk/1/51712: released (detached' "$d/backd.log" || fail "no release line"
+kill_wait $bench3 || :
 
 # What the toolstack asked for shows in info and the features: read-only,
 # no discard, cdrom.
