@@ -149,6 +149,7 @@ struct xbd_queue {
     unsigned int max_segs;
 
     struct xbd_gnt_copy_seg *copy;  /* max_segs (and 8 for indirect pages) */
+    uint32_t *map_refs;             /* cfg.grant_map: max_segs grefs */
     uint8_t *ind_pages;             /* BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST pages */
     struct pgrant_cache pgc;
 
@@ -358,10 +359,50 @@ release_pgrants(struct xbd_queue *q, struct pending *p)
     p->pg = NULL;
 }
 
+/* cfg.grant_map: map all of the request's grants in one call (read-only
+ * for a write's data), copy, unmap at once. */
+static int
+move_mapped(struct xbd_queue *q, struct pending *p, bool to_guest)
+{
+    const struct xbd_req *r = &p->req;
+    uint8_t *addr;
+    size_t off = 0;
+    unsigned int i;
+    void *a;
+
+    for (i = 0; i < r->nr_segments; i++)
+        q->map_refs[i] = r->seg[i].gref;
+    if (xbd_gnttab_map(q->gt, q->cfg.fe_domid, r->nr_segments, q->map_refs,
+                       to_guest ? 1 : 0, &a) < 0) {
+        STAT_ADD(q, err_grant, 1);
+        guest_fault(q, r, "grant map of a data segment failed (bad grant reference?)");
+        return -1;
+    }
+    STAT_ADD(q, grant_maps, r->nr_segments);
+    addr = a;
+    for (i = 0; i < r->nr_segments; i++) {
+        const struct xbd_seg *s = &r->seg[i];
+        uint8_t *page = addr + (size_t)i * XBD_PAGE_SIZE +
+                        ((size_t)s->first_sect << XBD_SECTOR_SHIFT);
+        size_t len = (size_t)(s->last_sect - s->first_sect + 1) << XBD_SECTOR_SHIFT;
+
+        if (to_guest)
+            memcpy(page, p->buf + off, len);
+        else
+            memcpy(p->buf + off, page, len);
+        off += len;
+    }
+    if (xbd_gnttab_unmap(q->gt, a, r->nr_segments) < 0)
+        xbd_log(LOG_ERR, "%s: cannot unmap request grants: %s", q->name,
+                xbd_platform_error());
+    return 0;
+}
+
 /* Copy between the request's segments and p->buf: into the buffer for a
  * write (to_guest false), out of it for a read.  Segments with a
- * persistent mapping are memcpy'd; the rest go in one grant-copy batch.
- * Returns 0, or -1 when any segment could not be moved. */
+ * persistent mapping are memcpy'd; the rest go in one grant-copy batch
+ * (or, with cfg.grant_map, one mapping).  Returns 0, or -1 when any
+ * segment could not be moved. */
 static int
 move_data(struct xbd_queue *q, struct pending *p, bool to_guest)
 {
@@ -369,6 +410,9 @@ move_data(struct xbd_queue *q, struct pending *p, bool to_guest)
     size_t off = 0;
     unsigned int i, n = 0;
     int rc;
+
+    if (q->map_refs != NULL)
+        return move_mapped(q, p, to_guest);
 
     if (q->cfg.persistent && p->pg == NULL) {
         p->pg = r->nr_segments <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? p->pg_inline :
@@ -1033,6 +1077,7 @@ queue_destroy(struct xbd_queue *q)
     }
     free(q->pending);
     free(q->copy);
+    free(q->map_refs);
     free(q->ind_pages);
     free(q->name);
     free(q);
@@ -1104,6 +1149,11 @@ xbd_queue_start(const struct xbd_queue_cfg *cfg, struct xbd_queue **out,
     copy_n = q->max_segs > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST ?
              q->max_segs : BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST;
     q->copy = calloc(copy_n, sizeof(*q->copy));
+    if (cfg->grant_map && !cfg->persistent) {
+        q->map_refs = calloc(q->max_segs, sizeof(*q->map_refs));
+        if (q->map_refs == NULL)
+            START_FAIL(-ENOMEM, "out of memory");
+    }
     q->pending = calloc(q->nr_ents, sizeof(*q->pending));
     if (q->copy == NULL || q->pending == NULL)
         START_FAIL(-ENOMEM, "out of memory for %u ring entries", q->nr_ents);
@@ -1169,10 +1219,11 @@ xbd_queue_start(const struct xbd_queue_cfg *cfg, struct xbd_queue **out,
         START_FAIL(-rc, "cannot start the queue thread: %s", strerror(rc));
     q->thread_started = true;
     xbd_log(LOG_INFO, "%s: ring of %u page(s) (%u entries, %s), indirect %u, "
-            "persistent %s, port %d", q->name, cfg->ring_pages, q->nr_ents,
+            "grants %s, port %d", q->name, cfg->ring_pages, q->nr_ents,
             cfg->abi == XBD_ABI_X86_32 ? "x86_32-abi" :
             cfg->abi == XBD_ABI_X86_64 ? "x86_64-abi" : "native",
-            cfg->max_indirect, cfg->persistent ? "on" : "off", q->port);
+            cfg->max_indirect, cfg->persistent ? "persistent" :
+            q->map_refs != NULL ? "mapped per request" : "copied", q->port);
     *out = q;
     return 0;
 

@@ -296,6 +296,8 @@ disk_matches(uint64_t offset, const uint8_t *want, size_t len)
 
 /* Fill the whole ring with 11-segment writes, several rounds so the
  * indices wrap, then read everything back into zeroed pages. */
+static bool rw_grant_map;               /* test_rw: map per request */
+
 static void
 test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
 {
@@ -309,6 +311,7 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
     cfg.persistent = persistent;
     if (rw_backing != NULL)
         cfg.backing = rw_backing;
+    cfg.grant_map = rw_grant_map;
     cfg.persistent_max = 64;
     if (fe_start(&f, cfg) < 0) {
         ok(0, "%s: queue started", tag);
@@ -388,6 +391,13 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
             is_int(s.grant_copies, 0, "%s: every segment fit the cache: no grant copy", tag);
         else
             ok(s.pgrant_evictions > 0, "%s: more grants than the cache holds: evictions", tag);
+    } else if (rw_grant_map) {
+        struct xbd_queue_stats s;
+
+        xbd_queue_get_stats(f.q, &s);
+        ok(s.grant_copies == 0 && s.grant_maps == 3 * n * 2 + n,
+           "%s: every segment mapped, none copied (%llu maps)", tag,
+           (unsigned long long)s.grant_maps);
     } else {
         struct xbd_queue_stats s;
 
@@ -505,6 +515,35 @@ test_persistent_edges(void)
     ok(s.pgrant_evictions > 0 && s.err_grant >= 1, "persistent: cache of 4 evicted (%llu), "
        "bad gref counted", (unsigned long long)s.pgrant_evictions);
     fe_stop(&f);
+}
+
+/* Per-request mapping: a bad gref and a read into a read-only grant fail
+ * their request only, and nothing stays mapped. */
+static void
+test_mapped_errors(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct fe f;
+    struct seg seg = { 30002, 0, 7 };
+    uint32_t ro_ref;
+    void *ro;
+
+    cfg.grant_map = true;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "mapped: queue started");
+        return;
+    }
+    if (xbd_gntshr_share(fe_sh, 0, 1, 0, &ro_ref, &ro) < 0)
+        bail_out("share a read-only page");
+    fe_rw(&f, BLKIF_OP_WRITE, 1, 0, &seg, 1);
+    is_int(fe_one(&f, 1), BLKIF_RSP_ERROR, "mapped: write from a bad gref: ERROR");
+    seg.gref = ro_ref;
+    fe_rw(&f, BLKIF_OP_READ, 2, 0, &seg, 1);
+    is_int(fe_one(&f, 2), BLKIF_RSP_ERROR, "mapped: read into a read-only grant: ERROR");
+    fe_rw(&f, BLKIF_OP_WRITE, 3, 0, &seg, 1);
+    is_int(fe_one(&f, 3), BLKIF_RSP_OKAY, "mapped: write from a read-only grant: OKAY");
+    fe_stop(&f);
+    is_int(xbd_gntshr_unshare(fe_sh, ro, 1), 0, "mapped: read-only page unshared");
 }
 
 static void
@@ -915,12 +954,17 @@ main(int argc, char **argv)
     test_rw(2, XBD_ABI_X86_64, false, "x86_64-abi");
     test_rw(1, XBD_ABI_NATIVE, true, "persistent");
     test_rw(4, XBD_ABI_X86_32, true, "persistent x86_32-abi");
+    rw_grant_map = true;
+    test_rw(4, XBD_ABI_NATIVE, false, "mapped per request");
+    test_rw(2, XBD_ABI_X86_32, false, "mapped per request, x86_32-abi");
+    rw_grant_map = false;
     test_indirect(false, XBD_ABI_NATIVE, "indirect");
     test_indirect(true, XBD_ABI_NATIVE, "indirect, persistent");
     test_indirect(false, XBD_ABI_X86_32, "indirect, x86_32-abi");
     test_indirect(true, XBD_ABI_X86_64, "indirect, persistent, x86_64-abi");
     test_ops();
     test_persistent_edges();
+    test_mapped_errors();
     test_read_only();
     test_hostile_prod();
     test_prod_backwards();
