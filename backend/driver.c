@@ -164,6 +164,11 @@ struct xbd_ioq {
     unsigned int in_flight;         /* added, completion not yet delivered */
     unsigned int unsubmitted;       /* prepared since the last submit */
 
+    /* A driver's concurrency limit (drv->queue_depth): operations beyond
+     * it wait here, in order, until one at the driver finishes. */
+    unsigned int limit, at_driver, waiting;
+    struct xbd_io *wait_head, **wait_tail;
+
     /* Connection drivers (drv->prep == NULL). */
     void *conn;
     struct xbd_io *done_head, **done_tail;  /* finished, not yet reaped */
@@ -209,6 +214,9 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
                                  strerror(-r));
     }
     q->done_tail = &q->done_head;
+    q->wait_tail = &q->wait_head;
+    if (b->drv->queue_depth != NULL)
+        q->limit = b->drv->queue_depth(b);
     if (b->drv->prep == NULL) {
         r = b->drv->conn_open(b, q, &q->conn, err, errlen);
         if (r < 0) {
@@ -302,10 +310,43 @@ xbd_ioq_add(struct xbd_ioq *q, struct xbd_io *io)
             xbd_ioq_complete(q, io, r);     /* still exactly one completion */
         return 0;
     }
-    r = prep_one(q, io);
-    if (r == 0)
+    if (q->limit != 0 && q->at_driver >= q->limit) {
+        io->next = NULL;
+        *q->wait_tail = io;
+        q->wait_tail = &io->next;
+        q->waiting++;
         q->in_flight++;
+        return 0;
+    }
+    r = prep_one(q, io);
+    if (r == 0) {
+        q->in_flight++;
+        q->at_driver++;
+    }
     return r;
+}
+
+unsigned int
+xbd_ioq_waiting(const struct xbd_ioq *q)
+{
+    return q->waiting;
+}
+
+/* A slot at the driver came free: start the oldest waiting operations. */
+static void
+start_waiting(struct xbd_ioq *q)
+{
+    while (q->wait_head != NULL && q->at_driver < q->limit) {
+        struct xbd_io *io = q->wait_head;
+
+        if (prep_one(q, io) < 0)
+            return;                 /* the ring is full: at the next reap */
+        q->wait_head = io->next;
+        if (q->wait_head == NULL)
+            q->wait_tail = &q->wait_head;
+        q->waiting--;
+        q->at_driver++;
+    }
 }
 
 /* Make sure a poll request watches the connection in each direction it
@@ -412,6 +453,8 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
         if (!finish_one(q, data, res))
             continue;
         q->in_flight--;
+        q->at_driver--;
+        start_waiting(q);
         n++;
         done(data, ctx);
     }

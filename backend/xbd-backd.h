@@ -113,6 +113,9 @@ struct xbd_queue_cfg {
     enum xbd_abi abi;
 
     bool persistent;                /* feature-persistent negotiated */
+    bool grant_map;                 /* without persistent: map each request's
+                                     * grants and unmap after, instead of the
+                                     * default batched grant copy */
     unsigned int max_indirect;      /* segments advertised; 0 = no indirect */
     unsigned int persistent_max;    /* per-queue cache bound, in grants */
 

@@ -232,6 +232,16 @@ fe_wait(struct fe *f, unsigned int n, uint64_t base, int16_t *status)
     return 0;
 }
 
+/* Wait (10 s at most) until the queue's stats satisfy `cond`. */
+#define WAIT_STATS(q, s, cond) do {                                     \
+    for (int w_ = 0; w_ < 1000; w_++) {                                 \
+        xbd_queue_get_stats((q), &(s));                                 \
+        if (cond)                                                       \
+            break;                                                      \
+        usleep(10000);                                                  \
+    }                                                                   \
+} while (0)
+
 /* Wait for responses with ids base..base+n-1; how many were not OKAY
  * (all n when they did not come). */
 static int
@@ -286,6 +296,8 @@ disk_matches(uint64_t offset, const uint8_t *want, size_t len)
 
 /* Fill the whole ring with 11-segment writes, several rounds so the
  * indices wrap, then read everything back into zeroed pages. */
+static bool rw_grant_map;               /* test_rw: map per request */
+
 static void
 test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
 {
@@ -299,6 +311,7 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
     cfg.persistent = persistent;
     if (rw_backing != NULL)
         cfg.backing = rw_backing;
+    cfg.grant_map = rw_grant_map;
     cfg.persistent_max = 64;
     if (fe_start(&f, cfg) < 0) {
         ok(0, "%s: queue started", tag);
@@ -378,6 +391,13 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
             is_int(s.grant_copies, 0, "%s: every segment fit the cache: no grant copy", tag);
         else
             ok(s.pgrant_evictions > 0, "%s: more grants than the cache holds: evictions", tag);
+    } else if (rw_grant_map) {
+        struct xbd_queue_stats s;
+
+        xbd_queue_get_stats(f.q, &s);
+        ok(s.grant_copies == 0 && s.grant_maps == 3 * n * 2 + n,
+           "%s: every segment mapped, none copied (%llu maps)", tag,
+           (unsigned long long)s.grant_maps);
     } else {
         struct xbd_queue_stats s;
 
@@ -394,10 +414,10 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
 }
 
 static void
-test_indirect(bool persistent)
+test_indirect(bool persistent, enum xbd_abi abi, const char *tag)
 {
     struct xbd_queue_cfg cfg = base_cfg();
-    const char *tag = persistent ? "indirect, persistent" : "indirect";
+
     struct fe f;
     uint32_t ind_ref;
     uint8_t *ind;
@@ -406,6 +426,7 @@ test_indirect(bool persistent)
     uint8_t *expect;
 
     cfg.max_indirect = 256;
+    cfg.abi = abi;
     cfg.persistent = persistent;
     cfg.persistent_max = 300;
     if (fe_start(&f, cfg) < 0) {
@@ -494,6 +515,35 @@ test_persistent_edges(void)
     ok(s.pgrant_evictions > 0 && s.err_grant >= 1, "persistent: cache of 4 evicted (%llu), "
        "bad gref counted", (unsigned long long)s.pgrant_evictions);
     fe_stop(&f);
+}
+
+/* Per-request mapping: a bad gref and a read into a read-only grant fail
+ * their request only, and nothing stays mapped. */
+static void
+test_mapped_errors(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct fe f;
+    struct seg seg = { 30002, 0, 7 };
+    uint32_t ro_ref;
+    void *ro;
+
+    cfg.grant_map = true;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "mapped: queue started");
+        return;
+    }
+    if (xbd_gntshr_share(fe_sh, 0, 1, 0, &ro_ref, &ro) < 0)
+        bail_out("share a read-only page");
+    fe_rw(&f, BLKIF_OP_WRITE, 1, 0, &seg, 1);
+    is_int(fe_one(&f, 1), BLKIF_RSP_ERROR, "mapped: write from a bad gref: ERROR");
+    seg.gref = ro_ref;
+    fe_rw(&f, BLKIF_OP_READ, 2, 0, &seg, 1);
+    is_int(fe_one(&f, 2), BLKIF_RSP_ERROR, "mapped: read into a read-only grant: ERROR");
+    fe_rw(&f, BLKIF_OP_WRITE, 3, 0, &seg, 1);
+    is_int(fe_one(&f, 3), BLKIF_RSP_OKAY, "mapped: write from a read-only grant: OKAY");
+    fe_stop(&f);
+    is_int(xbd_gntshr_unshare(fe_sh, ro, 1), 0, "mapped: read-only page unshared");
 }
 
 static void
@@ -649,16 +699,44 @@ test_hostile_prod(void)
     is_int(failed_calls, 1, "on_fail called exactly once");
 }
 
+/* A producer index moved back behind requests already taken (while they
+ * are still in flight on a slow backing) breaks the ring too. */
+static void
+test_prod_backwards(void)
+{
+    struct xbd_backing_opts opts = { .discard_enable = true };
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct xbd_backing *slow;
+    struct xbd_queue_stats s;
+    struct seg seg = { data_refs[0], 0, 7 };
+    struct fe f;
+    int i;
 
-/* Wait (10 s at most) until the queue's stats satisfy `cond`. */
-#define WAIT_STATS(q, s, cond) do {                                     \
-    for (int w_ = 0; w_ < 1000; w_++) {                                 \
-        xbd_queue_get_stats((q), &(s));                                 \
-        if (cond)                                                       \
-            break;                                                      \
-        usleep(10000);                                                  \
-    }                                                                   \
-} while (0)
+    if (xbd_backing_open("null:size=8M,latency=300ms", &opts, &slow, errbuf,
+                         sizeof(errbuf)) < 0)
+        bail_out("%s", errbuf);
+    cfg.backing = slow;
+    failed_calls = 0;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "backwards: queue started");
+        return;
+    }
+    for (i = 0; i < 4; i++)
+        fe_rw(&f, BLKIF_OP_READ, 70 + i, 8 * i, &seg, 1);
+    fe_push(&f);
+    WAIT_STATS(f.q, s, s.in_flight == 4);
+    f.fr.sring->req_prod = 2;
+    xen_mb();
+    xbd_evtchn_notify(fe_ev, (uint32_t)f.port);
+    for (i = 0; i < 1000 && __atomic_load_n(&failed_calls, __ATOMIC_SEQ_CST) == 0; i++)
+        usleep(10000);
+    ok(failed_calls == 1 && strstr(failed_why, "moved back") != NULL,
+       "req_prod moved back behind consumed requests: on_fail (%s)", failed_why);
+    fe_stop(&f);
+    xbd_backing_close(slow);
+}
+
+
 
 /* Adaptive polling and spurious wakeups, on the null backing. */
 static void
@@ -876,12 +954,20 @@ main(int argc, char **argv)
     test_rw(2, XBD_ABI_X86_64, false, "x86_64-abi");
     test_rw(1, XBD_ABI_NATIVE, true, "persistent");
     test_rw(4, XBD_ABI_X86_32, true, "persistent x86_32-abi");
-    test_indirect(false);
-    test_indirect(true);
+    rw_grant_map = true;
+    test_rw(4, XBD_ABI_NATIVE, false, "mapped per request");
+    test_rw(2, XBD_ABI_X86_32, false, "mapped per request, x86_32-abi");
+    rw_grant_map = false;
+    test_indirect(false, XBD_ABI_NATIVE, "indirect");
+    test_indirect(true, XBD_ABI_NATIVE, "indirect, persistent");
+    test_indirect(false, XBD_ABI_X86_32, "indirect, x86_32-abi");
+    test_indirect(true, XBD_ABI_X86_64, "indirect, persistent, x86_64-abi");
     test_ops();
     test_persistent_edges();
+    test_mapped_errors();
     test_read_only();
     test_hostile_prod();
+    test_prod_backwards();
     {
         struct xbd_backing *nullb;
 

@@ -217,6 +217,37 @@ test_null(void)
     xbd_ioq_close(q);
     xbd_backing_close(b);
 
+    /* Concurrency: at most queue-depth operations at the driver. */
+    rc = xbd_backing_open("null:size=1M,latency=20ms,queue-depth=2", &opts, &b, errbuf,
+                          sizeof(errbuf));
+    is_int(rc, 0, "null: queue-depth=2 (%s)", rc < 0 ? errbuf : "ok");
+    if (rc == 0) {
+        struct xbd_io ios[6];
+        unsigned int got = 0;
+
+        xbd_ioq_open(b, 16, &q, errbuf, sizeof(errbuf));
+        for (unsigned int i = 0; i < 6; i++) {
+            ios[i] = (struct xbd_io){ .op = XBD_IO_READ, .offset = 4096 * i, .len = 4096,
+                                      .buf = buf };
+            xbd_ioq_add(q, &ios[i]);
+        }
+        xbd_ioq_submit(q);
+        is_int(xbd_ioq_waiting(q), 4, "null: 2 of 6 at the driver, 4 waiting");
+        io_completions = 0;
+        while (got < 6) {
+            struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
+
+            if (poll(&pfd, 1, 10000) != 1)
+                break;
+            got += xbd_ioq_reap(q, 64, io_count_done, NULL);
+        }
+        ok(got == 6 && xbd_ioq_waiting(q) == 0 && xbd_ioq_in_flight(q) == 0 &&
+           ios[5].result == 4096, "null: all 6 completed through the limit");
+        xbd_ioq_close(q);
+        xbd_backing_close(b);
+    }
+    expect_open_fail("null:queue-depth=70000", -EINVAL, "above 65536");
+
     /* What libxl writes for a qdisk: a format prefix over the target. */
     rc = xbd_backing_open("aio:null:size=2M", &opts, &b, errbuf, sizeof(errbuf));
     is_int(rc, 0, "aio:null:... opens the null driver (%s)", rc < 0 ? errbuf : "ok");
