@@ -139,6 +139,26 @@ struct xbdfront {
     pthread_mutex_t lock;
     struct xbdf_conn *retired;      /* handed back by queue owners */
     unsigned int reconnects;
+
+    /* Grant sharing is one handle, used by the control thread and by
+     * xbdfront_buffer_alloc/free on callers' threads. */
+    pthread_mutex_t gs_lock;
+    /* Zero-copy buffers (xbdfront_buffer_alloc): looked up by the I/O
+     * calls under the read lock, only while nbufs > 0. */
+    pthread_rwlock_t bufs_lock;
+    struct xbdf_buf *bufs;
+    atomic_int nbufs;
+    struct xbdf_buf *dead_bufs;     /* freed, still mapped (h->lock) */
+};
+
+/* A buffer from xbdfront_buffer_alloc(): pages granted to the backend's
+ * domain for the buffer's life. */
+struct xbdf_buf {
+    char *addr;
+    size_t len;                     /* whole pages */
+    uint32_t *refs;                 /* one grant per page */
+    atomic_int busy;                /* requests in flight using it */
+    struct xbdf_buf *next;
 };
 
 /* ======================================================================
@@ -159,6 +179,8 @@ xbdfront_create(struct xbdfront **hp)
     h->connect_timeout_ms = 10000;
     h->stopfd = -1;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->gs_lock, NULL);
+    pthread_rwlock_init(&h->bufs_lock, NULL);
     *hp = h;
     return 0;
 }
@@ -433,6 +455,28 @@ pool_size(const struct xbdf_choice *c)
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
 }
 
+static int
+gs_share(struct xbdfront *h, uint32_t count, uint32_t *refs, void **addr)
+{
+    int r;
+
+    pthread_mutex_lock(&h->gs_lock);
+    r = xbd_gntshr_share(h->gs, h->be_domid, count, 1, refs, addr);
+    pthread_mutex_unlock(&h->gs_lock);
+    return r;
+}
+
+static int
+gs_unshare(struct xbdfront *h, void *addr, uint32_t count)
+{
+    int r;
+
+    pthread_mutex_lock(&h->gs_lock);
+    r = xbd_gntshr_unshare(h->gs, addr, count);
+    pthread_mutex_unlock(&h->gs_lock);
+    return r;
+}
+
 /* Give back what a connection holds; 0, or -EBUSY when the backend still
  * maps some of its pages (then what could not be unshared stays shared,
  * recorded in c, never reused: retry later or leak - XSA-396). */
@@ -445,13 +489,13 @@ conn_release(struct xbdfront *h, struct xbdf_conn *c)
         xbd_evtchn_close(c->ev);
     c->ev = NULL;
     if (c->ring != NULL) {
-        if (xbd_gntshr_unshare(h->gs, c->ring, c->ring_pages) < 0)
+        if (gs_unshare(h, c->ring, c->ring_pages) < 0)
             r = -EBUSY;
         else
             c->ring = NULL;
     }
     if (c->pool != NULL) {
-        if (xbd_gntshr_unshare(h->gs, c->pool, c->pool_pages) < 0)
+        if (gs_unshare(h, c->pool, c->pool_pages) < 0)
             r = -EBUSY;
         else
             c->pool = NULL;
@@ -477,9 +521,9 @@ release_retired(struct xbdfront *h, bool last_chance)
         list = c->next;
         if (conn_release(h, c) < 0) {
             if (last_chance) {
-                fprintf(stderr, "libxbdfront: %s: pages still mapped by the "
-                        "backend are left shared and never reused\n",
-                        h->fe_dir);
+                fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
+                        "(%s): left shared, never reused\n", h->fe_dir,
+                        xbd_platform_error());
                 continue;       /* leaked on purpose */
             }
             c->next = keep;
@@ -528,7 +572,7 @@ conn_share(struct xbdfront *h, struct xbdf_conn **out)
         return xbdf_set_error(-ENOMEM, "out of memory for a connection");
     c->port = -1;
     c->ring_pages = pages;
-    r = xbd_gntshr_share(h->gs, h->be_domid, pages, 1, c->ring_refs, &c->ring);
+    r = gs_share(h, pages, c->ring_refs, &c->ring);
     if (r < 0) {
         xbdf_set_error(r, "cannot grant %u ring pages: %s", pages,
                        xbd_platform_error());
@@ -541,8 +585,7 @@ conn_share(struct xbdfront *h, struct xbdf_conn **out)
         r = xbdf_set_error(-ENOMEM, "out of memory for a pool");
         goto fail;
     }
-    r = xbd_gntshr_share(h->gs, h->be_domid, c->pool_pages, 1, c->pool_refs,
-                         &c->pool);
+    r = gs_share(h, c->pool_pages, c->pool_refs, &c->pool);
     if (r < 0) {
         xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: %s",
                        c->pool_pages, xbd_platform_error());
@@ -586,6 +629,7 @@ negotiate(struct xbdfront *h)
     uint32_t *refs, *ports;
     unsigned int pages;
     struct xbdf_opts o = h->opts;
+    struct xbdf_choice c;
     int r, n;
 
     free_conns(h);
@@ -594,7 +638,10 @@ negotiate(struct xbdfront *h)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
         o.queues = h->nq;       /* a reconnect keeps the caller's queues */
-    xbdf_choose(&h->limits, &o, &h->choice);
+    xbdf_choose(&h->limits, &o, &c);
+    pthread_mutex_lock(&h->lock);       /* the getters read it */
+    h->choice = c;
+    pthread_mutex_unlock(&h->lock);
     pages = 1u << h->choice.ring_order;
     refs = calloc((size_t)h->choice.queues * pages, sizeof(*refs));
     ports = calloc(h->choice.queues, sizeof(*ports));
@@ -731,7 +778,10 @@ connect_queues(struct xbdfront *h)
     }
     r = set_state(h, XenbusStateConnected);
     if (r == 0) {
-        h->connected = true;
+        /* Written once, before any queue thread can look: a reconnect
+         * finds it true already and leaves it alone. */
+        if (!h->connected)
+            h->connected = true;
         h->recovering = false;
     }
     return r;
@@ -778,6 +828,9 @@ apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
 /* ======================================================================
  * The control thread
  * ====================================================================== */
+
+static void close_handshake(struct xbdfront *h);
+static void release_dead_buffers(struct xbdfront *h, bool last_chance);
 
 /* The backend left Connected: every queue stops using its ring. */
 static void
@@ -844,10 +897,20 @@ static bool
 control_step(struct xbdfront *h)
 {
     char *v = xs_get(h, h->be_dir, XBDK_STATE);
-    int be = xbdf_parse_state(v);
+    int e = errno, be = xbdf_parse_state(v);
     bool gone = v == NULL;
 
     free(v);
+    if (gone && e != ENOENT) {
+        /* Not an absent node: the store itself went away. */
+        char why[200];
+
+        snprintf(why, sizeof(why), "lost the connection to xenstore: %s",
+                 strerror(e));
+        fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+        fail_queues(h, why);
+        return false;
+    }
     if (gone && h->state == XenbusStateConnected) {
         /* A daemon restart leaves the directory; a detach removes it. */
         fail_queues(h, "the device was removed (its backend directory is "
@@ -880,7 +943,17 @@ control_step(struct xbdfront *h)
                     xbdfront_get_error());
         break;
     case XBDF_CONNECT:
-        if (connect_queues(h) < 0)
+        if (connect_queues(h) == -EPROTO) {
+            /* The new backend publishes nonsense: nothing to wait for. */
+            char why[300];
+
+            snprintf(why, sizeof(why), "after a reconnect: %s",
+                     xbdfront_get_error());
+            fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+            fail_queues(h, why);
+            close_handshake(h);
+            return false;
+        } else if (h->state != XenbusStateConnected)
             fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
                     xbdfront_get_error());
         else
@@ -917,8 +990,156 @@ control_main(void *arg)
             free(w);
         run = control_step(h);
         release_retired(h, false);
+        release_dead_buffers(h, false);
     }
     return NULL;
+}
+
+/* ======================================================================
+ * Zero-copy buffers
+ * ====================================================================== */
+
+/* Unshare a buffer's pages and free it.  Pages the backend still maps
+ * (it keeps persistent grants until it disconnects) stay shared, never
+ * reused (XSA-396): the buffer waits on dead_bufs and the control thread
+ * retries; at the last chance it is left shared. */
+static void
+buffer_destroy(struct xbdfront *h, struct xbdf_buf *b, bool last_chance)
+{
+    if (gs_unshare(h, b->addr, (uint32_t)(b->len / XBD_PAGE_SIZE)) < 0) {
+        if (!last_chance) {
+            pthread_mutex_lock(&h->lock);
+            b->next = h->dead_bufs;
+            h->dead_bufs = b;
+            pthread_mutex_unlock(&h->lock);
+            return;
+        }
+        fprintf(stderr, "libxbdfront: %s: cannot unshare a buffer's pages "
+                "(%s): left shared, never reused\n", h->fe_dir,
+                xbd_platform_error());
+    }
+    free(b->refs);
+    free(b);
+}
+
+/* Retry unsharing freed buffers the backend still mapped. */
+static void
+release_dead_buffers(struct xbdfront *h, bool last_chance)
+{
+    struct xbdf_buf *list, *b;
+
+    pthread_mutex_lock(&h->lock);
+    list = h->dead_bufs;
+    h->dead_bufs = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while ((b = list) != NULL) {
+        list = b->next;
+        buffer_destroy(h, b, last_chance);
+    }
+}
+
+/* At teardown: every buffer still allocated goes (the caller should have
+ * freed them; nothing can be in flight any more). */
+static void
+buffers_release(struct xbdfront *h)
+{
+    struct xbdf_buf *b;
+
+    while ((b = h->bufs) != NULL) {
+        h->bufs = b->next;
+        buffer_destroy(h, b, true);
+    }
+    atomic_store(&h->nbufs, 0);
+    release_dead_buffers(h, true);
+}
+
+int
+xbdfront_buffer_alloc(struct xbdfront *h, size_t len, void **buf_out)
+{
+    struct xbdf_buf *b;
+    size_t pages;
+    int r;
+
+    if (!h->connected)
+        return xbdf_set_error(-ENOTCONN, "buffers come from a connected "
+                              "handle's grants: connect first");
+    if (len == 0 || len > (size_t)1 << 30)
+        return xbdf_set_error(-EINVAL, "buffer length %zu: 1 byte to 1 GiB",
+                              len);
+    pages = (len + XBD_PAGE_SIZE - 1) / XBD_PAGE_SIZE;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->refs = calloc(pages, sizeof(*b->refs))) == NULL) {
+        free(b);
+        return xbdf_set_error(-ENOMEM, "out of memory for a buffer");
+    }
+    r = gs_share(h, (uint32_t)pages, b->refs, (void **)&b->addr);
+    if (r < 0) {
+        free(b->refs);
+        free(b);
+        return xbdf_set_error(r, "cannot grant a %zu-page buffer: %s", pages,
+                              xbd_platform_error());
+    }
+    b->len = pages * XBD_PAGE_SIZE;
+    pthread_rwlock_wrlock(&h->bufs_lock);
+    b->next = h->bufs;
+    h->bufs = b;
+    atomic_fetch_add(&h->nbufs, 1);
+    pthread_rwlock_unlock(&h->bufs_lock);
+    *buf_out = b->addr;
+    return 0;
+}
+
+int
+xbdfront_buffer_free(struct xbdfront *h, void *buf)
+{
+    struct xbdf_buf **pp, *b;
+
+    if (buf == NULL)
+        return 0;
+    pthread_rwlock_wrlock(&h->bufs_lock);
+    for (pp = &h->bufs; *pp != NULL && (*pp)->addr != buf; pp = &(*pp)->next)
+        ;
+    b = *pp;
+    if (b == NULL) {
+        pthread_rwlock_unlock(&h->bufs_lock);
+        return xbdf_set_error(-EINVAL, "%p is not a buffer from "
+                              "xbdfront_buffer_alloc()", buf);
+    }
+    if (atomic_load(&b->busy) > 0) {
+        pthread_rwlock_unlock(&h->bufs_lock);
+        return xbdf_set_error(-EBUSY, "the buffer is part of %d request(s) "
+                              "in flight", atomic_load(&b->busy));
+    }
+    *pp = b->next;
+    atomic_fetch_sub(&h->nbufs, 1);
+    pthread_rwlock_unlock(&h->bufs_lock);
+    buffer_destroy(h, b, false);
+    return 0;
+}
+
+/* For an I/O call: the grants of [buf, buf+len) when it lies in one
+ * zero-copy buffer and may go without bouncing (a trusted backend, 512-byte
+ * aligned); NULL otherwise.  *busy_out: the buffer's in-flight count. */
+static const uint32_t *
+buffer_lookup(struct xbdfront *h, const void *buf, size_t len,
+              atomic_int **busy_out)
+{
+    const char *p = buf;
+    const uint32_t *refs = NULL;
+
+    if (atomic_load_explicit(&h->nbufs, memory_order_relaxed) == 0 ||
+        !h->opts.trusted || (uintptr_t)p % 512 != 0)
+        return NULL;
+    pthread_rwlock_rdlock(&h->bufs_lock);
+    for (struct xbdf_buf *b = h->bufs; b != NULL; b = b->next)
+        if (p >= b->addr && len <= b->len &&
+            (size_t)(p - b->addr) <= b->len - len) {
+            refs = b->refs + (size_t)(p - b->addr) / XBD_PAGE_SIZE;
+            *busy_out = &b->busy;
+            break;
+        }
+    pthread_rwlock_unlock(&h->bufs_lock);
+    return refs;
 }
 
 /* ======================================================================
@@ -993,6 +1214,7 @@ teardown(struct xbdfront *h)
     h->nq = 0;
     free_conns(h);
     release_retired(h, true);
+    buffers_release(h);
     if (h->stopfd >= 0)
         close(h->stopfd);
     h->stopfd = -1;
@@ -1146,6 +1368,8 @@ xbdfront_close(struct xbdfront *h)
     if (h == NULL)
         return;
     teardown(h);
+    pthread_rwlock_destroy(&h->bufs_lock);
+    pthread_mutex_destroy(&h->gs_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -1272,10 +1496,14 @@ xbdfront_aio_pread(struct xbdfront *h, unsigned int queue, void *buf,
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
 
+    const uint32_t *refs;
+    atomic_int *busy = NULL;
+
     if (hq == NULL)
         return -xbdfront_get_errno();
-    return xbdf_queue_submit(&hq->q, XBDF_IO_READ, buf, len, offset, flags,
-                             cb, user_data);
+    refs = buffer_lookup(h, buf, len, &busy);
+    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_READ, buf, len, offset, flags,
+                                refs, busy, cb, user_data);
 }
 
 int
@@ -1285,11 +1513,16 @@ xbdfront_aio_pwrite(struct xbdfront *h, unsigned int queue, const void *buf,
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
 
+    const uint32_t *refs;
+    atomic_int *busy = NULL;
+
     if (hq == NULL)
         return -xbdfront_get_errno();
+    refs = buffer_lookup(h, buf, len, &busy);
     /* The queue only reads a write's buffer. */
-    return xbdf_queue_submit(&hq->q, XBDF_IO_WRITE, (void *)(uintptr_t)buf,
-                             len, offset, flags, cb, user_data);
+    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_WRITE, (void *)(uintptr_t)buf,
+                                len, offset, flags, refs, busy, cb,
+                                user_data);
 }
 
 int
@@ -1333,21 +1566,29 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
     uint64_t n;
-    int port;
+    int port, r;
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    /* Wake-ups from the control thread were applied by get_queue(). */
+    /* Consume the wake-up, then apply what it announced: a hand-over made
+     * after get_queue() looked is applied here, not left behind a wake-up
+     * that was already read. */
     if (read(hq->wakefd, &n, sizeof(n)) < 0) {
         /* EAGAIN: none pending. */
     }
+    apply_change(h, hq);
     /* Acknowledge the event first, then look at the ring: a response
      * published after this point raises a new event. */
     while (hq->cur != NULL && (port = xbd_evtchn_pending(hq->cur->ev)) >= 0) {
         hq->q.stats.notify_received++;
         xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
     }
-    return xbdf_queue_process(&hq->q, budget);
+    r = xbdf_queue_process(&hq->q, budget);
+    /* The budget left callbacks waiting: keep the fd readable so that an
+     * event loop comes back for them. */
+    if (r >= 0 && xbdf_queue_has_done(&hq->q))
+        wake(hq);
+    return r;
 }
 
 int

@@ -20,6 +20,7 @@
 #ifndef XBDF_QUEUE_H
 #define XBDF_QUEUE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -105,11 +106,29 @@ int xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                       uint64_t len, uint64_t offset, unsigned int flags,
                       xbdfront_completion_fn cb, void *user_data);
 
+/* The same, zero-copy: buf lies in pages already granted to the backend,
+ * zc_refs[0] being the grant of the page holding buf and zc_refs[i] that
+ * of the i-th page after it; buf must be 512-byte aligned.  Data is not
+ * bounced (the pool gives indirect pages only).  *zc_busy (may be NULL)
+ * is incremented on acceptance and decremented just before the callback.
+ * For flush and discard zc_refs is ignored. */
+int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
+                         uint64_t len, uint64_t offset, unsigned int flags,
+                         const uint32_t *zc_refs, atomic_int *zc_busy,
+                         xbdfront_completion_fn cb, void *user_data);
+
 /* Consume responses, issue what waits, and run up to `budget` callbacks
  * (0: no limit).  Returns the callbacks run.  When the backend broke the
  * protocol every outstanding request completes with -ENODEV and later
  * submissions are refused with -ENODEV. */
 int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
+
+/* Callbacks ready to run (a budget left them for the next call). */
+static inline bool
+xbdf_queue_has_done(const struct xbdf_queue *q)
+{
+    return q->done_head != NULL;
+}
 
 /* Requests accepted whose callback has not run. */
 static inline unsigned int

@@ -80,3 +80,10 @@ rc=0; run_as guest1 xbdfront info xvdc --timeout 1 2>"$d/err" || rc=$?
     fail "missing disk"
 rc=0; fe -- read xvda 100 512 2>"$d/err" || rc=$?
 [ $rc -eq 1 ] && grep -q 'multiples of' "$d/err" || fail "unaligned read"
+
+# A 4096-byte logical sector: verify works in whole sectors (ring fields
+# stay in 512-byte units), and a 512-byte read is refused before the ring.
+fe --sector-size 4096 -- verify xvda --queues 2 --seed 9 || fail "verify, 4096-byte sectors"
+rc=0; fe --sector-size 4096 -- read xvda 512 512 2>"$d/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "sector size, 4096 bytes" "$d/err" ||
+    fail "a 512-byte read on a 4096-byte-sector disk"

@@ -23,6 +23,7 @@
  *                      comes back (Initialising) serve it again, with
  *                      --max-order2 / --max-queues2 as the new limits: a
  *                      backend restart, for the library's recovery
+ *   --sectors2 STRING  after a --bounce, publish this `sectors` value
  *   --resize-at N      after N requests, rewrite `sectors` (doubling the
  *                      size when the image is in memory) and Connected
  *
@@ -91,7 +92,7 @@ static struct {
     bool persistent, flush, discard;
     uint64_t size;
     uint32_t sector_size;
-    const char *sectors_str, *image;
+    const char *sectors_str, *sectors2_str, *image;
     enum lie lie;
     uint64_t lie_at, bounce, resize_at;
     /* state */
@@ -132,7 +133,7 @@ rd(const char *dir, const char *key)
     return xs_read(B.xs, XBT_NULL, path, &len);
 }
 
-static void
+__attribute__((format(printf, 2, 3))) static void
 wr(const char *key, const char *fmt, ...)
 {
     char path[256], val[128];
@@ -578,6 +579,7 @@ main(int argc, char **argv)
         { "sectors", 1, NULL, 'n' }, { "image", 1, NULL, 'I' },
         { "lie", 1, NULL, 'l' }, { "lie-at", 1, NULL, 'L' },
         { "bounce", 1, NULL, 'b' }, { "resize-at", 1, NULL, 'r' },
+        { "sectors2", 1, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
     char *v;
@@ -586,7 +588,7 @@ main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         uint64_t x = 0;
 
-        if (c != 'n' && c != 'I' && c != 'l' && c != '?' &&
+        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != '?' &&
             xbd_parse_u64(optarg, &x) < 0)
             die("option argument \"%s\": not a number", optarg);
         switch (c) {
@@ -601,6 +603,7 @@ main(int argc, char **argv)
         case 's': B.size = x; break;
         case 'S': B.sector_size = (uint32_t)x; break;
         case 'n': B.sectors_str = optarg; break;
+        case 'N': B.sectors2_str = optarg; break;
         case 'I': B.image = optarg; break;
         case 'L': B.lie_at = x; break;
         case 'b': B.bounce = x; break;
@@ -683,6 +686,8 @@ main(int argc, char **argv)
                 set_state(XenbusStateClosed);
                 B.max_order = B.max_order2;
                 B.max_queues = B.max_queues2;
+                if (B.sectors2_str != NULL)
+                    B.sectors_str = B.sectors2_str;
                 break;
             }
     }
