@@ -34,6 +34,7 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
  *                    (QEMU maps aio to raw; libxl writes phy paths bare)
  *   null:k=v,...     no storage (null driver)
  *   nbd:URI          an NBD export, when built with libnbd
+ *   rbd:POOL/IMAGE   a Ceph RBD image, when built with librbd (rbd.c)
  *
  * Image formats we do not parse ourselves get a message that says how to
  * serve them anyway.
@@ -51,6 +52,9 @@ static const struct prefix prefixes[] = {
     { "null", &xbd_driver_null },
 #ifdef XBD_NBD_DRIVER
     { "nbd", &xbd_driver_nbd },
+#endif
+#ifdef XBD_RBD_DRIVER
+    { "rbd", &xbd_driver_rbd },
 #endif
 };
 
@@ -75,7 +79,8 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
     if (colon == NULL)
         return xbd_backing_error(err, errlen, -EINVAL,
                                  "params '%s' is neither an absolute path nor "
-                                 "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI)",
+                                 "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI, "
+                                 "rbd:POOL/IMAGE)",
                                  params);
     n = (size_t)(colon - params);
     for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
@@ -95,6 +100,12 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
         return xbd_backing_error(err, errlen, -ENOTSUP,
                                  "nbd backing not built in: rebuild with libnbd "
                                  "(apt-get install libnbd-dev)");
+#endif
+#ifndef XBD_RBD_DRIVER
+    if (n == 3 && strncmp(params, "rbd", 3) == 0)
+        return xbd_backing_error(err, errlen, -ENOTSUP,
+                                 "rbd backing not built in: rebuild with librbd "
+                                 "(apt-get install librbd-dev)");
 #endif
     return xbd_backing_error(err, errlen, -EINVAL,
                              "unknown backing type '%.*s' in params '%s'",
