@@ -53,7 +53,8 @@ test_parse_bad(void)
         "", "image", "/image", "pool/", "pool//image", "a/b/c/d", "pool/image@",
         "pool/image:", "pool/image:conf", "pool/image:conf=", "pool/image:=x",
         "pool/image:id=a:id=b", "pool/image:conf=a:conf=b", "pool/image:x=1:x=2",
-        "pool/image:bad/key=1", "pool/@snap",
+        "pool/image:bad/key=1", "pool/@snap", "pool/image:key=AQBsecret==",
+        "pool/image:secret=x",
     };
     struct xbd_rbd_spec s;
 

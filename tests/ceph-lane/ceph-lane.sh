@@ -11,6 +11,7 @@
 #                           $CEPH_LANE_SIZE image $CEPH_LANE_IMAGE in it
 #   ceph-lane.sh fio        fio's rbd engine on that image: randread/randwrite,
 #                           4k, iodepth 1 and 32 (the benchmark's reference)
+#   ceph-lane.sh fio-one RW DEPTH    one of those jobs
 #   ceph-lane.sh down       stop the daemons (by recorded PID only), delete the dir
 #   ceph-lane.sh env        print `export CEPH_CONF=...` for clients
 #
@@ -277,6 +278,7 @@ install) cmd_install ;;
 up) UP_ARMED=1; cmd_up; UP_ARMED=0 ;;
 pool) cmd_pool ;;
 fio) cmd_fio ;;
+fio-one) fio_job "$2" "$3" ;;
 down) cmd_down ;;
 env) echo "export CEPH_CONF=$CONF" ;;
 *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;

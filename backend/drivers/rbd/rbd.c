@@ -12,8 +12,10 @@
  * without it librados searches $CEPH_CONF, /etc/ceph/ceph.conf,
  * ~/.ceph/config, ./ceph.conf), id= (the client name without "client.",
  * default admin); any other key is a Ceph setting handed to
- * rados_conf_set (keyring=, mon_host=, rbd_cache=, ...).  A backslash
- * makes the next character literal (\: \@ \/ \\).
+ * rados_conf_set (keyring=, mon_host=, rbd_cache=, ...), except key= and
+ * secret=: the guest can read params in xenstore, so the cephx key must
+ * come from a keyring file.  A backslash makes the next character literal
+ * (\: \@ \/ \\).
  *
  * Read-only when the toolstack says so (mode=r) and always for a
  * snapshot.  Settings are applied in this order, later ones winning: ours
@@ -153,6 +155,11 @@ xbd_rbd_parse(const char *arg, struct xbd_rbd_spec *s, char *err, size_t errlen)
         value = next_tok(&p, ":", &found);
         if (value[0] == '\0')
             return xbd_backing_error(err, errlen, -EINVAL, "rbd:%s: %s= is empty", arg, key);
+        /* The frontend can read params: no secrets in it. */
+        if (strcmp(key, "key") == 0 || strcmp(key, "secret") == 0)
+            return xbd_backing_error(err, errlen, -EINVAL, "rbd: %s= would put the "
+                                     "cephx key where the guest can read it (xenstore): "
+                                     "use keyring=FILE", key);
         if (strcmp(key, "conf") == 0 && s->conf == NULL) {
             s->conf = value;
         } else if (strcmp(key, "id") == 0 && s->id == NULL) {
