@@ -20,6 +20,10 @@
 #   snapshot    rbd:POOL/IMAGE@SNAP is read-only to the guest
 #   missing     a missing image fails the attach with a readable
 #               hotplug-error
+#   blocklist   the cluster blocklists the daemon's client: requests fail
+#               at once, the log says why, a re-attach serves the data again
+#   timeout     the OSD stops answering: a read fails after the 3 s OSD
+#               timeout set in params instead of hanging, and works again
 # one PASS/FAIL line each, then "N passed, N failed"; the cluster is torn
 # down at exit whatever happened.
 #
@@ -186,6 +190,42 @@ t_stats() {
     [ "$(stat_of err_io)" = 0 ]
 }
 
+# The cluster blocklists the daemon's client (as when another client breaks
+# the image's lock): requests fail at once instead of hanging, the log says
+# why, and a detach + attach (a new client) serves the same data again.
+t_blocklist() {
+    local addr
+    addr=$(rbd status --format json "$POOL/$IMAGE" |
+           python3 -c "import json, sys; print(json.load(sys.stdin)['watchers'][0]['address'])")
+    ceph osd blocklist add "$addr"
+    if echo x | guest write xvda 0; then echo "a blocklisted client's write succeeded"; exit 1; fi
+    grep -q "rbd: $POOL/$IMAGE: this client was blocklisted" "$d/backd.log"
+    kill -0 $backd_pid
+    xbdctl block-detach guest1 xvda
+    xbdctl block-attach guest1 "$params" backendtype=phy
+    wait_for 20 node_is $be/state 2
+    guest verify xvda --size 64M --seed 11 --phase check
+}
+
+# The OSD stops answering (SIGSTOP) under a read-only disk whose params
+# set a 3 s OSD timeout: a read fails within the timeout instead of
+# hanging, and works again once the OSD is back.
+t_timeout() {
+    local v=/local/domain/0/backend/vbd/1/51760 osd rc=0
+    osd=$(cat "$CEPH_LANE_DIR/pids/osd.0")
+    xbdctl block-attach guest1 "rbd:$POOL/$IMAGE:conf=$CEPH_CONF:rados_osd_op_timeout=3" \
+        backendtype=phy vdev=xvdd mode=r
+    wait_for 20 node_is $v/state 2
+    kill -STOP "$osd"
+    run_as guest1 xbdfront read xvdd $((8 * MiB)) 4096 --timeout 30 >/dev/null || rc=$?
+    kill -CONT "$osd"
+    [ $rc != 0 ] || { echo "a read succeeded with the OSD stopped"; exit 1; }
+    grep -q "rbd: $POOL/$IMAGE: the cluster did not answer within rados_osd_op_timeout" \
+        "$d/backd.log"
+    guest read xvdd $((8 * MiB)) 4096 >/dev/null
+    xbdctl block-detach guest1 xvdd
+}
+
 check attach t_attach
 check verify t_verify
 check flush t_flush
@@ -195,6 +235,8 @@ check stats t_stats
 check reconnect t_reconnect
 check snapshot t_snapshot
 check missing t_missing
+check blocklist t_blocklist
+check timeout t_timeout
 
 echo "check-rbd: cluster up in $((t_cluster - t_start)) s, tests in $((SECONDS - t_cluster)) s"
 if [ "$failed" != 0 ]; then
