@@ -32,6 +32,7 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
  *   /path            a raw image or block device (file driver)
  *   raw:/path        the same; "aio:", "file:" and "phy:" are aliases
  *                    (QEMU maps aio to raw; libxl writes phy paths bare)
+ *   aio:TYPE:ARGS    TYPE:ARGS (libxl's qdisk form of a raw target)
  *   null:k=v,...     no storage (null driver)
  *   nbd:URI          an NBD export, when built with libnbd
  *   rbd:POOL/IMAGE   a Ceph RBD image, when built with librbd (rbd.c)
@@ -83,6 +84,12 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
                                  "rbd:POOL/IMAGE)",
                                  params);
     n = (size_t)(colon - params);
+    /* libxl writes a qdisk disk's raw target as "aio:TARGET": a target that
+     * names a driver itself ("aio:rbd:pool/image", as QEMU takes it) goes
+     * to that driver. */
+    if (n == 3 && strncmp(params, "aio", 3) == 0 && colon[1] != '/' &&
+        strncmp(colon + 1, "aio:", 4) != 0 && strchr(colon + 1, ':') != NULL)
+        return xbd_backing_open(colon + 1, opts, out, err, errlen);
     for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
         if (strlen(prefixes[i].name) == n && strncmp(params, prefixes[i].name, n) == 0)
             return prefixes[i].drv->open(colon + 1, opts, out, err, errlen);

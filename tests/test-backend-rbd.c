@@ -78,6 +78,11 @@ test_open_errors(void)
     r = xbd_backing_open("rbd:nopool", &opts, &b, err, sizeof(err));
     ok(r == -EINVAL && b == NULL && strstr(err, "POOL") != NULL, "bad params: %s", err);
 
+    /* libxl's qdisk form of the same target reaches the rbd driver. */
+    r = xbd_backing_open("aio:rbd:nopool", &opts, &b, err, sizeof(err));
+    ok(r == -EINVAL && b == NULL && strstr(err, "rbd:nopool: no pool") != NULL,
+       "aio:rbd:... goes to the rbd driver: %s", err);
+
     r = xbd_backing_open("rbd:p/i:conf=/nonexistent/ceph.conf", &opts, &b, err, sizeof(err));
     ok(r < 0 && b == NULL && strstr(err, "/nonexistent/ceph.conf") != NULL,
        "missing configuration file: %s", err);

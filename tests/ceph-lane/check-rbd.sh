@@ -3,7 +3,7 @@
 # guest, against a throwaway one-node cluster (ceph-lane.sh).
 #
 # Installs the Ceph packages when missing (as root), brings the cluster up,
-# creates a pool and an image, starts xbd-sim and xbd-backd (--kind vbd),
+# creates a pool and an image, starts xbd-sim and xbd-backd (vbd and qdisk),
 # attaches rbd:POOL/IMAGE to guest1 as a phy disk (params is written bare),
 # then as the guest:
 #   attach      the backend opens the image and reaches InitWait
@@ -24,6 +24,7 @@
 #               at once, the log says why, a re-attach serves the data again
 #   timeout     the OSD stops answering: a read fails after the 3 s OSD
 #               timeout set in params instead of hanging, and works again
+#   qdisk       the same image as a qdisk disk (params=aio:rbd:...)
 # one PASS/FAIL line each, then "N passed, N failed"; the cluster is torn
 # down at exit whatever happened.
 #
@@ -58,7 +59,7 @@ t_cluster=$SECONDS
 start_sim "$d/sim" --domain guest1
 # As start_backd does, but its log is printed only when a test failed.
 requires xbd-backd --help
-xbd-backd --debug --kind vbd 2>"$d/backd.log" &
+xbd-backd --debug --kind vbd --kind qdisk 2>"$d/backd.log" &
 backd_pid=$!
 cleanup_fn kill_wait $backd_pid
 wait_for 10 test -S "$XBD_SIM_DIR/xbd-backd.sock" || fail "xbd-backd did not start"
@@ -226,6 +227,16 @@ t_timeout() {
     xbdctl block-detach guest1 xvdd
 }
 
+# The qdisk route: libxl writes params=aio:rbd:..., as QEMU takes it.
+t_qdisk() {
+    local v=/local/domain/0/backend/qdisk/1/51776
+    xbdctl block-attach guest1 "rbd:$POOL/$IMAGE:conf=$CEPH_CONF" vdev=xvde mode=r
+    node_is $v/params "aio:rbd:$POOL/$IMAGE:conf=$CEPH_CONF"
+    wait_for 20 node_is $v/state 2
+    guest verify xvde --size 64M --seed 11 --phase check
+    xbdctl block-detach guest1 xvde
+}
+
 check attach t_attach
 check verify t_verify
 check flush t_flush
@@ -237,6 +248,7 @@ check snapshot t_snapshot
 check missing t_missing
 check blocklist t_blocklist
 check timeout t_timeout
+check qdisk t_qdisk
 
 echo "check-rbd: cluster up in $((t_cluster - t_start)) s, tests in $((SECONDS - t_cluster)) s"
 if [ "$failed" != 0 ]; then
