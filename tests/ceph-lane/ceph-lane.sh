@@ -210,7 +210,8 @@ cmd_up() {
 }
 
 cmd_pool() {
-    ceph_ osd pool create "$POOL" 8 8 >/dev/null
+    local out
+    out=$(ceph_ osd pool create "$POOL" 8 8 2>&1) || { echo "$out" >&2; die "pool create"; }
     timeout 120 rbd pool init "$POOL"
     timeout 60 rbd create --size "$SIZE" "$POOL/$IMAGE"
     log "image $POOL/$IMAGE of $SIZE created"
