@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -690,6 +691,79 @@ test_random_slots(void)
     fe_stop(&f);
 }
 
+/* The frontend rewrites its slots while the backend reads them (the
+ * double-fetch attack): a flipper thread toggles operation, segment count
+ * and sector of every slot between a valid read and nonsense.  Whatever
+ * the backend copied, each request gets one valid answer and the ring
+ * survives. */
+struct flipper {
+    struct fe *f;
+    volatile int stop;
+};
+
+static void *
+flip_slots(void *arg)
+{
+    struct flipper *fl = arg;
+    struct fe *f = fl->f;
+    uint64_t good = 8, bad = ~0ull - 3;
+
+    while (!fl->stop) {
+        for (unsigned int i = 0; i < f->fr.nr_ents; i++) {
+            uint8_t *slot = f->ring + 64 + (size_t)i * f->esz;
+            int odd = (i ^ (unsigned int)(uintptr_t)&good) & 1;
+
+            __atomic_store_n(&slot[0], odd ? 0x42 : BLKIF_OP_READ, __ATOMIC_RELAXED);
+            __atomic_store_n(&slot[1], odd ? 200 : 1, __ATOMIC_RELAXED);
+            memcpy(slot + f->sector_off, odd ? &bad : &good, 8);
+            __atomic_store_n(&slot[0], BLKIF_OP_READ, __ATOMIC_RELAXED);
+            __atomic_store_n(&slot[1], 1, __ATOMIC_RELAXED);
+            memcpy(slot + f->sector_off, &good, 8);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_double_fetch(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct seg seg = { data_refs[0], 0, 7 };
+    struct flipper fl;
+    pthread_t t;
+    struct fe f;
+    unsigned int n, bad = 0;
+
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "double fetch: queue started");
+        return;
+    }
+    n = f.fr.nr_ents;
+    fl.f = &f;
+    fl.stop = 0;
+    for (unsigned int round = 0; round < 50; round++) {
+        int16_t *st = calloc(n, sizeof(*st));
+
+        for (unsigned int i = 0; i < n; i++)
+            fe_rw(&f, BLKIF_OP_READ, 1000 * round + i, 8, &seg, 1);
+        if (round == 0 && pthread_create(&t, NULL, flip_slots, &fl) != 0)
+            bail_out("pthread_create");
+        fe_push(&f);
+        memset(st, 0x7f, n * sizeof(*st));
+        if (fe_wait(&f, n, 1000 * round, st) < 0)
+            bad += n;
+        free(st);
+    }
+    fl.stop = 1;
+    pthread_join(t, NULL);
+    is_int(bad, 0, "double fetch: 50 rounds of %u requests rewritten under the backend, "
+           "all answered", n);
+    is_int(failed_calls, 0, "double fetch: the ring survives");
+    fe_rw(&f, BLKIF_OP_READ, 99999, 0, &seg, 1);
+    is_int(fe_one(&f, 99999), BLKIF_RSP_OKAY, "double fetch: a good read afterwards");
+    fe_stop(&f);
+}
+
 static void
 test_ops(void)
 {
@@ -1112,6 +1186,7 @@ main(int argc, char **argv)
     test_two_queues();
     failed_calls = 0;
     test_random_slots();
+    test_double_fetch();
     test_read_only();
     test_hostile_prod();
     test_prod_backwards();
