@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # libxbdfront against a lying backend (tests/xbdf-fakeback as dom0): a
 # response with an id never issued, a wrong operation echo, an unknown
-# status, a replayed response, more responses than requests, and nonsense
+# status, a replayed response (at once, and later when its id may be
+# reused), more responses than requests, and nonsense
 # in xenstore (sectors 0, not a number, beyond 64 bits; a sector size that
 # is not a power of two).  Each time the library marks the device broken
 # (or refuses to connect) with a message that says what the backend did,
@@ -26,6 +27,8 @@ expect_failure 'echoes operation' --lie wrong-op --lie-at 3 -- xbdfront verify x
 expect_failure 'unknown status 7' --lie bad-status -- xbdfront verify xvda
 expect_failure 'device is broken' --lie replay --lie-at 2 -- xbdfront verify xvda
 expect_failure 'responses with only' --lie overflow -- xbdfront verify xvda --queues 2
+expect_failure 'completed twice, or never issued' --lie replay-later --lie-at 4 -- \
+    xbdfront verify xvda --iodepth 16
 expect_failure 'sectors = 0 is not a usable size' --sectors 0 -- xbdfront info xvda
 expect_failure 'not a decimal 64-bit number' --sectors abc -- xbdfront info xvda
 expect_failure 'not a usable size' --sectors 18446744073709551615 -- xbdfront info xvda
