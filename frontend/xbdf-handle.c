@@ -412,8 +412,10 @@ write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
             int e = errno;
 
             xs_transaction_end(h->xs, t, true);
-            return xbdf_set_error(-e, "cannot write %s: %s", path,
-                                  strerror(e));
+            return xbdf_set_error(-e, "cannot write %s: %s%s", path,
+                                  strerror(e), e == ENOSPC
+                                  ? " (the domain's xenstore quota: ask for "
+                                    "fewer ring pages or queues)" : "");
         }
         if (xs_transaction_end(h->xs, t, false))
             return 0;
@@ -439,6 +441,13 @@ set_state(struct xbdfront *h, int state)
  * Connections: rings, pools, channels
  * ====================================================================== */
 
+/* The ring size when the caller asks for none. */
+#define XBDF_AUTO_RING_PAGES 64u
+
+/* The most pages one queue's pool holds (4 MiB): what a queue bounces at
+ * once, and what bounds the indirect segments a request may carry. */
+#define XBDF_POOL_MAX_PAGES 1024u
+
 /* Pages in a queue's pool: enough for a full indirect request and a good
  * part of the ring, bounded so that rings + pools stay within gntalloc's
  * default of 1024 grants for a small setup. */
@@ -450,8 +459,10 @@ pool_size(const struct xbdf_choice *c)
 
     if (p > 256)
         p = 256;
-    if (c->indirect_segs > 0 && p < c->indirect_segs + 1)
-        p = c->indirect_segs + 1;
+    if (c->indirect_segs > 0 && p < c->indirect_segs + 2)
+        p = c->indirect_segs + 2;
+    if (p > XBDF_POOL_MAX_PAGES)
+        p = XBDF_POOL_MAX_PAGES;
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
 }
 
@@ -638,7 +649,15 @@ negotiate(struct xbdfront *h)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
         o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+    /* "The largest both allow" stops at 64 pages (2048 slots) unless asked
+     * for more: each page is a grant and a xenstore node per queue. */
+    if (o.ring_pages == 0)
+        o.ring_pages = XBDF_AUTO_RING_PAGES;
     xbdf_choose(&h->limits, &o, &c);
+    /* A full request's data and indirect pages must fit one pool (two
+     * indirect pages carry up to 1024 segments). */
+    if (c.indirect_segs > XBDF_POOL_MAX_PAGES - 2)
+        c.indirect_segs = XBDF_POOL_MAX_PAGES - 2;
     pthread_mutex_lock(&h->lock);       /* the getters read it */
     h->choice = c;
     pthread_mutex_unlock(&h->lock);
