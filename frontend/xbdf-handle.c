@@ -1676,7 +1676,25 @@ sync_wait(struct xbdfront *h, unsigned int queue, struct sync_wait *s)
         if (n < 0)
             return n;
     }
-    return s->err < 0 ? xbdf_set_error(s->err, "I/O failed") : 0;
+    switch (s->err) {
+    case 0:
+        return 0;
+    case -EIO:
+        return xbdf_set_error(-EIO, "the backend reported an I/O error");
+    case -EOPNOTSUPP:
+        return xbdf_set_error(-EOPNOTSUPP, "the backend refused the "
+                              "operation (EOPNOTSUPP)");
+    case -ENODEV: {
+        /* The queue said why on this thread when it failed the request. */
+        char why[512];
+
+        snprintf(why, sizeof(why), "%s", xbdfront_get_error());
+        return xbdf_set_error(-ENODEV, "%s", why[0] != '\0' ? why
+                              : "the device is broken or gone");
+    }
+    default:
+        return xbdf_set_error(s->err, "I/O failed: %s", strerror(-s->err));
+    }
 }
 
 int

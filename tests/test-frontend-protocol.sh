@@ -23,6 +23,9 @@ expect_failure() {
 }
 
 expect_failure 'matches no request in flight' --lie bad-id --lie-at 3 -- xbdfront verify xvda
+# The synchronous path (read) carries the same reason.
+expect_failure 'read of 1048576 bytes at 0 failed: the device is broken: .*matches no request' \
+    --lie bad-id -- xbdfront read xvda 0 1M
 expect_failure 'echoes operation' --lie wrong-op --lie-at 3 -- xbdfront verify xvda
 expect_failure 'unknown status 7' --lie bad-status -- xbdfront verify xvda
 expect_failure 'device is broken' --lie replay --lie-at 2 -- xbdfront verify xvda
