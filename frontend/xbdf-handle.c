@@ -11,9 +11,11 @@
  * Objects and who owns what:
  *
  *   struct xbdfront (the handle)
- *     ├─ control thread: the only user of the xenstore handle and of the
- *     │  grant-sharing handle once connected; it shares new connections
- *     │  and releases retired ones.
+ *     ├─ control thread: the only user of the xenstore handle once
+ *     │  connected; it shares new connections and releases retired ones
+ *     │  and freed buffers the backend still mapped.
+ *     ├─ bufs    zero-copy buffers (xbdfront_buffer_alloc), each granted
+ *     │          for its life, with an in-flight count; bufs_lock
  *     └─ hq[nq]  one per queue, driven by the caller's queue thread:
  *          q      the queue engine (xbdf-queue.c)     owner only
  *          geom   the owner's copy of the device geometry
@@ -44,8 +46,11 @@
  * goes back to the control thread, which unshares it; pages the old backend
  * still maps are retried later and never reused (XSA-396).
  *
- * Lock order: h->lock only; never held across xenstore or platform calls
- * that can block for long.
+ * Locks, never nested: h->lock (hand-overs, retired lists, what the
+ * getters read), gs_lock (the one grant-sharing handle, used by the
+ * control thread and buffer_alloc/free), bufs_lock (taken for reading by
+ * the I/O calls only while buffers exist).  None is held across xenstore
+ * calls.
  */
 #include <config.h>
 
