@@ -6,6 +6,13 @@
  *        │                                              ▼
  *   respond ◄── move data out (reads) ◄── completion ◄── io_uring (driver)
  *
+ * Moving data: batched grant copy into our buffers by default; with
+ * feature-persistent, memcpy through a cache of long-lived mappings; with
+ * cfg.grant_map, one map/unmap per request.  Measured on xbd-sim (4 KiB
+ * random reads, iodepth 32, null driver): copy 610k IOPS, persistent 545k,
+ * map per request 50k; the guest's pages never reach the kernel's I/O
+ * (O_DIRECT included), so a request's data cannot change under it.
+ *
  * Objects and lifetimes (all owned by struct xbd_queue, created in
  * xbd_queue_start, destroyed in xbd_queue_stop after the thread is joined):
  *
