@@ -35,6 +35,10 @@ usage() {
     echo "$(ls /proc/$backd/fd | wc -l) $(awk '/^Threads:/ {print $2}' /proc/$backd/status)" \
          "$(awk '/^VmRSS:/ {print $2}' /proc/$backd/status)"
 }
+# the daemon's user + system CPU time, in clock ticks (reported, not judged)
+cpu_ticks() {
+    awk '{print $14 + $15}' /proc/$backd/stat
+}
 alive() {
     kill -0 $backd 2>/dev/null || fail "$1: xbd-backd died"
     xbdctl status >"$d/status" 2>&1 || fail "$1: xbdctl status: $(cat "$d/status")"
@@ -45,6 +49,7 @@ echo "idle daemon before: $fd0 fds, $th0 threads, $rss0 KiB RSS"
 
 # The healthy guest: verified I/O in a loop until $d/stop appears.
 xbdctl block-attach guest2 "$d/disk2.img" >/dev/null
+be2=/local/domain/0/backend/qdisk/2/51712
 (
     n=0
     while [ ! -e "$d/stop" ]; do
@@ -61,23 +66,27 @@ g2=$!
 cleanup_fn "touch '$d/stop'; kill_wait $g2"
 
 run_case() {
-    local c=$1 mode=w rc=0 lines
-    [ "$c" = write-readonly ] && mode=r
-    xbdctl block-attach guest1 "$d/disk1.img" mode=$mode >/dev/null ||
-        fail "$c: attach"
+    local c=$1 rc=0 lines cpu disk=("$d/disk1.img")
+    case $c in
+    write-readonly) disk+=(mode=r) ;;
+    unaligned-4k) disk=(size=8M,sector-size=4096 format=null) ;;
+    esac
+    xbdctl block-attach guest1 "${disk[@]}" >/dev/null || fail "$c: attach"
     wait_for 10 node_is $be1/state 2 || fail "$c: no InitWait"
     lines=$(grep -c 'buggy or malicious frontend' "$d/backd.log" || :)
-    xbdctl run-as guest1 -- "$builddir/xbd-evil-front" --case "$c" $fe1 \
+    cpu=$(cpu_ticks)
+    XBD_EVIL_VICTIM=$be2 xbdctl run-as guest1 -- "$builddir/xbd-evil-front" --case "$c" $fe1 \
         >"$d/case.out" 2>&1 || rc=$?
     sed "s/^/  /" "$d/case.out"
     [ $rc -eq 0 ] || fail "$c: the backend did not answer as it should"
     alive "$c"
     [ -e "$d/g2.fail" ] && fail "$c: the healthy guest failed: $(cat "$d/g2.fail")"
-    xbdctl block-detach guest1 xvda || fail "$c: detach"
+    xbdctl block-detach guest1 51712 || fail "$c: detach"
     [ -z "$(xenstore-read $be1/state 2>/dev/null)" ] || fail "$c: backend dir left"
+    [ -n "$(xenstore-read $be2/state 2>/dev/null)" ] || fail "$c: guest2's disk is gone"
     lines=$(( $(grep -c 'buggy or malicious frontend' "$d/backd.log" || :) - lines ))
     [ $lines -le 20 ] || fail "$c: $lines \"buggy or malicious\" lines, not rate-limited"
-    echo "ok $c ($lines log lines)"
+    echo "ok $c ($lines log lines, $(( $(cpu_ticks) - cpu )) ticks of daemon CPU, both guests)"
 }
 
 # The guest dies with a full ring in flight: its device is released, the
@@ -127,8 +136,24 @@ read -r fd1 th1 rss1 <<<"$(usage)"
 echo "idle daemon after $n cases: $fd1 fds, $th1 threads, $rss1 KiB RSS"
 [ "$fd1" -le "$fd0" ] || fail "fds: $fd1 after, $fd0 before"
 [ "$th1" -le "$th0" ] || fail "threads: $th1 after, $th0 before"
-[ "$rss1" -le $((rss0 + 16384)) ] || fail "RSS: $rss1 KiB after, $rss0 before"
+# Under AddressSanitizer freed memory waits in its quarantine (256 MiB),
+# so RSS says nothing there; the leak check at exit stands in for it.
+if grep -qa AddressSanitizer /proc/$backd/exe; then
+    echo "RSS not judged: xbd-backd runs under AddressSanitizer"
+else
+    [ "$rss1" -le $((rss0 + 16384)) ] || fail "RSS: $rss1 KiB after, $rss0 before"
+fi
 lines=$(grep -c 'buggy or malicious frontend' "$d/backd.log" || :)
 echo "\"buggy or malicious frontend\" lines: $lines"
-[ "$lines" -ge 1 ] || fail "the daemon never said a frontend was buggy or malicious"
+[ -n "$HOSTILE_CASES" ] || [ "$lines" -ge 1 ] ||
+    fail "the daemon never said a frontend was buggy or malicious"
 [ "$lines" -le $((n * 20)) ] || fail "$lines \"buggy or malicious\" lines for $n cases"
+
+# Stop the daemon as the system would: it exits 0, and (in the sanitizer
+# build) its leak check, which runs now, finds nothing.
+kill -TERM $backd
+rc=0
+wait $backd || rc=$?
+grep -E 'Sanitizer|runtime error' "$d/backd.log" && fail "the sanitizers reported errors"
+[ $rc -eq 0 ] || fail "xbd-backd exited $rc on SIGTERM"
+exit 0

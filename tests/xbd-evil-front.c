@@ -728,6 +728,111 @@ c_write_readonly(void)
     return fails ? 1 : sanity("writes to a read-only device");
 }
 
+/* Run on a device whose sector-size is 4096 (null:sector-size=4096):
+ * offsets and lengths must be multiples of 8 of blkif's 512-byte sectors. */
+static int
+c_unaligned_4k(void)
+{
+    static const struct { const char *what; uint64_t sector; uint8_t first, last;
+                          int16_t want; } t[] = {
+        { "8 sectors at sector 1", 1, 0, 7, BLKIF_RSP_ERROR },
+        { "8 sectors at sector 4", 4, 0, 7, BLKIF_RSP_ERROR },
+        { "4 sectors at sector 0", 0, 0, 3, BLKIF_RSP_ERROR },
+        { "sectors 1..7 of the page at sector 0", 0, 1, 7, BLKIF_RSP_ERROR },
+        { "8 sectors at sector 8", 8, 0, 7, BLKIF_RSP_OKAY },
+    };
+    uint64_t ss;
+    int fails = 0;
+
+    if (connect_honestly())
+        return 1;
+    ss = get_u64(E.be, "sector-size", 0);
+    if (ss != 4096)
+        return bad("sector-size is %" PRIu64 ", not 4096: attach the wrong disk?", ss);
+    for (unsigned int i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        for (uint8_t op = BLKIF_OP_READ; op <= BLKIF_OP_WRITE; op++) {
+            struct blkif_request q = rw(op, t[i].sector);
+            char what[96];
+
+            q.seg[0].first_sect = t[i].first;
+            q.seg[0].last_sect = t[i].last;
+            snprintf(what, sizeof(what), "%s %s", op ? "write" : "read", t[i].what);
+            fails += expect1(what, &q, sizeof(q), t[i].want);
+        }
+    {
+        struct blkif_request_discard q;
+
+        memset(&q, 0, sizeof(q));
+        q.operation = BLKIF_OP_DISCARD;
+        q.sector_number = 4;
+        q.nr_sectors = 8;
+        fails += expect1("discard 8 sectors at sector 4", &q, sizeof(q),
+                         E.discard ? BLKIF_RSP_ERROR : BLKIF_RSP_EOPNOTSUPP);
+        q.sector_number = 8;
+        q.nr_sectors = 12;
+        fails += expect1("discard 12 sectors at sector 8", &q, sizeof(q),
+                         E.discard ? BLKIF_RSP_ERROR : BLKIF_RSP_EOPNOTSUPP);
+    }
+    return fails ? 1 : sanity("unaligned requests");
+}
+
+/* Writes, flushes and discards in one batch, then the data is what the
+ * order says: a discard after a write zeroes, a write after a discard
+ * stands. */
+static int
+c_flush_discard_mix(void)
+{
+    union { struct blkif_request rw; struct blkif_request_discard d; } q[8];
+    int16_t want[8];
+    int fails = 0;
+
+    if (connect_honestly())
+        return 1;
+    memset(q, 0, sizeof(q));
+    memset(E.data, 0x11, XBD_PAGE_SIZE);
+    q[0].rw = rw(BLKIF_OP_WRITE, 800);          /* 0x11 at 800 */
+    q[1].rw = rw(BLKIF_OP_FLUSH_DISKCACHE, 0);
+    q[1].rw.nr_segments = 0;
+    q[2].d.operation = BLKIF_OP_DISCARD;        /* 800 discarded */
+    q[2].d.sector_number = 800;
+    q[2].d.nr_sectors = 8;
+    q[3].rw = rw(BLKIF_OP_FLUSH_DISKCACHE, 808);  /* a flush carrying a write */
+    for (int i = 0; i < 4; i++)
+        want[i] = BLKIF_RSP_OKAY;
+    if (!E.flush)
+        want[1] = want[3] = BLKIF_RSP_EOPNOTSUPP;
+    if (!E.discard)
+        want[2] = BLKIF_RSP_EOPNOTSUPP;
+    /* One at a time: blkif does not order requests in flight. */
+    for (int i = 0; i < 4; i++) {
+        char what[32];
+
+        snprintf(what, sizeof(what), "mixed request %d", i);
+        fails += expect1(what, &q[i], sizeof(q[i]), want[i]);
+    }
+    if (fails)
+        return 1;
+    memset(E.data + XBD_PAGE_SIZE, 0x77, 2 * XBD_PAGE_SIZE);
+    q[0].rw = rw(BLKIF_OP_READ, 800);
+    q[0].rw.seg[0].gref = E.data_ref[1];
+    q[1].rw = rw(BLKIF_OP_READ, 808);
+    q[1].rw.seg[0].gref = E.data_ref[2];
+    if (expect_batch("read back", q, sizeof(q[0]), 2, (int16_t[]){ 0, 0 }))
+        return 1;
+    for (unsigned int b = 0; b < XBD_PAGE_SIZE; b++) {
+        unsigned char d = (unsigned char)E.data[XBD_PAGE_SIZE + b];
+        unsigned char w = (unsigned char)E.data[2 * XBD_PAGE_SIZE + b];
+
+        if (E.discard && d != 0)
+            return bad("byte %u of the discarded range reads %#x, not 0", b, d);
+        if (!E.discard && d != 0x11)
+            return bad("byte %u written then not discarded reads %#x", b, d);
+        if (E.flush && w != 0x11)
+            return bad("byte %u written with the flush reads %#x", b, w);
+    }
+    return 0;
+}
+
 static struct blkif_request_indirect
 ind(uint8_t inner, unsigned int nsegs)
 {
@@ -1045,6 +1150,97 @@ c_state_flap(void)
 
 /* ---- lifecycle (list 4) -------------------------------------------------- */
 
+/* The frontend removes its own directory while the backend connects. */
+static int
+c_fe_dir_removed(void)
+{
+    share_pages();
+    share_ring();
+    put(XBDK_STATE, XenbusStateInitialised);
+    if (!xs_rm(E.xs, XBT_NULL, E.fe))
+        die("removing %s: %s", E.fe, strerror(errno));
+    /* A backend whose frontend vanished closes; it must not stay up. */
+    for (int i = 0; i < 1000; i++) {
+        int s = be_state();
+
+        if (s == XenbusStateClosing || s == XenbusStateClosed)
+            return 0;
+        usleep(10000);
+    }
+    return bad("backend state %d 10 s after the frontend directory went", be_state());
+}
+
+/* Point our `backend` node at another guest's backend directory (the
+ * test passes it in XBD_EVIL_VICTIM), then close: whatever detaches us
+ * must read the backend from the toolstack's own records; the victim's
+ * disk must not be touched.  Our own device is checked still Connected
+ * until we close. */
+static int
+c_backend_lie(void)
+{
+    const char *victim = getenv("XBD_EVIL_VICTIM");
+
+    if (victim == NULL)
+        die("XBD_EVIL_VICTIM: the backend directory to point at");
+    if (connect_honestly() || sanity("connecting"))
+        return 1;
+    put_str(XBDK_BACKEND, victim);
+    put_str(XBDK_BACKEND_ID, "0");
+    usleep(100000);
+    if (be_state() != XenbusStateConnected)
+        return bad("our backend left Connected (state %d) when we lied about it",
+                   be_state());
+    return sanity("rewriting our backend node");
+}
+
+/* Connect with one page, do I/O, close; come back with a two-page ring
+ * (ring-page-order 1) and do I/O again. */
+static int
+c_reconnect_bigger(void)
+{
+    uint32_t refs[2];
+    void *page;
+
+    if (connect_honestly() || sanity("the first connection"))
+        return 1;
+    put(XBDK_STATE, XenbusStateClosing);
+    if (wait_state(XenbusStateClosing, 10) < 0)
+        return bad("backend state %d, not Closing, after we did", be_state());
+    put(XBDK_STATE, XenbusStateClosed);
+    if (wait_state(XenbusStateClosed, 10) < 0)
+        return bad("backend state %d, not Closed", be_state());
+    put(XBDK_STATE, XenbusStateInitialising);
+    if (wait_state(XenbusStateInitWait, 10) < 0)
+        return bad("backend state %d, not InitWait, after we started over", be_state());
+    if (E.max_order < 1) {
+        printf("backend offers one ring page: reconnecting with one\n");
+        share_ring();
+    } else {
+        if (xbd_gntshr_share(E.gs, E.bdom, 2, 1, refs, &page) < 0)
+            die("share: %s", xbd_platform_error());
+        SHARED_RING_INIT((struct blkif_sring *)page);
+        FRONT_RING_INIT(&E.ring, (struct blkif_sring *)page, 2 * XBD_PAGE_SIZE);
+        rm_node(XBDK_RING_REF);
+        put("ring-page-order", 1);
+        put("ring-ref0", refs[0]);
+        put("ring-ref1", refs[1]);
+    }
+    if (go_connected())
+        return 1;
+    {
+        struct blkif_request q[MAXREQ];
+        int16_t ok[MAXREQ] = { 0 };
+        unsigned int n = RING_SIZE(&E.ring);
+
+        if (n > MAXREQ)
+            n = MAXREQ;
+        for (unsigned int i = 0; i < n; i++)
+            q[i] = rw(BLKIF_OP_READ, (uint64_t)i * 8);
+        printf("second connection: %u-slot ring\n", RING_SIZE(&E.ring));
+        return expect_batch("a full two-page ring of reads", q, sizeof(q[0]), n, ok);
+    }
+}
+
 /* Keep a full ring of reads and writes in flight until killed: the test
  * destroys this domain meanwhile. */
 static int
@@ -1094,6 +1290,8 @@ static const struct evil_case {
     { "indirect", c_indirect, "ERROR (EOPNOTSUPP without indirect)" },
     { "bad-grefs", c_bad_grefs, "ERROR; read-only gref fine for writes" },
     { "dup-grefs", c_dup_grefs, "OKAY, data verified" },
+    { "unaligned-4k", c_unaligned_4k, "ERROR (attach null:sector-size=4096)" },
+    { "flush-discard-mix", c_flush_discard_mix, "OKAY, data as ordered" },
     { "xs-order-junk", c_xs_order_junk, "Closing + error" },
     { "xs-order-overflow", c_xs_order_overflow, "Closing + error" },
     { "xs-order-negative", c_xs_order_negative, "Closing + error" },
@@ -1115,6 +1313,9 @@ static const struct evil_case {
     { "xs-state-values", c_xs_state_values, "ignored; then connects and serves" },
     { "watch-flood", c_watch_flood, "then connects and serves" },
     { "state-flap", c_state_flap, "ends Closed" },
+    { "fe-dir-removed", c_fe_dir_removed, "Closing or Closed" },
+    { "backend-lie", c_backend_lie, "victim (XBD_EVIL_VICTIM) untouched by detach" },
+    { "reconnect-bigger", c_reconnect_bigger, "serves the new ring" },
     { "destroy-inflight", c_destroy_inflight, "(run until the domain dies)" },
 };
 
