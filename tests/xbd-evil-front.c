@@ -66,7 +66,7 @@ static struct {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static void
+__attribute__((format(printf, 2, 0))) static void
 say(const char *tag, const char *fmt, va_list ap)
 {
     fprintf(stderr, "xbd-evil-front: %s: %s", E.name, tag);
@@ -631,27 +631,21 @@ c_seg_counts(void)
     return fails ? 1 : sanity("bad segment counts");
 }
 
+/* One-segment reads and writes: where, which part of the page, and the
+ * status a sound backend gives each. */
+struct seg_case {
+    const char *what;
+    uint64_t sector;
+    uint8_t first, last;
+    int16_t want;
+};
+
 static int
-c_sector_fields(void)
+expect_seg_cases(const struct seg_case *t, size_t n)
 {
-    struct { const char *what; uint8_t first, last; uint64_t sector; } t[] = {
-        { "first_sect > last_sect", 3, 2, 0 },
-        { "last_sect 8", 0, 8, 0 },
-        { "last_sect 255", 0, 255, 0 },
-        { "first_sect 8 last_sect 8", 8, 8, 0 },
-        { "sector 2^64 - 4 (+8 wraps)", 0, 7, UINT64_MAX - 3 },
-        { "sector 2^64 - 1", 0, 0, UINT64_MAX },
-        { "sector at the end of the device", 0, 0, 0 },
-        { "8 sectors from end - 4", 0, 7, 0 },
-        { "sector 2^63", 0, 7, UINT64_C(1) << 63 },
-    };
     int fails = 0;
 
-    if (connect_honestly())
-        return 1;
-    t[6].sector = E.sectors;
-    t[7].sector = E.sectors - 4;
-    for (unsigned int i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+    for (size_t i = 0; i < n; i++)
         for (uint8_t op = BLKIF_OP_READ; op <= BLKIF_OP_WRITE; op++) {
             struct blkif_request q = rw(op, t[i].sector);
             char what[96];
@@ -659,8 +653,32 @@ c_sector_fields(void)
             q.seg[0].first_sect = t[i].first;
             q.seg[0].last_sect = t[i].last;
             snprintf(what, sizeof(what), "%s %s", op ? "write" : "read", t[i].what);
-            fails += expect1(what, &q, sizeof(q), BLKIF_RSP_ERROR);
+            fails += expect1(what, &q, sizeof(q), t[i].want);
         }
+    return fails;
+}
+
+static int
+c_sector_fields(void)
+{
+    struct seg_case t[] = {
+        { "first_sect > last_sect", 0, 3, 2, BLKIF_RSP_ERROR },
+        { "last_sect 8", 0, 0, 8, BLKIF_RSP_ERROR },
+        { "last_sect 255", 0, 0, 255, BLKIF_RSP_ERROR },
+        { "first_sect 8 last_sect 8", 0, 8, 8, BLKIF_RSP_ERROR },
+        { "sector 2^64 - 4 (+8 wraps)", UINT64_MAX - 3, 0, 7, BLKIF_RSP_ERROR },
+        { "sector 2^64 - 1", UINT64_MAX, 0, 0, BLKIF_RSP_ERROR },
+        { "sector at the end of the device", 0, 0, 0, BLKIF_RSP_ERROR },
+        { "8 sectors from end - 4", 0, 0, 7, BLKIF_RSP_ERROR },
+        { "sector 2^63", UINT64_C(1) << 63, 0, 7, BLKIF_RSP_ERROR },
+    };
+    int fails = 0;
+
+    if (connect_honestly())
+        return 1;
+    t[6].sector = E.sectors;
+    t[7].sector = E.sectors - 4;
+    fails += expect_seg_cases(t, sizeof(t) / sizeof(t[0]));
     /* the second segment crosses the end */
     {
         struct blkif_request q = rw(BLKIF_OP_READ, E.sectors - 8);
@@ -733,8 +751,7 @@ c_write_readonly(void)
 static int
 c_unaligned_4k(void)
 {
-    static const struct { const char *what; uint64_t sector; uint8_t first, last;
-                          int16_t want; } t[] = {
+    static const struct seg_case t[] = {
         { "8 sectors at sector 1", 1, 0, 7, BLKIF_RSP_ERROR },
         { "8 sectors at sector 4", 4, 0, 7, BLKIF_RSP_ERROR },
         { "4 sectors at sector 0", 0, 0, 3, BLKIF_RSP_ERROR },
@@ -749,16 +766,7 @@ c_unaligned_4k(void)
     ss = get_u64(E.be, "sector-size", 0);
     if (ss != 4096)
         return bad("sector-size is %" PRIu64 ", not 4096: attach the wrong disk?", ss);
-    for (unsigned int i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-        for (uint8_t op = BLKIF_OP_READ; op <= BLKIF_OP_WRITE; op++) {
-            struct blkif_request q = rw(op, t[i].sector);
-            char what[96];
-
-            q.seg[0].first_sect = t[i].first;
-            q.seg[0].last_sect = t[i].last;
-            snprintf(what, sizeof(what), "%s %s", op ? "write" : "read", t[i].what);
-            fails += expect1(what, &q, sizeof(q), t[i].want);
-        }
+    fails += expect_seg_cases(t, sizeof(t) / sizeof(t[0]));
     {
         struct blkif_request_discard q;
 
