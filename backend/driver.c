@@ -32,8 +32,11 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
  *   /path            a raw image or block device (file driver)
  *   raw:/path        the same; "aio:", "file:" and "phy:" are aliases
  *                    (QEMU maps aio to raw; libxl writes phy paths bare)
+ *   raw:TARGET       raw data over another driver: "aio:nbd://host/x" is
+ *                    what libxl writes for a qdisk with target=nbd://host/x
  *   null:k=v,...     no storage (null driver)
- *   nbd:URI          an NBD export, when built with libnbd
+ *   nbd:URI          an NBD export, when built with libnbd; a bare NBD URI
+ *                    (nbd://, nbds://, nbd+unix://, ...) too
  *
  * Image formats we do not parse ourselves get a message that says how to
  * serve them anyway.
@@ -41,26 +44,32 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
 struct prefix {
     const char *name;
     const struct xbd_driver *drv;
+    bool format;                    /* names the raw format, not a driver */
 };
 
 static const struct prefix prefixes[] = {
-    { "raw", &xbd_driver_file },
-    { "aio", &xbd_driver_file },
-    { "file", &xbd_driver_file },
-    { "phy", &xbd_driver_file },
-    { "null", &xbd_driver_null },
+    { "raw", &xbd_driver_file, true },
+    { "aio", &xbd_driver_file, true },
+    { "file", &xbd_driver_file, true },
+    { "phy", &xbd_driver_file, true },
+    { "null", &xbd_driver_null, false },
 #ifdef XBD_NBD_DRIVER
-    { "nbd", &xbd_driver_nbd },
+    { "nbd", &xbd_driver_nbd, false },
 #endif
+};
+
+/* NBD URI schemes: such params are a URI as a whole (nbd://host/x). */
+static const char *const nbd_schemes[] = {
+    "nbd", "nbds", "nbd+unix", "nbds+unix", "nbd+vsock", "nbds+vsock",
 };
 
 static const char *const image_formats[] = {
     "qcow", "qcow2", "vhd", "vpc", "vhdx", "vmdk", "vdi", "qed",
 };
 
-int
-xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
-                 struct xbd_backing **out, char *err, size_t errlen)
+static int
+open_params(const char *params, const struct xbd_backing_opts *opts,
+            struct xbd_backing **out, char *err, size_t errlen, bool under_format)
 {
     const char *colon;
     size_t n, i;
@@ -78,9 +87,33 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
                                  "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI)",
                                  params);
     n = (size_t)(colon - params);
+    if (strncmp(colon, "://", 3) == 0) {
+        for (i = 0; i < sizeof(nbd_schemes) / sizeof(nbd_schemes[0]); i++) {
+            if (strlen(nbd_schemes[i]) != n || strncmp(params, nbd_schemes[i], n) != 0)
+                continue;
+#ifdef XBD_NBD_DRIVER
+            return xbd_driver_nbd.open(params, opts, out, err, errlen);
+#else
+            return xbd_backing_error(err, errlen, -ENOTSUP,
+                                     "nbd backing not built in: rebuild with libnbd "
+                                     "(apt-get install libnbd-dev)");
+#endif
+        }
+    }
     for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        if (strlen(prefixes[i].name) == n && strncmp(params, prefixes[i].name, n) == 0)
-            return prefixes[i].drv->open(colon + 1, opts, out, err, errlen);
+        const char *arg = colon + 1;
+
+        if (strlen(prefixes[i].name) != n || strncmp(params, prefixes[i].name, n) != 0)
+            continue;
+        if (!prefixes[i].format)
+            return prefixes[i].drv->open(arg, opts, out, err, errlen);
+        if (under_format)
+            return xbd_backing_error(err, errlen, -EINVAL, "params: '%.*s:' "
+                                     "inside another format prefix", (int)n, params);
+        /* raw:TARGET where TARGET is a driver's params, not a path. */
+        if (arg[0] != '/' && strchr(arg, ':') != NULL)
+            return open_params(arg, opts, out, err, errlen, true);
+        return prefixes[i].drv->open(arg, opts, out, err, errlen);
     }
     for (i = 0; i < sizeof(image_formats) / sizeof(image_formats[0]); i++) {
         if (strlen(image_formats[i]) == n && strncmp(params, image_formats[i], n) == 0)
@@ -99,6 +132,13 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
     return xbd_backing_error(err, errlen, -EINVAL,
                              "unknown backing type '%.*s' in params '%s'",
                              (int)n, params, params);
+}
+
+int
+xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
+                 struct xbd_backing **out, char *err, size_t errlen)
+{
+    return open_params(params, opts, out, err, errlen, false);
 }
 
 int
@@ -123,6 +163,11 @@ struct xbd_ioq {
     int efd;                        /* registered: signalled per completion */
     unsigned int in_flight;         /* added, completion not yet delivered */
     unsigned int unsubmitted;       /* prepared since the last submit */
+
+    /* A driver's concurrency limit (drv->queue_depth): operations beyond
+     * it wait here, in order, until one at the driver finishes. */
+    unsigned int limit, at_driver, waiting;
+    struct xbd_io *wait_head, **wait_tail;
 
     /* Connection drivers (drv->prep == NULL). */
     void *conn;
@@ -169,6 +214,9 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
                                  strerror(-r));
     }
     q->done_tail = &q->done_head;
+    q->wait_tail = &q->wait_head;
+    if (b->drv->queue_depth != NULL)
+        q->limit = b->drv->queue_depth(b);
     if (b->drv->prep == NULL) {
         r = b->drv->conn_open(b, q, &q->conn, err, errlen);
         if (r < 0) {
@@ -262,10 +310,43 @@ xbd_ioq_add(struct xbd_ioq *q, struct xbd_io *io)
             xbd_ioq_complete(q, io, r);     /* still exactly one completion */
         return 0;
     }
-    r = prep_one(q, io);
-    if (r == 0)
+    if (q->limit != 0 && q->at_driver >= q->limit) {
+        io->next = NULL;
+        *q->wait_tail = io;
+        q->wait_tail = &io->next;
+        q->waiting++;
         q->in_flight++;
+        return 0;
+    }
+    r = prep_one(q, io);
+    if (r == 0) {
+        q->in_flight++;
+        q->at_driver++;
+    }
     return r;
+}
+
+unsigned int
+xbd_ioq_waiting(const struct xbd_ioq *q)
+{
+    return q->waiting;
+}
+
+/* A slot at the driver came free: start the oldest waiting operations. */
+static void
+start_waiting(struct xbd_ioq *q)
+{
+    while (q->wait_head != NULL && q->at_driver < q->limit) {
+        struct xbd_io *io = q->wait_head;
+
+        if (prep_one(q, io) < 0)
+            return;                 /* the ring is full: at the next reap */
+        q->wait_head = io->next;
+        if (q->wait_head == NULL)
+            q->wait_tail = &q->wait_head;
+        q->waiting--;
+        q->at_driver++;
+    }
 }
 
 /* Make sure a poll request watches the connection in each direction it
@@ -372,6 +453,8 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
         if (!finish_one(q, data, res))
             continue;
         q->in_flight--;
+        q->at_driver--;
+        start_waiting(q);
         n++;
         done(data, ctx);
     }

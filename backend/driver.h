@@ -82,6 +82,10 @@ struct xbd_driver {
      * -ETIME means done).  Without it res is taken as is. */
     int64_t (*complete)(struct xbd_backing *b, struct xbd_io *io, int res);
 
+    /* Optional: at most this many operations of one queue at the driver
+     * at once (0: no limit); the engine holds the rest back, in order. */
+    unsigned int (*queue_depth)(struct xbd_backing *b);
+
     /* A driver with its own asynchronous API over a socket (nbd) leaves
      * prep NULL and provides a per-queue connection instead.  The engine
      * waits on the connection's fd with io_uring poll requests, so the
@@ -140,8 +144,11 @@ int xbd_ioq_submit(struct xbd_ioq *q);
 unsigned int xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
                           void (*done)(struct xbd_io *io, void *ctx), void *ctx);
 
-/* Operations added and not yet reaped. */
+/* Operations added and not yet reaped (waiting ones included). */
 unsigned int xbd_ioq_in_flight(const struct xbd_ioq *q);
+
+/* Operations held back by the driver's queue_depth. */
+unsigned int xbd_ioq_waiting(const struct xbd_ioq *q);
 
 /* For connection drivers: io finished with `result` (bytes or -errno). */
 void xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result);

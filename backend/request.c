@@ -214,18 +214,18 @@ struct wire {
     uint32_t indirect_grefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
 };
 
-/* The fields every layout has in a struct of type T, read from `slot`. */
-#define DECODE(T, slot, w) do {                                         \
-    T r_;                                                               \
-    memcpy(&r_, (slot), sizeof(r_));                                    \
-    (w)->operation = r_.operation;                                      \
-    (w)->id = r_.id;                                                    \
-    (w)->sector = r_.sector_number;                                     \
+/* Each shape is copied once into a local of its type, then its fields are
+ * taken from there; the fields every shape has come first. */
+#define DECODE_COMMON(r_, w) do {                                       \
+    (w)->operation = (r_).operation;                                    \
+    (w)->id = (r_).id;                                                  \
+    (w)->sector = (r_).sector_number;                                   \
 } while (0)
 
 #define DECODE_RW(T, slot, w) do {                                      \
     T r_;                                                               \
     memcpy(&r_, (slot), sizeof(r_));                                    \
+    DECODE_COMMON(r_, w);                                               \
     (w)->nr_segments = r_.nr_segments;                                  \
     memcpy((w)->seg, r_.seg, sizeof(r_.seg));                           \
 } while (0)
@@ -233,6 +233,7 @@ struct wire {
 #define DECODE_DISCARD(T, slot, w) do {                                 \
     T r_;                                                               \
     memcpy(&r_, (slot), sizeof(r_));                                    \
+    DECODE_COMMON(r_, w);                                               \
     (w)->flag = r_.flag;                                                \
     (w)->nr_sectors = r_.nr_sectors;                                    \
 } while (0)
@@ -240,6 +241,7 @@ struct wire {
 #define DECODE_INDIRECT(T, slot, w) do {                                \
     T r_;                                                               \
     memcpy(&r_, (slot), sizeof(r_));                                    \
+    DECODE_COMMON(r_, w);                                               \
     (w)->flag = r_.indirect_op;                                         \
     (w)->nr_segments = r_.nr_segments;                                  \
     memcpy((w)->indirect_grefs, r_.indirect_grefs,                      \
@@ -248,16 +250,12 @@ struct wire {
 
 /* One ABI's three request shapes, chosen by the opcode. */
 #define DECODE_ABI(RW, DISCARD, INDIRECT, op, slot, w) do {             \
-    if ((op) == BLKIF_OP_INDIRECT) {                                    \
-        DECODE(INDIRECT, slot, w);                                      \
+    if ((op) == BLKIF_OP_INDIRECT)                                      \
         DECODE_INDIRECT(INDIRECT, slot, w);                             \
-    } else if ((op) == BLKIF_OP_DISCARD) {                              \
-        DECODE(DISCARD, slot, w);                                       \
+    else if ((op) == BLKIF_OP_DISCARD)                                  \
         DECODE_DISCARD(DISCARD, slot, w);                               \
-    } else {                                                            \
-        DECODE(RW, slot, w);                                            \
+    else                                                                \
         DECODE_RW(RW, slot, w);                                         \
-    }                                                                   \
 } while (0)
 
 static void

@@ -5,6 +5,8 @@
  *   xbdf-queue.c    one queue: requests in, ring requests out (xbdf-queue.h)
  *   xbdf-ring.c     shadow table, push, response validation   (xbdf-ring.h)
  *   xbdf-req.c      checks, splitting, building, backend nodes (xbdf-req.h)
+ *   xbdf-negotiate.c choosing, frontend nodes, the state table (xbdf-negotiate.h)
+ *   xbdf-handle.c   handles, connect, the control thread, public I/O calls
  */
 #ifndef XBDF_INTERNAL_H
 #define XBDF_INTERNAL_H

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,12 @@ struct xbdf_io {
     int err;                    /* first error seen */
     xbdfront_completion_fn cb;
     void *user_data;
+    /* Zero-copy: the grant of the page holding buf, then of each page
+     * after it (the caller's granted buffer), buf's offset in that page,
+     * and the buffer's in-flight count, dropped before the callback. */
+    const uint32_t *zc_refs;
+    uint32_t zc_off;
+    atomic_int *zc_busy;
     struct xbdf_io *next;       /* on the done list */
 };
 
@@ -247,6 +255,8 @@ run_callback(struct xbdf_queue *q, struct xbdf_io *io)
 {
     q->nios--;
     q->stats.completed++;
+    if (io->zc_busy != NULL)
+        atomic_fetch_sub(io->zc_busy, 1);
     if (io->err != 0)
         q->stats.errors++;
     io->cb(io->user_data, io->err);
@@ -285,6 +295,14 @@ fail_all(struct xbdf_queue *q, int err)
 }
 
 void
+xbdf_queue_fail(struct xbdf_queue *q, int err, const char *why)
+{
+    q->failed = true;
+    snprintf(q->failed_why, sizeof(q->failed_why), "%s", why);
+    fail_all(q, err);
+}
+
+void
 xbdf_queue_fini(struct xbdf_queue *q, int err)
 {
     struct xbdf_io *io;
@@ -314,7 +332,9 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
     struct xbdf_shadow_entry *e;
     struct xbdf_piece *p;
     uint64_t id, len = 0;
-    uint32_t ndata = 0, nind = 0;
+    uint32_t ndata = 0, nind = 0;   /* pool pages: data, indirect */
+    uint32_t zc_first = 0, page_off = 0;
+    bool zc = io->zc_refs != NULL;
     uint8_t op;
     char why[200];
     int idx, r;
@@ -329,6 +349,21 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         op = io->op == XBDF_IO_READ ? BLKIF_OP_READ
              : (io->flags & XBDFRONT_WRITE_BARRIER) ? BLKIF_OP_WRITE_BARRIER
                                                     : BLKIF_OP_WRITE;
+        if (zc) {
+            /* The caller's granted pages carry the data: the pool only
+             * gives indirect pages. */
+            uint64_t abs = (uint64_t)io->zc_off + w->off;
+
+            zc_first = (uint32_t)(abs / XBD_PAGE_SIZE);
+            page_off = (uint32_t)(abs % XBD_PAGE_SIZE);
+            len = xbdf_split_len(g, op, page_off, w->len);
+            nind = indirect_pages(xbdf_pages_spanned(page_off, len));
+            if (nind > q->pool_nfree) {
+                q->stats.ring_full++;
+                return 0;
+            }
+            break;
+        }
         /* Bounced data starts at offset 0 of its first page. */
         len = xbdf_split_len(g, op, 0, w->len);
         ndata = xbdf_pages_spanned(0, len);
@@ -392,6 +427,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         uint32_t igrefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
         uint32_t *grefs = ndata <= BLKIF_MAX_SEGMENTS_PER_REQUEST
                           ? grefs_small : malloc(ndata * sizeof(*grefs));
+        const uint32_t *data_refs = zc ? io->zc_refs + zc_first : grefs;
         struct xbdf_rw_desc d;
 
         if (grefs == NULL) {
@@ -420,9 +456,9 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         d.handle = q->handle;
         d.id = id;
         d.offset = io->offset + w->off;
-        d.page_off = 0;
+        d.page_off = page_off;
         d.len = (uint32_t)len;
-        d.grefs = grefs;
+        d.grefs = data_refs;
         if (nind > 0) {
             d.ind_segs = (struct blkif_request_segment *)(void *)
                          pool_page(q, p->pages[ndata]);
@@ -454,8 +490,10 @@ static void
 kick(struct xbdf_queue *q)
 {
     bool queued = false;
+    uint64_t before = q->ring.ring_requests;
 
-    while (q->pending_head != NULL && !q->ring.broken && q->attached) {
+    while (q->pending_head != NULL && !q->ring.broken && q->attached &&
+           !q->failed) {
         struct xbdf_work *w = q->pending_head;
         struct xbdf_io *io = w->io;
 
@@ -475,7 +513,8 @@ kick(struct xbdf_queue *q)
     if (queued) {
         int r = xbdf_ring_push(&q->ring);
 
-        q->stats.ring_requests = q->ring.ring_requests;
+        /* Cumulative: the ring's own counter restarts on a reconnect. */
+        q->stats.ring_requests += q->ring.ring_requests - before;
         if (r > 0)
             q->stats.notify_sent++;
     }
@@ -485,6 +524,16 @@ int
 xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                   uint64_t len, uint64_t offset, unsigned int flags,
                   xbdfront_completion_fn cb, void *user_data)
+{
+    return xbdf_queue_submit_zc(q, op, buf, len, offset, flags, NULL, NULL,
+                                cb, user_data);
+}
+
+int
+xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
+                     uint64_t len, uint64_t offset, unsigned int flags,
+                     const uint32_t *zc_refs, atomic_int *zc_busy,
+                     xbdfront_completion_fn cb, void *user_data)
 {
     const struct xbdf_geom *g = q->geom;
     struct xbdf_io *io;
@@ -498,6 +547,8 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
     if (q->attached && q->ring.broken)
         return xbdf_set_error(-ENODEV, "the device is broken: %s",
                               xbdf_ring_broken(&q->ring));
+    if (q->failed)
+        return xbdf_set_error(-ENODEV, "%s", q->failed_why);
     if (q->nios >= q->max_pending)
         return xbdf_set_error(-EAGAIN, "%u requests pending on this queue: "
                               "process completions first", q->nios);
@@ -558,6 +609,13 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
     io->discard_len = op == XBDF_IO_DISCARD ? len : 0;
     io->cb = cb;
     io->user_data = user_data;
+    if (zc_refs != NULL && (op == XBDF_IO_READ || op == XBDF_IO_WRITE)) {
+        io->zc_refs = zc_refs;
+        io->zc_off = (uint32_t)((uintptr_t)buf % XBD_PAGE_SIZE);
+        io->zc_busy = zc_busy;
+        if (zc_busy != NULL)
+            atomic_fetch_add(zc_busy, 1);
+    }
     q->nios++;
     q->stats.submitted++;
     if (now) {

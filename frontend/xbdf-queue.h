@@ -20,6 +20,7 @@
 #ifndef XBDF_QUEUE_H
 #define XBDF_QUEUE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -59,6 +60,10 @@ struct xbdf_queue {
     unsigned int nios;              /* accepted, callback not yet run */
     unsigned int max_pending;
 
+    /* Failed for good (xbdf_queue_fail): everything is refused. */
+    bool failed;
+    char failed_why[200];
+
     struct xbdfront_stats stats;
 };
 
@@ -89,6 +94,11 @@ int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
  * using are the caller's to quarantine: the pool itself is not touched. */
 void xbdf_queue_fini(struct xbdf_queue *q, int err);
 
+/* Fail the queue for good: every request not yet completed completes
+ * with `err` at the next xbdf_queue_process(), later submissions are
+ * refused with -ENODEV and `why`.  For a device that went away. */
+void xbdf_queue_fail(struct xbdf_queue *q, int err, const char *why);
+
 /* Accept a request.  0: the callback will run exactly once (from
  * xbdf_queue_process or xbdf_queue_fini).  Negative: refused, the callback
  * never runs.  buf may be NULL for FLUSH and DISCARD. */
@@ -96,11 +106,29 @@ int xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                       uint64_t len, uint64_t offset, unsigned int flags,
                       xbdfront_completion_fn cb, void *user_data);
 
+/* The same, zero-copy: buf lies in pages already granted to the backend,
+ * zc_refs[0] being the grant of the page holding buf and zc_refs[i] that
+ * of the i-th page after it; buf must be 512-byte aligned.  Data is not
+ * bounced (the pool gives indirect pages only).  *zc_busy (may be NULL)
+ * is incremented on acceptance and decremented just before the callback.
+ * For flush and discard zc_refs is ignored. */
+int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
+                         uint64_t len, uint64_t offset, unsigned int flags,
+                         const uint32_t *zc_refs, atomic_int *zc_busy,
+                         xbdfront_completion_fn cb, void *user_data);
+
 /* Consume responses, issue what waits, and run up to `budget` callbacks
  * (0: no limit).  Returns the callbacks run.  When the backend broke the
  * protocol every outstanding request completes with -ENODEV and later
  * submissions are refused with -ENODEV. */
 int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
+
+/* Callbacks ready to run (a budget left them for the next call). */
+static inline bool
+xbdf_queue_has_done(const struct xbdf_queue *q)
+{
+    return q->done_head != NULL;
+}
 
 /* Requests accepted whose callback has not run. */
 static inline unsigned int

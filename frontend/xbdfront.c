@@ -35,7 +35,7 @@
 
 struct opts {
     unsigned int ring_pages, queues, indirect;
-    bool set_indirect, no_persistent, json;
+    bool set_indirect, no_persistent, json, zero_copy;
     unsigned int timeout_s;
     /* verify */
     uint64_t seed, size;
@@ -52,6 +52,13 @@ static struct opts o = {
     .bs = 4096, .iodepth = 0, .seconds = 5,
 };
 
+/* The connected handle, closed on the way out of die() so that the
+ * frontend never stays Connected behind a dead process; and the workers
+ * of an engine that gave up, kept reachable until then (their slots are
+ * still in the library's hands). */
+static struct xbdfront *the_handle;
+static struct worker *abandoned_workers;
+
 __attribute__((format(printf, 1, 2), noreturn)) static void
 die(const char *fmt, ...)
 {
@@ -62,6 +69,7 @@ die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    xbdfront_close(the_handle);
     exit(1);
 }
 
@@ -495,7 +503,8 @@ struct engine {
     double until;
     atomic_bool stop;
     atomic_uint_fast64_t done_bytes;
-    uint64_t total_bytes;
+    uint64_t total_bytes;       /* verify; 0 for bench */
+    double start;
 };
 
 /* The pattern: every 8-byte word is a function of the seed and its byte
@@ -677,15 +686,35 @@ worker_main(void *arg)
                      o.timeout_s, w->busy);
             break;
         }
-        /* Progress on a terminal, from queue 0's thread, once a second. */
+        /* Progress on a terminal, from queue 0's thread, once a second:
+         * rate, elapsed, remaining. */
         if (w->queue == 0 && isatty(2) && now_s() - last_progress >= 1) {
-            last_progress = now_s();
-            fprintf(stderr, "\r%" PRIu64 " / %" PRIu64 " MiB   ",
-                    (uint64_t)atomic_load(&e->done_bytes) / MIB,
-                    e->total_bytes / MIB);
+            double t = now_s(), el = t - e->start;
+            uint64_t done = atomic_load(&e->done_bytes);
+            double rate = el > 0 ? (double)done / el : 0;
+            double left = e->bench ? e->until - t
+                          : rate > 0 ? (double)(e->total_bytes - done) / rate
+                                     : 0;
+
+            last_progress = t;
+            fprintf(stderr, "\r%.1f MB/s, %.0f s elapsed, %.0f s left   ",
+                    rate / 1e6, el, left > 0 ? left : 0);
         }
     }
     return NULL;
+}
+
+/* A slot's buffer: granted memory with --zero-copy, plain memory else. */
+static char *
+slot_buffer(struct xbdfront *h, uint64_t len)
+{
+    void *p;
+
+    if (!o.zero_copy)
+        return xmalloc_aligned(len);
+    if (xbdfront_buffer_alloc(h, len, &p) < 0)
+        die("--zero-copy: %s", xbdfront_get_error());
+    return p;
 }
 
 /* Run the engine on every queue; returns the workers (caller frees). */
@@ -711,16 +740,17 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
             die("out of memory");
         for (unsigned int i = 0; i < depth; i++) {
             w->slots[i].w = w;
-            w->slots[i].buf = xmalloc_aligned(slot_len);
+            w->slots[i].buf = slot_buffer(e->h, slot_len);
         }
     }
+    e->start = now_s();
     for (unsigned int q = 0; q < nq; q++)
         if (pthread_create(&ws[q].tid, NULL, worker_main, &ws[q]) != 0)
             die("cannot start a thread: %s", strerror(errno));
     for (unsigned int q = 0; q < nq; q++)
         pthread_join(ws[q].tid, NULL);
     if (isatty(2))
-        fprintf(stderr, "\r%40s\r", "");
+        fprintf(stderr, "\r%60s\r", "");
     *nworkers = nq;
     return ws;
 }
@@ -728,9 +758,20 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
 static void
 engine_free(struct worker *ws, unsigned int n)
 {
+    /* A worker that gave up with requests in flight leaves their slots to
+     * the library: their callbacks run (with -ECANCELED) when the handle
+     * is closed, so that memory must outlive it - leak it, we exit. */
+    for (unsigned int q = 0; q < n; q++)
+        if (ws[q].busy > 0) {
+            abandoned_workers = ws;
+            return;
+        }
     for (unsigned int q = 0; q < n; q++) {
         for (unsigned int i = 0; i < ws[q].nslots; i++)
-            free(ws[q].slots[i].buf);
+            if (o.zero_copy)
+                xbdfront_buffer_free(ws[q].e->h, ws[q].slots[i].buf);
+            else
+                free(ws[q].slots[i].buf);
         free(ws[q].slots);
     }
     free(ws);
@@ -985,6 +1026,32 @@ cmd_bench(struct xbdfront *h, const char *dev, int argc, char **argv)
 }
 
 /* ======================================================================
+ * pattern: what verify writes, without a device
+ * ====================================================================== */
+
+/* Print the verify pattern of --seed for bytes [0, --size) so that a test
+ * can compare an image with what `verify --phase write` must have left. */
+static int
+cmd_pattern(void)
+{
+    char buf[65536];
+    uint64_t seed = o.seed_set ? o.seed : 1;
+
+    if (o.size == 0 || o.size % 8 != 0)
+        die("pattern needs --size BYTES, a multiple of 8");
+    for (uint64_t off = 0; off < o.size; off += sizeof(buf)) {
+        uint64_t n = o.size - off < sizeof(buf) ? o.size - off : sizeof(buf);
+
+        pattern_fill(seed, off, buf, n);
+        if (fwrite(buf, 1, n, stdout) != n)
+            die("cannot write to standard output: %s", strerror(errno));
+    }
+    if (fflush(stdout) != 0)
+        die("cannot write to standard output: %s", strerror(errno));
+    return 0;
+}
+
+/* ======================================================================
  * Commands and main
  * ====================================================================== */
 
@@ -1006,6 +1073,9 @@ static const struct command {
     { "verify", "DEV [--seed N] [--size BYTES] [--phase write|check|both]",
       "write a seeded pattern over the device with many requests in flight "
       "on every queue, read it back and compare", cmd_verify },
+    { "pattern", "--size BYTES [--seed N]",
+      "print the pattern verify writes with that seed (no device needed)",
+      NULL },
     { "bench", "DEV [--rw MODE] [--bs SIZE] [--iodepth N] [--seconds S] "
       "[--json]",
       "measure IOPS, MB/s and latency (MODE: read, write, randread, "
@@ -1033,8 +1103,12 @@ usage(FILE *f)
             "  --no-persistent   do not use persistent grants\n"
             "  --timeout S       seconds to wait for the backend to connect "
             "or answer (default 30)\n"
-            "  --seed N, --size BYTES, --phase P    verify\n"
-            "  --rw MODE, --bs SIZE, --iodepth N, --seconds S    bench\n"
+            "  --iodepth N       requests in flight per queue (verify: 8, "
+            "bench: 32)\n"
+            "  --seed N, --size BYTES, --phase P    verify (and pattern)\n"
+            "  --rw MODE, --bs SIZE, --seconds S    bench\n"
+            "  --zero-copy       verify and bench: I/O buffers granted to the "
+            "backend, no bouncing\n"
             "  --json            info and bench: print JSON\n"
             "  --help, --version\n"
             "\nSizes take k, M, G suffixes (powers of 1024).  See "
@@ -1046,7 +1120,7 @@ main(int argc, char **argv)
 {
     enum { O_RING = 256, O_QUEUES, O_INDIRECT, O_NOPERS, O_TIMEOUT, O_SEED,
            O_SIZE, O_PHASE, O_RW, O_BS, O_DEPTH, O_SECONDS, O_JSON,
-           O_VERSION };
+           O_VERSION, O_ZC };
     static const struct option lopts[] = {
         { "ring-pages", required_argument, NULL, O_RING },
         { "queues", required_argument, NULL, O_QUEUES },
@@ -1061,6 +1135,7 @@ main(int argc, char **argv)
         { "iodepth", required_argument, NULL, O_DEPTH },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "json", no_argument, NULL, O_JSON },
+        { "zero-copy", no_argument, NULL, O_ZC },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
@@ -1098,6 +1173,7 @@ main(int argc, char **argv)
         case O_DEPTH: o.iodepth = uint_arg("--iodepth", optarg, 1, 4096); break;
         case O_SECONDS: o.seconds = uint_arg("--seconds", optarg, 1, 86400); break;
         case O_JSON: o.json = true; break;
+        case O_ZC: o.zero_copy = true; break;
         default:
             usage(stderr);
             return 2;
@@ -1116,12 +1192,16 @@ main(int argc, char **argv)
                 "--help)\n", argv[optind]);
         return 2;
     }
+    if (cmd->fn == NULL)
+        return cmd_pattern();
     if (optind + 1 >= argc) {
         fprintf(stderr, "Usage: xbdfront %s %s\n", cmd->name, cmd->usage);
         return 2;
     }
     h = open_dev(argv[optind + 1]);
+    the_handle = h;
     rc = cmd->fn(h, argv[optind + 1], argc - optind - 2, argv + optind + 2);
+    the_handle = NULL;
     xbdfront_close(h);
     return rc;
 }

@@ -32,9 +32,14 @@
  *   to a queue: a resize (the resize callback runs on that thread) and a
  *   backend that goes away and comes back (a daemon restart, a toolstack
  *   reconnect).  Then the library renegotiates — possibly a different ring
- *   size, queue count or indirect limit — and re-issues every request that
- *   had not completed, from its private copies, the next time each queue's
- *   owner processes it.  Callers see no error, only a delay.
+ *   size or indirect limit — and re-issues every request that had not
+ *   completed, from its private copies, the next time each queue's owner
+ *   enters the library (xbdfront_queue_fd() turns readable to say so).
+ *   Callers see no error, only a delay.  The queue count stays what the
+ *   first connect chose: if the backend comes back offering fewer queues,
+ *   the queues beyond fail with -ENODEV and a message saying so.  If the
+ *   device is removed (its backend directory vanishes), every queue fails
+ *   with -ENODEV.  Each reconnect logs one line on stderr.
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion
@@ -54,7 +59,8 @@
  *   refused before anything reaches the ring.
  *
  *   Event loops: xbdfront_queue_fd() is a file descriptor that polls
- *   readable when the queue may have completions; then call
+ *   readable when the queue may have completions (it stays the same
+ *   across reconnects); then call
  *   xbdfront_process() with a budget (at most that many callbacks run, so
  *   one busy queue cannot starve the rest of the loop).  Programs that
  *   prefer latency to CPU can enable busy-polling of the ring
@@ -65,17 +71,22 @@
  *   that become ready meanwhile.
  *
  * BUFFERS
- *   The backend can only reach memory this domain has granted to it, so
- *   the I/O calls take any caller memory and bounce the data through pages
- *   of a per-queue pool granted to the backend once, at connect (one copy
- *   each way).  Zero-copy buffers allocated from the granted pool are not
- *   offered yet.
+ *   The backend can only reach memory this domain has granted to it.  Two
+ *   kinds of buffer may be passed to the I/O calls:
+ *     - buffers from xbdfront_buffer_alloc(): pages granted to the
+ *       backend's domain for the buffer's life; I/O on them is zero-copy
+ *       (a request whose data lies in one such buffer, 512-byte aligned).
+ *       Free them with xbdfront_buffer_free(), never with free();
+ *       xbdfront_close() frees those left.
+ *     - any other memory: the data is bounced through pages of a per-queue
+ *       pool granted once, at connect (one copy each way).
  *   A buffer belongs to the library from submission until its callback
  *   runs: do not read (for a read) or modify (for a write) it meanwhile.
- *   The library never frees a caller's buffer.
- *   Pool pages are zeroed before they are first granted, so a backend
+ *   The library never frees a caller's memory.
+ *   Granted pages are zeroed before they are first granted, so a backend
  *   never sees unrelated memory.  When the toolstack marks the backend
- *   untrusted (`trusted=0`) persistent grants are not negotiated.
+ *   untrusted (`trusted=0`) persistent grants are not negotiated and
+ *   allocated buffers are bounced like any other memory.
  *   A granted page that the backend still maps when the library ends
  *   access is quarantined, never reused (XSA-396).
  *
@@ -223,6 +234,19 @@ extern int64_t xbdfront_get_vdev(struct xbdfront *h);
 /* A mask of XBDFRONT_FEATURE_*, or a negative errno. */
 extern int64_t xbdfront_get_features(struct xbdfront *h);
 
+/* ---- Buffers ----------------------------------------------------------- */
+
+/* Allocate `len` bytes (rounded up to whole pages, page-aligned) of memory
+ * granted to the backend: I/O on it is zero-copy.  Needs a connected
+ * handle.  -ENOSPC: the grant limit was reached (on Xen, the gntalloc
+ * module's `limit` parameter, 1024 pages by default; the message says
+ * so). */
+extern int xbdfront_buffer_alloc(struct xbdfront *h, size_t len,
+                                  void **buf_out);
+/* Free a buffer from xbdfront_buffer_alloc() (NULL is accepted).  -EBUSY:
+ * it is part of a request in flight; -EINVAL: not such a buffer. */
+extern int xbdfront_buffer_free(struct xbdfront *h, void *buf);
+
 /* ---- Asynchronous I/O -------------------------------------------------- */
 
 /* The completion callback: err is 0 or a negative errno (see ERRORS). */
@@ -254,8 +278,10 @@ extern int xbdfront_aio_discard(struct xbdfront *h, unsigned int queue,
                                 unsigned int flags,
                                 xbdfront_completion_fn cb, void *user_data);
 
-/* A file descriptor that polls readable when the queue may have
- * completions (its event channel fired).  Owned by the handle. */
+/* A file descriptor that polls readable when the queue may have work:
+ * its event channel fired, a budget left callbacks waiting, or the
+ * library reconnected it.  The same fd for the handle's life; owned by
+ * the handle. */
 extern int xbdfront_queue_fd(struct xbdfront *h, unsigned int queue);
 
 /* Run the callbacks of completed requests on the queue, at most `budget`

@@ -490,6 +490,41 @@ test_reconnect(void)
     free(rb);
 }
 
+/* The device went away for good (its backend directory vanished, or the
+ * backend came back with fewer queues): a detached queue is failed.  What
+ * waited completes once with -ENODEV; new requests are refused with the
+ * reason. */
+static void
+test_fail(void)
+{
+    static char r[4][4096];
+    struct cb c[4], nf = { 0, 1 };
+    int good = 1;
+
+    setup(1, 64, 0);
+    memset(c, 0, sizeof(c));
+    be.limit = 1;               /* answers one, then stalls */
+    for (int i = 0; i < 4; i++)
+        xbdf_queue_submit(&q, XBDF_IO_READ, r[i], 4096, (uint64_t)i * 4096,
+                          0, on_done, &c[i]);
+    be_process(&be);
+    xbdf_queue_process(&q, 0);
+    xbdf_queue_detach(&q);
+    xbdf_queue_fail(&q, -ENODEV, "the device was removed");
+    is_int(xbdf_queue_process(&q, 0), 3, "the 3 unanswered complete now");
+    for (int i = 0; i < 4; i++)
+        if (c[i].calls != 1 || c[i].err != (i == 0 ? 0 : -ENODEV))
+            good = 0;
+    ok(good, "each once: the answered one with 0, the rest with -ENODEV");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, r[0], 4096, 0, 0, on_done, &nf),
+           -ENODEV, "a new request is refused with -ENODEV");
+    ok(strstr(xbdfront_get_error(), "the device was removed") != NULL,
+       "with the reason: %s", xbdfront_get_error());
+    is_int(xbdf_queue_in_flight(&q), 0, "nothing in flight");
+    xbdf_queue_fini(&q, -ECANCELED);
+    is_int(nf.calls, 0, "the refused one never called back");
+}
+
 int
 main(void)
 {
@@ -499,6 +534,7 @@ main(void)
     test_errors();
     test_flush_discard_close();
     test_reconnect();
+    test_fail();
     free(ring_mem);
     free(be.pool);
     return done_testing();

@@ -7,25 +7,16 @@
 # descriptors on and off, and its check phase alone finds a wrong seed;
 # bench runs; bad arguments say what is wrong.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires xbd-sim --help
-requires command -v xenstore-read
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 8M "$d/disk.img"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
+fake_disk_setup
 
-# fe FAKEBACK-ARGS -- XBDFRONT-ARGS: one connection against a fresh backend.
+# fe FAKEBACK-ARGS -- XBDFRONT-ARGS: one connection against a fresh backend
+# serving the image.
 fe() {
-    local fb=() rc=0 fbpid
+    local fb=()
     while [ "$1" != -- ]; do fb+=("$1"); shift; done; shift
-    "$builddir/xbdf-fakeback" $be --image "$d/disk.img" "${fb[@]}" &
-    fbpid=$!
-    cleanup_fn kill_wait $fbpid
-    run_as guest1 xbdfront "$@" --timeout 10 || rc=$?
-    kill_wait $fbpid
-    return $rc
+    fakeback_run --image "$d/disk.img" "${fb[@]}" -- xbdfront "$@" --timeout 10
 }
 
 # info
@@ -89,3 +80,10 @@ rc=0; run_as guest1 xbdfront info xvdc --timeout 1 2>"$d/err" || rc=$?
     fail "missing disk"
 rc=0; fe -- read xvda 100 512 2>"$d/err" || rc=$?
 [ $rc -eq 1 ] && grep -q 'multiples of' "$d/err" || fail "unaligned read"
+
+# A 4096-byte logical sector: verify works in whole sectors (ring fields
+# stay in 512-byte units), and a 512-byte read is refused before the ring.
+fe --sector-size 4096 -- verify xvda --queues 2 --seed 9 || fail "verify, 4096-byte sectors"
+rc=0; fe --sector-size 4096 -- read xvda 512 512 2>"$d/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "sector size, 4096 bytes" "$d/err" ||
+    fail "a 512-byte read on a 4096-byte-sector disk"

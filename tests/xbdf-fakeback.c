@@ -30,6 +30,7 @@
  *                      comes back (Initialising) serve it again, with
  *                      --max-order2 / --max-queues2 as the new limits: a
  *                      backend restart, for the library's recovery
+ *   --sectors2 STRING  after a --bounce, publish this `sectors` value
  *   --resize-at N      after N requests, rewrite `sectors` (doubling the
  *                      size when the image is in memory) and Connected
  *
@@ -102,7 +103,7 @@ static struct {
     bool persistent, flush, discard;
     uint64_t size;
     uint32_t sector_size;
-    const char *sectors_str, *image;
+    const char *sectors_str, *sectors2_str, *image;
     enum lie lie;
     uint64_t lie_at, bounce, resize_at;
     /* state */
@@ -111,7 +112,7 @@ static struct {
     struct fq q[MAXQ];
     unsigned int nq;
     uint64_t requests, responses;
-    bool lied, bounced, resized, served;
+    bool lied, bounced, resized, served, served2;
 } B = {
     .max_order = 2, .max_queues = 4, .indirect = 64, .max_order2 = 2,
     .max_queues2 = 4, .persistent = true, .flush = true, .discard = true,
@@ -153,7 +154,7 @@ rd(const char *dir, const char *key)
     return xs_read(B.xs, XBT_NULL, path, &len);
 }
 
-static void
+__attribute__((format(printf, 2, 3))) static void
 wr(const char *key, const char *fmt, ...)
 {
     char path[256], val[128];
@@ -576,6 +577,7 @@ react(void)
             publish_props();
             set_state(XenbusStateConnected);
             B.served = true;
+            B.served2 = B.bounced;
         }
         break;
     case XenbusStateConnected:
@@ -592,7 +594,7 @@ react(void)
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.bounced))
+            if (B.served && (B.bounce == 0 || B.served2))
                 stop = 1;
         }
         break;
@@ -647,6 +649,7 @@ main(int argc, char **argv)
         { "sectors", 1, NULL, 'n' }, { "image", 1, NULL, 'I' },
         { "lie", 1, NULL, 'l' }, { "lie-at", 1, NULL, 'L' },
         { "bounce", 1, NULL, 'b' }, { "resize-at", 1, NULL, 'r' },
+        { "sectors2", 1, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
     char *v;
@@ -659,7 +662,7 @@ main(int argc, char **argv)
         }
         uint64_t x = 0;
 
-        if (c != 'n' && c != 'I' && c != 'l' && c != '?' &&
+        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != '?' &&
             xbd_parse_u64(optarg, &x) < 0)
             die("option argument \"%s\": not a number", optarg);
         switch (c) {
@@ -674,6 +677,7 @@ main(int argc, char **argv)
         case 's': B.size = x; break;
         case 'S': B.sector_size = (uint32_t)x; break;
         case 'n': B.sectors_str = optarg; break;
+        case 'N': B.sectors2_str = optarg; break;
         case 'I': B.image = optarg; break;
         case 'L': B.lie_at = x; break;
         case 'b': B.bounce = x; break;
@@ -758,6 +762,8 @@ main(int argc, char **argv)
                 set_state(XenbusStateClosed);
                 B.max_order = B.max_order2;
                 B.max_queues = B.max_queues2;
+                if (B.sectors2_str != NULL)
+                    B.sectors_str = B.sectors2_str;
                 break;
             }
     }

@@ -1,12 +1,14 @@
 /* xbd-backd — the null driver: no storage, a configurable completion time.
  *
- *   params: null:size=1G,latency=100us,sector-size=512
+ *   params: null:size=1G,latency=100us,queue-depth=32,sector-size=512
  *
  *   size         bytes, with an optional K, M, G or T suffix (powers of
  *                1024); default 1G; rounded down to the sector size
  *   latency      how long each operation takes: a number with ns, us, ms or
  *                s (default 0: complete at once); every operation of a
  *                queue waits concurrently, as Linux null_blk's timer mode
+ *   queue-depth  at most this many operations of a queue under way at once;
+ *                the rest wait their turn (default 0: no limit)
  *   sector-size  512 or 4096 (default 512)
  *
  * Reads return zeros, writes are dropped; flush and discard succeed.  For
@@ -26,6 +28,7 @@ struct null_backing {
     struct xbd_backing b;           /* first: the function table */
     uint64_t size;
     uint64_t latency_ns;
+    uint32_t queue_depth;
     uint32_t sector_size;
     bool read_only;
 };
@@ -71,7 +74,7 @@ null_open(const char *arg, const struct xbd_backing_opts *opts,
     static const char *const ss_sfx[] = { "" };
     static const uint64_t ss_mult[] = { 1 };
     struct null_backing *n;
-    uint64_t size = 1ull << 30, latency = 0, ss = 512;
+    uint64_t size = 1ull << 30, latency = 0, ss = 512, depth = 0;
     const char *p = arg;
 
     while (*p != '\0') {
@@ -89,9 +92,12 @@ null_open(const char *arg, const struct xbd_backing_opts *opts,
             r = parse_scaled(eq + 1, len - klen - 1, time_sfx, time_mult, 4, &latency);
         else if (klen == 11 && strncmp(p, "sector-size", 11) == 0)
             r = parse_scaled(eq + 1, len - klen - 1, ss_sfx, ss_mult, 1, &ss);
+        else if (klen == 11 && strncmp(p, "queue-depth", 11) == 0)
+            r = parse_scaled(eq + 1, len - klen - 1, ss_sfx, ss_mult, 1, &depth);
         else
             return xbd_backing_error(err, errlen, -EINVAL, "null: unknown key '%.*s' "
-                                     "(size, latency, sector-size)", (int)klen, p);
+                                     "(size, latency, queue-depth, sector-size)",
+                                     (int)klen, p);
         if (r < 0)
             return xbd_backing_error(err, errlen, -EINVAL, "null: bad value in '%.*s'",
                                      (int)len, p);
@@ -108,12 +114,15 @@ null_open(const char *arg, const struct xbd_backing_opts *opts,
                                  "one sector");
     if (latency > 60ull * 1000000000)
         return xbd_backing_error(err, errlen, -EINVAL, "null: latency above 60s");
+    if (depth > 65536)
+        return xbd_backing_error(err, errlen, -EINVAL, "null: queue-depth above 65536");
     n = calloc(1, sizeof(*n));
     if (n == NULL)
         return xbd_backing_error(err, errlen, -ENOMEM, "out of memory");
     n->b.drv = &xbd_driver_null;
     n->size = size;
     n->latency_ns = latency;
+    n->queue_depth = (uint32_t)depth;
     n->sector_size = (uint32_t)ss;
     n->read_only = opts->read_only;
     *out = &n->b;
@@ -159,6 +168,12 @@ null_prep(struct xbd_backing *b, struct io_uring_sqe *sqe, struct xbd_io *io)
     return 0;
 }
 
+static unsigned int
+null_queue_depth(struct xbd_backing *b)
+{
+    return ((struct null_backing *)b)->queue_depth;
+}
+
 static int64_t
 null_complete(struct xbd_backing *b, struct xbd_io *io, int res)
 {
@@ -176,4 +191,5 @@ const struct xbd_driver xbd_driver_null = {
     .close = null_close,
     .prep = null_prep,
     .complete = null_complete,
+    .queue_depth = null_queue_depth,
 };
