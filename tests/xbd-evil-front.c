@@ -1333,6 +1333,15 @@ main(int argc, char **argv)
     const struct evil_case *c = NULL;
     int r;
 
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        printf("Usage: xbd-evil-front --list | --case NAME FRONTEND-DIR\n\n"
+               "A malicious blkif frontend for tests: run as a guest (xbdctl run-as)\n"
+               "against a disk attached to it; each case attacks the backend one way\n"
+               "and checks its answer.  Exit 0: the backend behaved; 1: it did not\n"
+               "(a line says how); 2: usage.  --list prints each case and what a\n"
+               "sound backend does.  Case backend-lie reads XBD_EVIL_VICTIM.\n");
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
             printf("%-22s %s\n", cases[i].name, cases[i].expect);
