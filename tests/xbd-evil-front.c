@@ -1039,6 +1039,37 @@ XS_CASE(c_xs_queues_junk, "multi-queue-num-queues", "two")
 XS_CASE(c_xs_protocol_junk, "protocol", "x86_128-abi")
 XS_CASE(c_xs_protocol_empty, "protocol", "")
 
+/* ring-ref and ring-ref0 for a one-page ring (no ring-page-order): the
+ * backend takes either (QEMU reads ring-ref0 with order 0, Linux ring-ref
+ * without an order); both present must agree, and neither may be junk. */
+static int
+c_xs_ringref_both(void)
+{
+    int r;
+
+    share_pages();
+    share_ring();
+    put("ring-ref0", E.ring_ref + 1);
+    put(XBDK_STATE, XenbusStateInitialised);
+    r = expect_failed("ring-ref and ring-ref0 disagree");
+    if (r)
+        return r;
+    /* start over, now with ring-ref0 alone */
+    put(XBDK_STATE, XenbusStateClosed);
+    if (wait_state(XenbusStateClosed, 10) < 0)
+        return bad("backend state %d, not Closed", be_state());
+    put(XBDK_STATE, XenbusStateInitialising);
+    if (wait_state(XenbusStateInitWait, 10) < 0)
+        return bad("backend state %d, not InitWait", be_state());
+    rm_node(XBDK_RING_REF);
+    put("ring-ref0", E.ring_ref);
+    if (go_connected())
+        return 1;
+    return sanity("ring-ref0 alone");
+}
+
+XS_CASE(c_xs_ringref0_junk, "ring-ref0", "junk")
+
 /* Queues: one more than the backend allows, with every queue-N dir. */
 static int
 c_xs_queues_over_max(void)
@@ -1311,6 +1342,8 @@ static const struct evil_case {
     { "xs-ringref-overflow", c_xs_ringref_overflow, "Closing + error" },
     { "xs-evtchn-junk", c_xs_evtchn_junk, "Closing + error" },
     { "xs-evtchn-missing", c_xs_evtchn_missing, "Closing + error" },
+    { "xs-ringref-both", c_xs_ringref_both, "disagreeing: Closing + error; ring-ref0 alone serves" },
+    { "xs-ringref0-junk", c_xs_ringref0_junk, "Closing + error" },
     { "xs-queues-zero", c_xs_queues_zero, "Closing + error" },
     { "xs-queues-huge", c_xs_queues_huge, "Closing + error" },
     { "xs-queues-junk", c_xs_queues_junk, "Closing + error" },
