@@ -999,6 +999,20 @@ c_dup_grefs(void)
 
 /* ---- xenstore cases (list 3) --------------------------------------------- */
 
+/* Closed, then Initialising: the backend follows to Closed and then waits
+ * in InitWait for our next transport. */
+static int
+start_over(void)
+{
+    put(XBDK_STATE, XenbusStateClosed);
+    if (wait_state(XenbusStateClosed, 10) < 0)
+        return bad("backend state %d, not Closed, after we closed", be_state());
+    put(XBDK_STATE, XenbusStateInitialising);
+    if (wait_state(XenbusStateInitWait, 10) < 0)
+        return bad("backend state %d, not InitWait, after we started over", be_state());
+    return 0;
+}
+
 /* Write the honest transport, then the given junk over it (value NULL:
  * remove the node), go Initialised: the backend must refuse with an error
  * node, never connect. */
@@ -1054,13 +1068,8 @@ c_xs_ringref_both(void)
     r = expect_failed("ring-ref and ring-ref0 disagree");
     if (r)
         return r;
-    /* start over, now with ring-ref0 alone */
-    put(XBDK_STATE, XenbusStateClosed);
-    if (wait_state(XenbusStateClosed, 10) < 0)
-        return bad("backend state %d, not Closed", be_state());
-    put(XBDK_STATE, XenbusStateInitialising);
-    if (wait_state(XenbusStateInitWait, 10) < 0)
-        return bad("backend state %d, not InitWait", be_state());
+    if (start_over())       /* now with ring-ref0 alone */
+        return 1;
     rm_node(XBDK_RING_REF);
     put("ring-ref0", E.ring_ref);
     if (go_connected())
@@ -1245,12 +1254,8 @@ c_reconnect_bigger(void)
     put(XBDK_STATE, XenbusStateClosing);
     if (wait_state(XenbusStateClosing, 10) < 0)
         return bad("backend state %d, not Closing, after we did", be_state());
-    put(XBDK_STATE, XenbusStateClosed);
-    if (wait_state(XenbusStateClosed, 10) < 0)
-        return bad("backend state %d, not Closed", be_state());
-    put(XBDK_STATE, XenbusStateInitialising);
-    if (wait_state(XenbusStateInitWait, 10) < 0)
-        return bad("backend state %d, not InitWait, after we started over", be_state());
+    if (start_over())
+        return 1;
     if (E.max_order < 1) {
         printf("backend offers one ring page: reconnecting with one\n");
         share_ring();
