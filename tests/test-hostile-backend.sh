@@ -105,6 +105,16 @@ expect_clamped '^queues: +16$' --max-queues 16 --node multi-queue-max-queues=100
 expect_clamped '^indirect segments: +256$' --indirect 4294967295 --
 expect_clamped '^indirect segments: +0$' --node feature-max-indirect-segments=0 --
 
+# A backend that keeps our rings mapped after it closed (4.2 F3, XSA-396):
+# the pages are quarantined, not reused; a notification storm with every
+# batch of answers (F2, XSA-391) changes nothing.
+run --lie keep-mapped -- info xvda
+[ $rc -eq 0 ] || fail "$what: exited $rc: $(cat "$d/err")"
+grep -q 'grant still in use by the peer.*never reused' "$d/err" || fail "$what: no quarantine: $(cat "$d/err")"
+echo "$what: $(cat "$d/err")"
+run --lie storm -- verify xvda --queues 2
+[ $rc -eq 0 ] || fail "$what: exited $rc: $(cat "$d/err")"
+
 # An honest backend still gets an honest frontend.
 run --image "$d/disk.img" -- verify xvda
 [ $rc -eq 0 ] || fail "honest verify failed: $(cat "$d/err")"

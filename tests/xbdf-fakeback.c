@@ -18,6 +18,10 @@
  *   --lie overflow     ... is followed by more responses than requests
  *   --lie out-of-range-id  ... carries an id whose slot is beyond the ring
  *   --lie stale-id     ... carries the id of a request already answered
+ *   --lie keep-mapped  never unmap the frontend's rings (XSA-396: it must
+ *                      not reuse pages we still map)
+ *   --lie storm        notify 100 extra times with every batch of
+ *                      responses (XSA-391), answering honestly
  *   --lie-at N         which response lies (default 1, the first)
  *   --lie-value N      the operation wrong-op echoes, the status
  *                      bad-status sends (as an int16; default 7)
@@ -77,7 +81,7 @@ union req {
 };
 
 enum lie { LIE_NONE, LIE_BAD_ID, LIE_WRONG_OP, LIE_BAD_STATUS, LIE_REPLAY,
-           LIE_OVERFLOW, LIE_RANGE_ID, LIE_STALE_ID };
+           LIE_OVERFLOW, LIE_RANGE_ID, LIE_STALE_ID, LIE_KEEP_MAPPED, LIE_STORM };
 
 #define MAX_NODES 16
 #define OPT_NODE 256
@@ -253,7 +257,7 @@ static void
 disconnect(void)
 {
     for (unsigned int i = 0; i < B.nq; i++) {
-        if (B.q[i].sring != NULL)
+        if (B.q[i].sring != NULL && B.lie != LIE_KEEP_MAPPED)
             xbd_gnttab_unmap(B.gt, B.q[i].sring, B.q[i].pages);
         if (B.q[i].lport >= 0)
             xbd_evtchn_unbind(B.ev, (uint32_t)B.q[i].lport);
@@ -476,6 +480,8 @@ push(struct fq *q)
     RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&q->br, notify);
     if (notify)
         xbd_evtchn_notify(B.ev, (uint32_t)q->lport);
+    for (int i = 0; B.lie == LIE_STORM && i < 100; i++)
+        xbd_evtchn_notify(B.ev, (uint32_t)q->lport);
 }
 
 /* Serve one queue; returns false when a --bounce should happen now. */
@@ -502,7 +508,8 @@ serve(struct fq *q)
             if (B.bounce != 0 && !B.bounced && B.requests > B.bounce)
                 return false;   /* this one stays unanswered */
             st = handle(&req, &op);
-            if (B.lie != LIE_NONE && !B.lied && B.responses + 1 >= B.lie_at) {
+            if (B.lie != LIE_NONE && B.lie < LIE_KEEP_MAPPED && !B.lied &&
+                B.responses + 1 >= B.lie_at) {
                 B.lied = true;
                 switch (B.lie) {
                 case LIE_BAD_ID:
@@ -535,6 +542,8 @@ serve(struct fq *q)
                         respond(q, k, BLKIF_OP_READ, BLKIF_RSP_OKAY);
                     break;
                 case LIE_NONE:
+                case LIE_KEEP_MAPPED:   /* not lies about a response */
+                case LIE_STORM:
                     break;
                 }
             } else {
@@ -594,7 +603,8 @@ react(void)
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.served2))
+            if (B.served && (B.bounce == 0 || B.served2) &&
+                B.lie != LIE_KEEP_MAPPED)      /* keep them until SIGTERM */
                 stop = 1;
         }
         break;
@@ -690,6 +700,8 @@ main(int argc, char **argv)
                     : strcmp(optarg, "overflow") == 0 ? LIE_OVERFLOW
                     : strcmp(optarg, "out-of-range-id") == 0 ? LIE_RANGE_ID
                     : strcmp(optarg, "stale-id") == 0 ? LIE_STALE_ID
+                    : strcmp(optarg, "keep-mapped") == 0 ? LIE_KEEP_MAPPED
+                    : strcmp(optarg, "storm") == 0 ? LIE_STORM
                     : LIE_NONE;
             if (B.lie == LIE_NONE)
                 die("--lie %s: unknown", optarg);
