@@ -497,6 +497,17 @@ mutator(void *arg)
             default: s->operation = (x & 1) ? BLKIF_OP_INDIRECT : BLKIF_OP_READ; break;
             }
         }
+        /* and the indirect pages, which the backend must copy out once */
+        if (E.ind != NULL) {
+            volatile struct blkif_request_segment *g =
+                (volatile struct blkif_request_segment *)&E.ind[x % 64];
+
+            switch ((x >> 8) % 3) {
+            case 0: g->gref = x; break;
+            case 1: g->last_sect = (uint8_t)(x >> 3); break;
+            default: g->first_sect = (uint8_t)(x >> 5); break;
+            }
+        }
     }
     return NULL;
 }
@@ -511,6 +522,8 @@ c_mutate(void)
 
     if (connect_honestly())
         return 1;
+    for (unsigned int i = 0; i < XBD_SEGS_PER_INDIRECT_PAGE; i++)
+        E.ind[i] = (struct blkif_request_segment){ E.data_ref[i % NDATA], 0, 7 };
     if (pthread_create(&t, NULL, mutator, NULL) != 0)
         die("pthread_create");
     for (unsigned int b = 0; b < batches && r == 0; b++) {
@@ -519,8 +532,21 @@ c_mutate(void)
 
         for (unsigned int i = 0; i < per; i++) {
             struct blkif_request q = rw(BLKIF_OP_READ, (uint64_t)i * 8);
+            struct blkif_request_indirect iq;
 
-            submit(&q, sizeof(q));
+            if (E.max_indirect >= 64 && i % 2) {
+                /* ind() would rewrite the pages under the mutator: build
+                 * the request only; the pages keep what they have */
+                memset(&iq, 0, sizeof(iq));
+                iq.operation = BLKIF_OP_INDIRECT;
+                iq.indirect_op = BLKIF_OP_READ;
+                iq.nr_segments = 64;
+                iq.sector_number = (uint64_t)i * 8;
+                iq.indirect_grefs[0] = E.ind_ref[0];
+                submit(&iq, sizeof(iq));
+            } else {
+                submit(&q, sizeof(q));
+            }
         }
         push();
         r = collect_ex(first, per, st, 10, true);
