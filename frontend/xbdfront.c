@@ -633,7 +633,7 @@ worker_main(void *arg)
     struct engine *e = w->e;
     double last_progress = 0;
     bool more = true;
-    uint64_t idle_ms = 0;
+    uint64_t last_done_ns = now_ns();
 
     for (;;) {
         int n;
@@ -677,8 +677,11 @@ worker_main(void *arg)
             }
             break;
         }
-        idle_ms = n == 0 ? idle_ms + 1000 : 0;
-        if (idle_ms >= (uint64_t)o.timeout_s * 1000u && w->busy > 0) {
+        /* Time without a completion, by the clock: spurious wake-ups (a
+         * backend's event storm) return from the poll early and often. */
+        if (n != 0 || w->busy == 0)
+            last_done_ns = now_ns();
+        if (now_ns() - last_done_ns >= (uint64_t)o.timeout_s * 1000000000u) {
             w->err = -ETIMEDOUT;
             snprintf(w->errmsg, sizeof(w->errmsg), "queue %u: no completion "
                      "for %u s with %u requests in flight (is the backend "
