@@ -16,8 +16,11 @@
 # These are figures, not pass/fail tests: nothing here fails on a number.
 #
 # Knobs (environment):
-#   BENCH_SECONDS=N   seconds per measurement (default 5: about 10 minutes)
-#   BENCH_QUICK=1     a ~2-minute variant: 1 s each, fewer ring sizes
+#   BENCH_SECONDS=N   seconds per measurement (default 2)
+#   BENCH_ROUNDS=N    rounds of every comparison, interleaved; the document
+#                     gives each point's median (default 3: about 12 minutes
+#                     in all)
+#   BENCH_QUICK=1     a ~3-minute variant: 1 s each, one round, fewer points
 #   BENCH_DOCDIR=DIR  where benchmarks.md and bench/ go (default: the
 #                     source tree's docs/)
 #   BENCH_IMAGE_MB=N  size of the tmpfs image (default 1024; quick 256)
@@ -34,12 +37,18 @@ export LC_ALL=C
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
     secs=${BENCH_SECONDS:-1}
+    rounds=${BENCH_ROUNDS:-1}
     image_mb=${BENCH_IMAGE_MB:-256}
-    ring_sizes=(1 8 64 256)
+    ring_sizes=(1 8 64)
+    mem_pages=(1 64) mem_queues=(1 4)
+    qds=(1 32)
 else
-    secs=${BENCH_SECONDS:-5}
+    secs=${BENCH_SECONDS:-2}
+    rounds=${BENCH_ROUNDS:-3}
     image_mb=${BENCH_IMAGE_MB:-1024}
     ring_sizes=(1 2 4 8 16 32 64 128 256)
+    mem_pages=(1 16 64) mem_queues=(1 2 4)
+    qds=(1 32 128)
 fi
 docdir=${BENCH_DOCDIR:-$top_srcdir/docs}
 plotdir=$docdir/bench
@@ -154,7 +163,7 @@ xbd() {
     xbdctl run-as guest1 -- xbdfront bench "$vdev" "$@" --seconds "$secs" --json >"$out" &
     local fe=$!
     # Half way: connect takes a moment, so sample after half the run.
-    sleep "$(awk -v s="$secs" 'BEGIN { print s / 2 + 0.3 }')"
+    sleep "$(awk -v s="$secs" 'BEGIN { print s / 2 }')"
     inflight=$(dev_in_flight "$vdev"); rss=$(rss_kb "$backd_pid")
     wait $fe || die "$key: xbdfront bench failed"
     c1=$(cpu_ticks "$backd_pid"); s1=$(cpu_ticks "$sim_pid"); t1=$(dev_totals "$vdev")
@@ -175,8 +184,8 @@ xbd() {
           be_batches_per_req: per(.batches), grant_copies_per_req: per(.grant_copies),
           grant_maps_per_req: per(.grant_maps), pgrant_hits_per_req: per(.pgrant_hits),
           be_in_flight: $inflight, be_rss_kb: $rss, load: $load }'
-    note "$(jq -r --arg k "$key" 'select(.key == $k) |
-        "\(.key): \(.iops | floor) IOPS, p50 \(.lat_p50_us) us, in flight at the daemon \(.be_in_flight)"' "$res")"
+    note "$(tail -n 1 "$res" | jq -r '
+        "\(.key): \(.iops | floor) IOPS, p50 \(.lat_p50_us) us, in flight at the daemon \(.be_in_flight)"')"
 }
 
 # fio_run KEY TRANSPORT SERVER_PID FIO-ARGS...: one fio job; SERVER_PID (or
@@ -200,12 +209,15 @@ fio_run() {
           cpu_client_us: (if $d.iops > 0 then ($j.usr_cpu + $j.sys_cpu) / 100 * 1e6 / $d.iops else 0 end),
           cpu_server_us: (if $d.total_ios > 0 then $cs / $hz * 1e6 / $d.total_ios else 0 end),
           load: $load }'
-    note "$(jq -r --arg k "$key" 'select(.key == $k) |
-        "\(.key): \(.iops | floor) IOPS, p50 \(.lat_p50_us) us"' "$res")"
+    note "$(tail -n 1 "$res" | jq -r '"\(.key): \(.iops | floor) IOPS, p50 \(.lat_p50_us) us"')"
 }
 
 # ---- queries on the results, for the document -------------------------------
-val() { jq -r --arg k "$1" "select(.key == \$k) | .$2" "$res" | head -n 1; }
+# val KEY FIELD: FIELD of KEY's median round (by IOPS).
+val() {
+    jq -s -r --arg k "$1" "[.[] | select(.key == \$k)] | sort_by(.iops // 0) |
+        if length == 0 then null else .[(length - 1) / 2 | floor].$2 end" "$res"
+}
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "" || v == "null") print "–"; else printf "%.*f", d, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "" || a == "null") print "–"; else printf "%.2f", a / b }'; }
 # verdict VALUE OP TARGET: "met" or "missed by N %"
@@ -219,21 +231,26 @@ verdict() {
 
 # =============================================================================
 say "1. ring size on latency-bound storage (null backing), ${secs}s per point"
-# An iodepth above any ring's capacity: 256 pages hold 8192 requests.
-depth1=16384
+# An iodepth above the ring's capacity: twice its slots, and at least 1024
+# (above the default frontend's 257-page pool).  Not more: the run ends
+# only when every request was answered, at the ring's pace.
+depth_for() { local d=$(($1 * 32 * 2)); echo $((d < 1024 ? 1024 : d)); }
 # Rings up to 256 pages (xbdkit to xbdkit); 2048 indirect segments so that
 # a frontend may ask for a larger grant pool; persistent grants for all of
 # that pool (the default, 1024 per queue, is below a 2049-page pool).
 start_backd --max-ring-order 8 --max-indirect 2048 --persistent-max 4096
 attach xvdb 'null:size=1G,latency=1ms' backendtype=phy
 attach xvdc 'null:size=1G,latency=10ms' backendtype=phy
+for round in $(seq "$rounds"); do
+note "round $round of $rounds"
 for p in "${ring_sizes[@]}"; do
     # As a frontend connects by default (256 indirect segments): its grant
     # pool of 257 pages bounds what a queue has in flight (see the notes).
-    xbd "ring-1ms-default-$p" xvdb --rw randread --bs 4k --iodepth $depth1 --ring-pages "$p"
+    xbd "ring-1ms-default-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p"
     # With 2048 indirect segments the pool holds 2049 pages: the ring rules.
-    xbd "ring-1ms-pool-$p" xvdb --rw randread --bs 4k --iodepth $depth1 --ring-pages "$p" --indirect 2048
-    xbd "ring-10ms-pool-$p" xvdc --rw randread --bs 4k --iodepth $depth1 --ring-pages "$p" --indirect 2048
+    xbd "ring-1ms-pool-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p" --indirect 2048
+    xbd "ring-10ms-pool-$p" xvdc --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p" --indirect 2048
+done
 done
 detach xvdc
 # The same 64-page point with the daemon's default persistent-grant cache
@@ -241,7 +258,7 @@ detach xvdc
 detach xvdb
 start_backd --max-ring-order 8 --max-indirect 2048
 attach xvdb 'null:size=1G,latency=1ms' backendtype=phy
-xbd "ring-1ms-pool-64-pmax1024" xvdb --rw randread --bs 4k --iodepth $depth1 --ring-pages 64 --indirect 2048
+xbd "ring-1ms-pool-64-pmax1024" xvdb --rw randread --bs 4k --iodepth "$(depth_for 64)" --ring-pages 64 --indirect 2048
 detach xvdb
 
 # =============================================================================
@@ -255,8 +272,13 @@ nbdkit --foreground --unix "$work/nbd.sock" file "$image" >"$work/nbdkit.log" 2>
 nbd_pid=$!
 wait_for 10 test -S "$work/nbd.sock" || die "nbdkit did not start"
 nbd_uri="nbd+unix:///?socket=$work/nbd.sock"
-workloads=("randread 4k 1" "randread 4k 32" "randread 4k 128"
-           "randwrite 4k 1" "randwrite 4k 32" "randwrite 4k 128" "read 128k 32")
+workloads=()
+for rw in randread randwrite; do
+    for qd in "${qds[@]}"; do workloads+=("$rw 4k $qd"); done
+done
+workloads+=("read 128k 32")
+for round in $(seq "$rounds"); do
+note "round $round of $rounds"
 for wl in "${workloads[@]}"; do
     read -r rw bs qd <<<"$wl"
     w="$rw-$bs-qd$qd"
@@ -269,6 +291,7 @@ for wl in "${workloads[@]}"; do
         # Latency at QD1: the frontend busy-polls, the daemon polls (default).
         xbd "xbd-poll-$w" xvda --rw "$rw" --bs "$bs" --iodepth 1 --poll-us 50
     fi
+done
 done
 kill -TERM "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || :; nbd_pid=
 
@@ -285,6 +308,8 @@ declare -A poll_modes=(
     [always]="--poll-start-rate 1 --poll-idle-us 1000000"
     [adaptive-nobatch]="--batch-budget 1"
 )
+for round in $(seq "$rounds"); do
+note "round $round of $rounds"
 for m in off adaptive always adaptive-nobatch; do
     detach xvda
     # shellcheck disable=SC2086 # word splitting of the option list is meant
@@ -295,26 +320,31 @@ for m in off adaptive always adaptive-nobatch; do
         xbd "notify-$m-fe$fp" xvda --rw randread --bs 4k --iodepth 32 --poll-us $fp
     done
 done
+done
 
 # =============================================================================
 say "4. grant path: persistent grants against grant copy"
 detach xvda
 start_backd
 attach_image
+for round in $(seq "$rounds"); do
 for wl in "randread 4k 32" "randwrite 4k 32" "read 128k 32"; do
     read -r rw bs qd <<<"$wl"
     xbd "grant-persistent-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd"
     xbd "grant-copy-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd" --no-persistent
 done
+done
 
 # =============================================================================
 say "6. queues: 1 against 2"
 attach xvdb 'null:size=1G' backendtype=phy
+for round in $(seq "$rounds"); do
 for t in "null xvdb" "file xvda"; do
     read -r what vdev <<<"$t"
     xbd "queues-$what-q1-d32" "$vdev" --rw randread --bs 4k --iodepth 32 --queues 1
     xbd "queues-$what-q1-d64" "$vdev" --rw randread --bs 4k --iodepth 64 --queues 1
     xbd "queues-$what-q2-d32" "$vdev" --rw randread --bs 4k --iodepth 32 --queues 2
+done
 done
 detach xvda; detach xvdb
 
@@ -326,9 +356,9 @@ say "5. memory: the daemon's RSS per device while connected"
 # requests per queue, so the ring and its tables are in use, not only
 # allocated.
 rss_field() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
-mem_secs=2
-for p in 1 16 64; do
-    for q in 1 2 4; do
+mem_secs=3
+for p in "${mem_pages[@]}"; do
+    for q in "${mem_queues[@]}"; do
         start_backd --max-ring-order 6 --max-queues 4
         attach xvdb 'null:size=1G,latency=1ms' backendtype=phy
         base=$(rss_kb "$backd_pid")
@@ -338,7 +368,7 @@ for p in 1 16 64; do
         fe=$!
         wait_for 10 sh -c "xbdctl stats --json | jq -e '.devices[] | select(.devid == ${devid[xvdb]} and .state == \"Connected\")'" ||
             die "memory: xvdb did not connect"
-        sleep 1
+        sleep 1.5
         conn=$(rss_kb "$backd_pid")
         anon=$(rss_field "$backd_pid" RssAnon); shmem=$(rss_field "$backd_pid" RssShmem)
         inflight=$(dev_in_flight xvdb)
@@ -381,7 +411,7 @@ mkdir -p "$plotdir"
 } >"$plotdir/transport.dat"
 {
     echo "# config ring_pages queues delta_kb"
-    for p in 1 16 64; do for q in 1 2 4; do
+    for p in "${mem_pages[@]}"; do for q in "${mem_queues[@]}"; do
         echo "\"${p}p x ${q}q\" $p $q $(val "mem-$p-$q" delta_kb)"
     done; done
 } >"$plotdir/memory.dat"
@@ -392,7 +422,7 @@ set grid
 set key top left
 
 set output "$plotdir/ring-size.png"
-set title "4 KiB random reads, null backing, iodepth $depth1 (${secs} s per point)"
+set title "4 KiB random reads, null backing, iodepth 2 x slots (${secs} s per point)"
 set xlabel "ring pages per queue"
 set ylabel "IOPS"
 set logscale xy 2
@@ -433,10 +463,13 @@ cat <<EOF
 # xbdkit benchmarks
 
 Produced by \`make bench\` (tests/bench/run-bench.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'),
-${secs} s per measurement$( [ "$quick" = 1 ] && echo ", quick variant (BENCH_QUICK=1)"), ${elapsed} s in all.
-Every comparison below ran in this one run, its variants one after the other,
-so that ratios are between neighbours in time: the machine is shared and noisy.
-These are figures, not pass/fail tests.
+${secs} s per measurement, ${rounds} round(s)$( [ "$quick" = 1 ] && echo ", quick variant (BENCH_QUICK=1)"), ${elapsed} s in all.
+Every comparison below ran in this one run, its variants one after the
+other, and the whole comparison ${rounds} time(s) over, so that ratios are
+between neighbours in time: the machine is shared and noisy.  Each figure is
+the round with the median IOPS (its other columns come from that same
+round); every round is in the raw results at the end.  These are figures,
+not pass/fail tests.
 
 ## Machine
 
@@ -466,13 +499,13 @@ ratio64_def=$(ratio "$(val ring-1ms-default-64 iops)" "$(val "ring-1ms-default-$
 ratio64_pool=$(ratio "$(val ring-1ms-pool-64 iops)" "$(val "ring-1ms-pool-$p_lo" iops)")
 ratio64_10=$(ratio "$(val ring-10ms-pool-64 iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
 ratio_max_10=$(ratio "$(val "ring-10ms-pool-${ring_sizes[-1]}" iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
-# bend SERIES LATENCY_MS POOL: the last ring size still within 70 % of what
-# its slots (or the frontend's pool, if smaller) allow at that latency.
+# bend SERIES: the last ring size whose IOPS still reach half of linear
+# scaling from the one-page point.
 bend() {
-    local last="none" p ideal
+    local last="none" p base
+    base=$(val "$1-$p_lo" iops)
     for p in "${ring_sizes[@]}"; do
-        ideal=$(( (p * 32 < $3 ? p * 32 : $3) * 1000 / $2 ))
-        if awk -v v="$(val "$1-$p" iops)" -v i="$ideal" 'BEGIN { exit !(v >= 0.7 * i) }'; then
+        if awk -v v="$(val "$1-$p" iops)" -v b="$base" -v k=$((p / p_lo)) 'BEGIN { exit !(v >= 0.5 * k * b) }'; then
             last=$p
         else
             break
@@ -488,8 +521,9 @@ cat <<EOF
 ## 1. Ring size on latency-bound storage
 
 4 KiB random reads from a \`null\` disk whose every request takes a fixed
-time (an io_uring timeout in the daemon), at iodepth ${depth1}, more than any
-ring holds (256 pages = 8192 slots), one queue.  One page holds 32 requests,
+time (an io_uring timeout in the daemon), one queue, at an iodepth of twice
+the ring's slots and at least 1024: more than the ring (and the default
+frontend's grant pool) holds, so requests always wait for a slot.  One page holds 32 requests,
 so at 1 ms it allows at most 32 000 IOPS; each doubling doubles that until
 something else limits.  Three series: the frontend as it connects by
 default; the same with 2048 indirect segments negotiated, which grows its
@@ -519,10 +553,10 @@ at 1 ms $(verdict "$ratio64_def" ">=" 15) with the default frontend and
 $(verdict "$ratio64_pool" ">=" 15) with the larger pool; at 10 ms
 $(verdict "$ratio64_10" ">=" 15).
 
-Where the curves bend (last ring size within 70 % of slots / latency, or
-pool / latency when the pool is smaller): 1 ms default after
-**$(bend ring-1ms-default 1 257)** pages, 1 ms with the larger pool after
-**$(bend ring-1ms-pool 1 2049)**, 10 ms after **$(bend ring-10ms-pool 10 2049)**.  Why:
+Where the curves bend (the last ring size whose IOPS still reach half of
+linear scaling from the one-page point): 1 ms default at
+**$(bend ring-1ms-default)** pages, 1 ms with the larger pool at
+**$(bend ring-1ms-pool)**, 10 ms at **$(bend ring-10ms-pool)**.  Why:
 
 - **While the ring is the limit**, IOPS follow slots / latency and the
   daemon holds as many requests as the ring has slots.
@@ -715,7 +749,7 @@ pages per queue).
 | ring pages | queues | before kB | connected kB | grown kB | of which anon / shmem kB | in flight | after disconnect kB |
 |---:|---:|---:|---:|---:|---|---:|---:|
 EOF
-for p in 1 16 64; do for q in 1 2 4; do
+for p in "${mem_pages[@]}"; do for q in "${mem_queues[@]}"; do
     k=mem-$p-$q
     echo "| $p | $q | $(val "$k" rss_base_kb) | $(val "$k" rss_conn_kb) | $(val "$k" delta_kb) | $(val "$k" rss_anon_kb) / $(val "$k" rss_shmem_kb) | $(val "$k" be_in_flight) | $(val "$k" rss_after_kb) |"
 done; done
