@@ -160,12 +160,20 @@ xbd() {
     commands+=("xbdctl run-as guest1 -- xbdfront bench $vdev $* --seconds $secs --json   # $key (xbd-backd ${backd_opts[*]})")
     ld=$(load1)
     t0=$(dev_totals "$vdev"); c0=$(cpu_ticks "$backd_pid"); s0=$(cpu_ticks "$sim_pid")
-    xbdctl run-as guest1 -- xbdfront bench "$vdev" "$@" --seconds "$secs" --json >"$out" &
+    xbdctl run-as guest1 -- xbdfront bench "$vdev" "$@" --seconds "$secs" --json >"$out" 2>"$work/fe.err" &
     local fe=$!
     # Half way: connect takes a moment, so sample after half the run.
     sleep "$(awk -v s="$secs" 'BEGIN { print s / 2 }')"
     inflight=$(dev_in_flight "$vdev"); rss=$(rss_kb "$backd_pid")
-    wait $fe || die "$key: xbdfront bench failed"
+    if ! wait $fe; then
+        # A failure is a finding, not the end of the run: keep its message
+        # for the document and go on with the next measurement.
+        record -n --arg key "$key" --arg err "$(tr '\n' ' ' <"$work/fe.err")" \
+            --arg cmd "${commands[-1]}" --argjson load "$ld" \
+            '{ key: $key, failed: true, error: $err, command: $cmd, load: $load }'
+        note "$key: FAILED: $(cat "$work/fe.err")"
+        return 0
+    fi
     c1=$(cpu_ticks "$backd_pid"); s1=$(cpu_ticks "$sim_pid"); t1=$(dev_totals "$vdev")
     record -n --arg key "$key" --slurpfile r "$out" --argjson t0 "$t0" --argjson t1 "$t1" \
         --argjson cb $((c1 - c0)) --argjson cs $((s1 - s0)) --argjson hz "$clk_tck" \
@@ -215,7 +223,7 @@ fio_run() {
 # ---- queries on the results, for the document -------------------------------
 # val KEY FIELD: FIELD of KEY's median round (by IOPS).
 val() {
-    jq -s -r --arg k "$1" "[.[] | select(.key == \$k)] | sort_by(.iops // 0) |
+    jq -s -r --arg k "$1" "[.[] | select(.key == \$k and (.failed | not))] | sort_by(.iops // 0) |
         if length == 0 then null else .[(length - 1) / 2 | floor].$2 end" "$res"
 }
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "" || v == "null") print "–"; else printf "%.*f", d, v }'; }
@@ -788,6 +796,17 @@ the storage or the memory bandwidth saturates; PROTOCOL.md §5 P3 reports
 +100 % at 4 queues for Linux blkback with per-queue pools, and P4 shows
 1→8 queues worth 148K→257K IOPS on a real SSD.
 
+EOF
+nfail=$(jq -s '[.[] | select(.failed)] | length' "$res")
+cat <<EOF
+
+## Failures during the run
+
+$( [ "$nfail" = 0 ] && echo "None: every measurement completed." || echo "$nfail measurement(s) failed; the figures above use the other rounds of the same point:")
+EOF
+jq -r 'select(.failed) | "- \(.key): \(.error) (command: \(.command))"' "$res"
+cat <<EOF
+
 ## Commands
 
 Every measurement, exactly as run (paths of this run's work directory):
@@ -800,7 +819,7 @@ xbdctl block-attach guest1 'null:size=1G,latency=10ms' vdev=xvdc backendtype=phy
 xbdctl block-attach guest1 /dev/shm/IMAGE vdev=xvda backendtype=qdisk direct-io-safe=1
 nbdkit --foreground --unix \$WORK/nbd.sock file /dev/shm/IMAGE
 EOF
-printf '%s\n' "${commands[@]}"
+printf '%s\n' "${commands[@]}" | awk '!seen[$0]++'
 echo '```'
 echo
 echo "Raw results (one JSON object per measurement):"
