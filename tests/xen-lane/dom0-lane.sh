@@ -1,0 +1,197 @@
+# tests/xen-lane/dom0-lane.sh -- the scenarios, run in dom0 (busybox sh),
+# sourced by /init once xenstored and xenconsoled run.
+#
+# Output conventions on the serial console (lane.sh reads them):
+#   @@RESULT <scenario> PASS|FAIL|SKIP <why>   the verdict, one per scenario
+#   @@BEGIN <name> ... @@END <name>            a section kept as logs/<name>.txt
+#   @@MARK ...                                 progress
+# Our programs are under /usr/local (or wherever the build's prefix put them).
+
+up() { cut -d' ' -f1 /proc/uptime; }
+mark() { echo "@@MARK $* uptime=$(up)"; }
+dump() { n=$1; shift; echo "@@BEGIN $n"; "$@" 2>&1; r=$?; echo "@@END $n"; return $r; }
+result() { echo "@@RESULT $*"; }
+
+VDEV=51712            # xvda
+DISK_MB=64
+
+# ---------------------------------------------------------------- helpers
+# mkdisk PATH: DISK_MB of random data; DISK_MD5 is its checksum.
+mkdisk() {
+    dd if=/dev/urandom of="$1" bs=1M count=$DISK_MB 2>/dev/null
+    DISK_MD5=$(md5sum "$1" | cut -d' ' -f1)
+}
+
+# domu_create NAME DISKSPEC DOMU-CMDLINE [XL-CFG-LINES]: xl create a PV domU
+# with 2 vCPUs running domu-init.sh; sets CREATE_RC and DOMID.
+domu_create() {
+    name=$1 cfg=/tmp/$1.cfg
+    cat > "$cfg" <<EOF
+name = "$1"
+type = "pv"
+kernel = "/guest/vmlinuz"
+ramdisk = "/guest/domu.cpio.gz"
+extra = "console=hvc0 loglevel=4 $3"
+memory = 256
+vcpus = 2
+disk = [ '$2' ]
+on_poweroff = "destroy"
+on_crash = "destroy"
+${4:-}
+EOF
+    dump "$1-xl-cfg" cat "$cfg"
+    mark "$1" create
+    timeout 120 xl -vvv create "$cfg" > "/tmp/$1.xl.log" 2>&1
+    CREATE_RC=$?
+    DOMID=$(xl domid "$1" 2>/dev/null)
+    mark "$1" create-returned rc=$CREATE_RC domid=$DOMID
+    [ $CREATE_RC = 0 ] || dump "$1-xl-create" tail -c 20000 "/tmp/$1.xl.log"
+    return $CREATE_RC
+}
+
+# domu_wait NAME [SECONDS]: wait for the domU's DOMU-RESULT line; sets
+# DOMU_RES (the line without its prefix) and returns 0 if it is a PASS.
+domu_wait() {
+    i=0
+    until clog "$1" | grep -aq 'DOMU-RESULT'; do
+        i=$((i+1)); [ $i -gt "${2:-240}" ] && break; sleep 1
+    done
+    DOMU_RES=$(clog "$1" | grep -a 'DOMU-RESULT' | head -1 | sed 's/.*DOMU-RESULT //')
+    DOMU_RES=${DOMU_RES:-"TIMEOUT (no DOMU-RESULT)"}
+    mark "$1" domu-result "$DOMU_RES"
+    case $DOMU_RES in PASS*) return 0;; *) return 1;; esac
+}
+
+# clog NAME: the domU's console as xenconsoled logged it, without the CRs.
+clog() { tr -d '\r' < "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
+
+# domu_console NAME: the domU's console, as a section.
+domu_console() { dump "$1-console" clog "$1"; }
+
+# check_geometry NAME DOMID PAGES QUEUES: the frontend and backend agreed on
+# PAGES ring pages per queue and QUEUES queues, both sides are Connected.
+# Sets WHY on failure.
+check_geometry() {
+    fe=/local/domain/$2/device/vbd/$VDEV
+    be=$(xenstore-read $fe/backend 2>/dev/null)
+    WHY=
+    [ "$(xenstore-read $fe/state 2>/dev/null)" = 4 ] || WHY="$WHY frontend-not-connected"
+    [ "$(xenstore-read $be/state 2>/dev/null)" = 4 ] || WHY="$WHY backend-not-connected"
+    nq=$(xenstore-read $fe/multi-queue-num-queues 2>/dev/null)
+    [ "$nq" = "$4" ] || WHY="$WHY multi-queue-num-queues=$nq(want $4)"
+    order=0 p=$3; while [ $p -gt 1 ]; do p=$((p/2)); order=$((order+1)); done
+    o=$(xenstore-read $fe/ring-page-order 2>/dev/null)
+    [ "$o" = "$order" ] || WHY="$WHY ring-page-order=$o(want $order)"
+    q=0
+    while [ $q -lt "$4" ]; do
+        xenstore-exists $fe/queue-$q/ring-ref$(($3 - 1)) ||
+            WHY="$WHY no-queue-$q/ring-ref$(($3 - 1))"
+        xenstore-exists $fe/queue-$q/ring-ref$3 && WHY="$WHY extra-queue-$q/ring-ref$3"
+        xenstore-exists $fe/queue-$q/event-channel || WHY="$WHY no-queue-$q/event-channel"
+        q=$((q+1))
+    done
+    mark "$1" geometry "${WHY:-ok}"
+    [ -z "$WHY" ]
+}
+
+# check_tree NAME DOMID: OUR xbd-check-tree against the live xenstored tree
+# must be clean (the tree with permissions is kept as a section).  Then a
+# control: an unknown node planted in the device's backend directory must
+# be reported, which proves the checker saw this device at all.  Sets WHY.
+check_tree() {
+    dump "$1-xenstore" xenstore-ls -fp
+    xbd-check-tree > /tmp/$1.ct 2>&1; rc=$?
+    dump "$1-check-tree" sh -c "cat /tmp/$1.ct; echo 'xbd-check-tree: exit $rc'"
+    WHY=
+    [ $rc = 0 ] || WHY="findings(exit $rc)"
+    be=$(xenstore-read /local/domain/$2/device/vbd/$VDEV/backend)
+    xenstore-write $be/xbd-lane-control 1
+    xbd-check-tree > /tmp/$1.ct 2>&1; rc=$?
+    xenstore-rm $be/xbd-lane-control
+    grep -q "$be/xbd-lane-control: unknown" /tmp/$1.ct && [ $rc = 1 ] ||
+        { WHY="$WHY control-not-reported(exit $rc)"; dump "$1-check-tree-control" cat /tmp/$1.ct; }
+    mark "$1" check-tree "${WHY:-clean}"
+    [ -z "$WHY" ]
+}
+
+# check_image NAME IMAGE: after a lane=blk domU, dom0 checks the image: the
+# pattern the domU wrote at 56 MiB, the ext2 filesystem (e2fsck) and the
+# files' contents.  Sets WHY on failure.
+check_image() {
+    WHY=
+    want=$(clog "$1" | grep -a 'DOMU-PATTERN' | head -1 | awk '{print $2}')
+    got=$(dd if="$2" bs=1M skip=56 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
+    [ -n "$want" ] && [ "$got" = "$want" ] || WHY="$WHY pattern($got!=$want)"
+    dump "$1-e2fsck" e2fsck -fn "$2" || WHY="$WHY e2fsck"
+    if mount -t ext4 -o ro,loop "$2" /mnt; then
+        clog "$1" | grep -a 'DOMU-FILE' | awk '{print $3 "  " $2}' > /tmp/$1.md5
+        [ -s /tmp/$1.md5 ] || WHY="$WHY no-files-listed"
+        (cd /mnt && dump "$1-files" md5sum -c /tmp/$1.md5) || WHY="$WHY files"
+        umount /mnt
+    else
+        WHY="$WHY mount"
+    fi
+    mark "$1" image "${WHY:-ok}"
+    [ -z "$WHY" ]
+}
+
+# verdict NAME: PASS if no step added to FAILS.
+verdict() {
+    if [ -z "$FAILS" ]; then result "$1" PASS "$2"; else result "$1" FAIL "$FAILS"; fi
+}
+
+# ============================================================== scenarios
+
+# 1. Linux's blkback serves Linux's blkfront with 16-page rings and 2 queues;
+#    OUR xbd-check-tree must find the live tree real Xen made clean.
+scn_kernel_blkback_tree() {
+    s=kernel-blkback-tree FAILS=
+    mkdisk /tmp/$s.img
+    # a plain file and backendtype=phy: libxl runs /etc/xen/scripts/block
+    # (losetup), the kernel's blkback serves the loop device
+    if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
+            "lane=blk md5=$DISK_MD5 ring_order=4 queues=2"; then
+        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
+        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+    else
+        FAILS="xl-create-rc=$CREATE_RC"
+    fi
+    domu_console $s
+    xl destroy $s
+    check_image $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
+    rm -f /tmp/$s.img
+    verdict $s "16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, image ok"
+}
+
+# 2. OUR libxbdfront (the xbdfront tool) in the domU's user space, against
+#    Linux's blkback in dom0.
+scn_xbdfront_kernel_blkback() {
+    s=xbdfront-kernel-blkback
+    command -v xbdfront >/dev/null || { result $s SKIP "xbdfront is not in this tree"; return; }
+    result $s FAIL "not written yet"
+}
+
+# 3a. OUR xbd-backd as a standing daemon for backendtype=phy with script=.
+scn_backd_phy() {
+    s=backd-phy
+    command -v xbd-backd >/dev/null || { result $s SKIP "xbd-backd is not in this tree"; return; }
+    result $s FAIL "not written yet"
+}
+
+# 3b. OUR xbd-backd spawned by libxl as the qdisk device model.
+scn_backd_qdisk() {
+    s=backd-qdisk
+    command -v xbd-backd >/dev/null || { result $s SKIP "xbd-backd is not in this tree"; return; }
+    result $s FAIL "not written yet"
+}
+
+run_scenarios() {
+    dump xl-info xl info
+    for s in "$@"; do
+        mark scenario $s begin
+        scn_$(echo $s | tr - _)
+        mark scenario $s end
+    done
+    mark all-scenarios-done
+}

@@ -1,0 +1,83 @@
+#!/bin/sh
+# A PV domU's /init (busybox sh).  What it does comes from its kernel command
+# line, written by dom0-lane.sh into the xl config's extra= line:
+#   lane=blk       Linux xen-blkfront (with ring_order= and queues=) on xvda:
+#                  read check, pattern write + O_DIRECT read-back, ext2 + files
+#   lane=xbdfront  no xen-blkfront: OUR xbdfront (libxbdfront) drives the
+#                  device from user space (gntalloc, evtchn, xenbus)
+#   md5=           md5 of the whole disk as dom0 made it (read check)
+# Everything dom0 needs is printed on hvc0, which xenconsoled logs in dom0:
+#   DOMU-PATTERN <md5>  DOMU-FILE <name> <md5>  DOMU-INFO ...
+#   DOMU-RESULT PASS|FAIL <why>   (last; the domU then idles until destroyed)
+export PATH=/usr/local/sbin:/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+lane=; md5=; ring_order=0; queues=1; xbdfront_args=
+for a in $(cat /proc/cmdline); do
+    case $a in lane=*|md5=*|ring_order=*|queues=*) eval "$a";; esac
+done
+up() { cut -d' ' -f1 /proc/uptime; }
+say() { echo "DOMU-$*"; }
+result() { say "RESULT $* uptime=$(up)"; idle; }
+idle() { while :; do sleep 3600; done; }   # keep the device connected for dom0
+say "MARK init lane=$lane uptime=$(up)"
+
+# ---------------------------------------------------------------- lane=blk
+# Disk layout (64 MiB): [0, 48 MiB) ext2; [56 MiB, 60 MiB) a random pattern.
+blk() {
+    modprobe xen-blkfront max_ring_page_order=$ring_order max_queues=$queues ||
+        result FAIL modprobe-xen-blkfront
+    i=0; while [ ! -b /dev/xvda ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+    [ -b /dev/xvda ] || result FAIL "no /dev/xvda"
+    say "INFO sectors=$(cat /sys/block/xvda/size) hw_queues=$(ls /sys/block/xvda/mq | wc -l) max_segments=$(cat /sys/block/xvda/queue/max_segments)"
+
+    # 1. what dom0 wrote is what we read
+    got=$(md5sum /dev/xvda | cut -d' ' -f1)
+    [ "$got" = "$md5" ] || result FAIL "read md5 $got, dom0 wrote $md5"
+
+    # 2. a pattern, written and read back with O_DIRECT (from the backend,
+    #    not our page cache); dom0 compares it with the image afterwards
+    dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
+    want=$(md5sum /tmp/pat | cut -d' ' -f1)
+    dd if=/tmp/pat of=/dev/xvda bs=1M seek=56 oflag=direct conv=fsync 2>/dev/null ||
+        result FAIL "pattern write"
+    back=$(dd if=/dev/xvda bs=1M skip=56 count=4 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+    [ "$back" = "$want" ] || result FAIL "pattern read back $back, wrote $want"
+    say "PATTERN $want"
+
+    # 3. a filesystem and files; checked again after a remount
+    mke2fs -q -F /dev/xvda 49152 >/dev/null || result FAIL mke2fs
+    mkdir -p /mnt
+    mount -t ext4 /dev/xvda /mnt || result FAIL mount
+    mkdir /mnt/dir
+    dd if=/dev/urandom of=/mnt/small bs=1k count=1 2>/dev/null
+    dd if=/dev/urandom of=/mnt/dir/medium bs=1k count=300 2>/dev/null
+    dd if=/dev/urandom of=/mnt/dir/large bs=1M count=6 2>/dev/null
+    (cd /mnt && md5sum small dir/medium dir/large) > /tmp/files.md5
+    umount /mnt || result FAIL umount
+    echo 3 > /proc/sys/vm/drop_caches
+    mount -t ext4 -o ro /dev/xvda /mnt || result FAIL remount
+    (cd /mnt && md5sum -c /tmp/files.md5 >/dev/null) || result FAIL "files differ after remount"
+    umount /mnt
+    while read -r sum name; do say "FILE $name $sum"; done < /tmp/files.md5
+    sync
+    result PASS "read, pattern, ext2 files"
+}
+
+# ----------------------------------------------------------- lane=xbdfront
+xbdfront_lane() {
+    modprobe xen-gntalloc; modprobe xen-evtchn; modprobe xen-gntdev
+    for d in gntalloc evtchn xenbus; do
+        [ -c /dev/xen/$d ] || result FAIL "no /dev/xen/$d"
+    done
+    # /extra/domu-run.sh style hook: the scenario's own commands
+    if [ -x /lane/domu-xbdfront.sh ]; then
+        . /lane/domu-xbdfront.sh
+    fi
+    result FAIL "no xbdfront scenario in this image"
+}
+
+case $lane in
+    blk) blk ;;
+    xbdfront) xbdfront_lane ;;
+    *) result FAIL "unknown lane=$lane" ;;
+esac
