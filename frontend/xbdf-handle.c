@@ -225,7 +225,76 @@ be_state(struct xbdfront *h)
     return s;
 }
 
-/* Write nodes (and our state) in one transaction, retried on EAGAIN. */
+/* Is `name` (an entry of the frontend directory) a transport node that an
+ * earlier connection may have left behind? */
+static bool
+is_transport_node(const char *name)
+{
+    return strncmp(name, "queue-", 6) == 0 ||
+           strncmp(name, XBDK_RING_REF, strlen(XBDK_RING_REF)) == 0 ||
+           strcmp(name, XBDK_EVENT_CHANNEL) == 0 ||
+           strcmp(name, XBDK_RING_PAGE_ORDER) == 0 ||
+           strcmp(name, XBDK_NUM_RING_PAGES) == 0 ||
+           strcmp(name, XBDK_MULTI_QUEUE_NUM_QUEUES) == 0;
+}
+
+/* Is `key` (relative to the frontend directory) one of the n nodes, or
+ * the directory of one of them? */
+static bool
+in_node_set(const struct xbdf_node *nodes, int n, const char *key)
+{
+    size_t kl = strlen(key);
+
+    for (int i = 0; i < n; i++)
+        if (strncmp(nodes[i].key, key, kl) == 0 &&
+            (nodes[i].key[kl] == '\0' || nodes[i].key[kl] == '/'))
+            return true;
+    return false;
+}
+
+/* Inside transaction t, remove the transport nodes of an earlier
+ * connection that the new set (nodes) does not overwrite: a stale
+ * multi-queue-num-queues or queue-N/ would send the backend to old grants.
+ * Nodes about to be rewritten are left alone (fewer watch events, and the
+ * sim's store cannot remove and re-create a node in one transaction).
+ * Goes one level into queue-N/.  false on a store error. */
+static bool
+remove_stale_nodes(struct xbdfront *h, xs_transaction_t t,
+                   const struct xbdf_node *nodes, int n, const char *sub)
+{
+    char dir[256], path[320];
+    unsigned int num = 0;
+    char **names;
+    bool okr;
+
+    if (sub == NULL)
+        snprintf(dir, sizeof(dir), "%s", h->fe_dir);
+    else
+        snprintf(dir, sizeof(dir), "%s/%s", h->fe_dir, sub);
+    names = xs_directory(h->xs, t, dir, &num);
+    okr = names != NULL || (sub != NULL && errno == ENOENT);
+    for (unsigned int i = 0; okr && i < num; i++) {
+        char key[128];
+
+        if (sub == NULL && !is_transport_node(names[i]))
+            continue;
+        if (sub == NULL)
+            snprintf(key, sizeof(key), "%s", names[i]);
+        else
+            snprintf(key, sizeof(key), "%s/%s", sub, names[i]);
+        snprintf(path, sizeof(path), "%s/%s", h->fe_dir, key);
+        if (!in_node_set(nodes, n, key))
+            okr = xs_rm(h->xs, t, path) || errno == ENOENT;
+        else if (sub == NULL && strncmp(names[i], "queue-", 6) == 0)
+            okr = remove_stale_nodes(h, t, nodes, n, names[i]);
+    }
+    free(names);
+    return okr;
+}
+
+/* Write nodes (and our state) in one transaction, retried on EAGAIN.  With
+ * nodes (a new connection's transport), whatever an earlier connection
+ * left is removed in the same transaction. */
 static int
 write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
             int state)
@@ -237,6 +306,9 @@ write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
         xs_transaction_t t = xs_transaction_start(h->xs);
         bool okw = t != XBT_NULL;
 
+        snprintf(path, sizeof(path), "%s", h->fe_dir);
+        if (okw && n > 0)
+            okw = remove_stale_nodes(h, t, nodes, n, NULL);
         for (int i = 0; okw && i < n; i++) {
             snprintf(path, sizeof(path), "%s/%s", h->fe_dir, nodes[i].key);
             okw = xs_write(h->xs, t, path, nodes[i].value,
@@ -444,6 +516,45 @@ connect_queues(struct xbdfront *h)
  * Connecting
  * ====================================================================== */
 
+/* Wait (bounded) until the backend's state is at least `want` or gone. */
+static void
+wait_backend(struct xbdfront *h, int want, unsigned int ms)
+{
+    int64_t deadline = now_ms() + ms;
+
+    while (be_state(h) < want) {
+        struct pollfd pfd = { .fd = xs_fileno(h->xs), .events = POLLIN };
+        int64_t left = deadline - now_ms();
+        char **w;
+
+        if (left <= 0)
+            return;
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            return;
+        while ((w = xs_check_watch(h->xs)) != NULL)
+            free(w);
+    }
+}
+
+/* Tell the backend we are going (Closing, then Closed) and give it a
+ * bounded time to mirror each, so that it has unmapped our rings before
+ * they are unshared; what it still maps then is quarantined by
+ * queue_release(). */
+static void
+close_handshake(struct xbdfront *h)
+{
+    if (h->xs == NULL || h->state == 0)
+        return;
+    if (h->state >= XenbusStateInitialised &&
+        h->state <= XenbusStateConnected) {
+        set_state(h, XenbusStateClosing);
+        wait_backend(h, XenbusStateClosing, h->connect_timeout_ms);
+    }
+    set_state(h, XenbusStateClosed);
+    if (h->nq > 0)
+        wait_backend(h, XenbusStateClosed, h->connect_timeout_ms);
+}
+
 int
 xbdfront_connect(struct xbdfront *h, const char *device)
 {
@@ -546,8 +657,7 @@ xbdfront_connect(struct xbdfront *h, const char *device)
     }
 
 fail:
-    if (h->xs != NULL && h->state != 0)
-        set_state(h, XenbusStateClosed);
+    close_handshake(h);
     release_all(h);
     if (h->xs != NULL)
         xs_close(h->xs);
@@ -563,40 +673,12 @@ fail:
     return r;
 }
 
-/* Wait (bounded) until the backend's state is at least `want` or gone. */
-static void
-wait_backend(struct xbdfront *h, int want, unsigned int ms)
-{
-    int64_t deadline = now_ms() + ms;
-
-    while (be_state(h) < want) {
-        struct pollfd pfd = { .fd = xs_fileno(h->xs), .events = POLLIN };
-        int64_t left = deadline - now_ms();
-        char **w;
-
-        if (left <= 0)
-            return;
-        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-            return;
-        while ((w = xs_check_watch(h->xs)) != NULL)
-            free(w);
-    }
-}
-
 void
 xbdfront_close(struct xbdfront *h)
 {
     if (h == NULL)
         return;
-    /* Closing, let the backend drain and mirror it, then Closed and let it
-     * unmap before the pages are unshared (what is still mapped after that
-     * is quarantined by queue_release). */
-    if (h->xs != NULL && h->state != 0) {
-        set_state(h, XenbusStateClosing);
-        wait_backend(h, XenbusStateClosing, h->connect_timeout_ms);
-        set_state(h, XenbusStateClosed);
-        wait_backend(h, XenbusStateClosed, h->connect_timeout_ms);
-    }
+    close_handshake(h);
     release_all(h);
     if (h->xs != NULL)
         xs_close(h->xs);

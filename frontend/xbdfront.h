@@ -65,21 +65,17 @@
  *   that become ready meanwhile.
  *
  * BUFFERS
- *   The backend can only reach memory this domain has granted to it.  Two
- *   kinds of buffer may be passed to the I/O calls:
- *     - buffers from xbdfront_buffer_alloc(): memory in the library's
- *       granted pool; I/O is zero-copy.  The caller frees them with
- *       xbdfront_buffer_free(), never with free(); all of them must be freed
- *       before xbdfront_close().
- *     - any other memory: the data is bounced through granted pages owned
- *       by the library (one copy each way).
+ *   The backend can only reach memory this domain has granted to it, so
+ *   the I/O calls take any caller memory and bounce the data through pages
+ *   of a per-queue pool granted to the backend once, at connect (one copy
+ *   each way).  Zero-copy buffers allocated from the granted pool are not
+ *   offered yet.
  *   A buffer belongs to the library from submission until its callback
  *   runs: do not read (for a read) or modify (for a write) it meanwhile.
  *   The library never frees a caller's buffer.
- *   When the toolstack marks the backend untrusted (`trusted=0`) the pool
- *   is not used for I/O: everything is bounced, pages are zeroed before
- *   they are first granted and persistent grants are off, so a malicious
- *   backend never sees unrelated memory nor keeps access to it.
+ *   Pool pages are zeroed before they are first granted, so a backend
+ *   never sees unrelated memory.  When the toolstack marks the backend
+ *   untrusted (`trusted=0`) persistent grants are not negotiated.
  *   A granted page that the backend still maps when the library ends
  *   access is quarantined, never reused (XSA-396).
  *
@@ -226,17 +222,6 @@ extern int64_t xbdfront_get_vdev(struct xbdfront *h);
 #define XBDFRONT_FEATURE_UNTRUSTED      (UINT64_C(1) << 7)
 /* A mask of XBDFRONT_FEATURE_*, or a negative errno. */
 extern int64_t xbdfront_get_features(struct xbdfront *h);
-
-/* ---- Buffers ----------------------------------------------------------- */
-
-/* Allocate `len` bytes (rounded up to whole pages, page-aligned) from the
- * granted pool: I/O on them is zero-copy.  -ENOSPC: the grant limit was
- * reached (on Xen, gntalloc's `limit` parameter, 1024 pages by default). */
-extern int xbdfront_buffer_alloc(struct xbdfront *h, size_t len,
-                                 void **buf_out);
-/* Free a buffer from xbdfront_buffer_alloc().  -EBUSY: it is part of a
- * request in flight. */
-extern int xbdfront_buffer_free(struct xbdfront *h, void *buf);
 
 /* ---- Asynchronous I/O -------------------------------------------------- */
 
