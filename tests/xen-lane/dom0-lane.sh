@@ -46,7 +46,24 @@ EOF
     DOMID=$(xl domid "$1" 2>/dev/null)
     mark "$1" create-returned rc=$CREATE_RC domid=$DOMID
     [ $CREATE_RC = 0 ] || dump "$1-xl-create" tail -c 20000 "/tmp/$1.xl.log"
+    [ -n "$DOMID" ] && console_follow "$1"
     return $CREATE_RC
+}
+
+# console_follow NAME: copy the domU's console to ours as it comes, each line
+# as "@@DOMU NAME line" (lane.sh makes logs/NAME-console.txt of them), so
+# that a run that hangs or times out still shows what the domU did.
+# domu_destroy NAME stops it and destroys the domain.
+console_follow() {
+    rm -f /tmp/$1.fifo; mkfifo /tmp/$1.fifo
+    awk -v n="$1" '{ sub(/\r$/, ""); print "@@DOMU " n " " $0; fflush() }' < /tmp/$1.fifo &
+    tail -f "/var/log/xen/console/guest-$1.log" > /tmp/$1.fifo &
+    FOLLOW_PID=$!
+}
+domu_destroy() {
+    xl destroy "$1"
+    [ -n "${FOLLOW_PID:-}" ] && kill $FOLLOW_PID
+    FOLLOW_PID=
 }
 
 # domu_wait NAME [SECONDS]: wait for the domU's DOMU-RESULT line; sets
@@ -62,11 +79,29 @@ domu_wait() {
     case $DOMU_RES in PASS*) return 0;; *) return 1;; esac
 }
 
+# domu_hold NAME DOMID: wait until the domU says it is about to hold its
+# device connected (DOMU-HOLD) or gave up (DOMU-RESULT), then until its
+# frontend is Connected.  domu_release DOMID lets it go on.
+domu_hold() {
+    i=0
+    until clog "$1" | grep -Eaq 'DOMU-(HOLD|RESULT)'; do
+        i=$((i+1)); [ $i -gt 240 ] && break; sleep 1
+    done
+    DOMU_RES=$(clog "$1" | grep -a 'DOMU-RESULT' | head -1 | sed 's/.*DOMU-RESULT //')
+    clog "$1" | grep -aq 'DOMU-HOLD' || { mark "$1" hold "${DOMU_RES:-timeout}"; return 1; }
+    i=0
+    until [ "$(xenstore-read /local/domain/$2/device/vbd/$VDEV/state 2>/dev/null)" = 4 ]; do
+        i=$((i+1)); [ $i -gt 120 ] && break; sleep 0.5
+    done
+    mark "$1" hold ok
+}
+domu_release() {
+    xenstore-write /local/domain/$1/lane/release 1
+    xenstore-chmod /local/domain/$1/lane/release n$1
+}
+
 # clog NAME: the domU's console as xenconsoled logged it, without the CRs.
 clog() { tr -d '\r' < "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
-
-# domu_console NAME: the domU's console, as a section.
-domu_console() { dump "$1-console" clog "$1"; }
 
 # check_geometry NAME DOMID PAGES QUEUES: the frontend and backend agreed on
 # PAGES ring pages per queue and QUEUES queues, both sides are Connected.
@@ -114,14 +149,20 @@ check_tree() {
     [ -z "$WHY" ]
 }
 
-# check_image NAME IMAGE: after a lane=blk domU, dom0 checks the image: the
-# pattern the domU wrote at 56 MiB, the ext2 filesystem (e2fsck) and the
-# files' contents.  Sets WHY on failure.
-check_image() {
-    WHY=
+# check_pattern NAME IMAGE: the 4 MiB the domU wrote at 56 MiB (its md5 is
+# on the domU's console) are in the image.  Sets WHY on failure.
+check_pattern() {
     want=$(clog "$1" | grep -a 'DOMU-PATTERN' | head -1 | awk '{print $2}')
     got=$(dd if="$2" bs=1M skip=56 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
-    [ -n "$want" ] && [ "$got" = "$want" ] || WHY="$WHY pattern($got!=$want)"
+    WHY=
+    [ -n "$want" ] && [ "$got" = "$want" ] || WHY="pattern($got!=$want)"
+    [ -z "$WHY" ]
+}
+
+# check_image NAME IMAGE: after a lane=blk domU, dom0 checks the image: the
+# pattern, the ext2 filesystem (e2fsck) and the files' contents.  Sets WHY.
+check_image() {
+    check_pattern "$1" "$2"
     dump "$1-e2fsck" e2fsck -fn "$2" || WHY="$WHY e2fsck"
     if mount -t ext4 -o ro,loop "$2" /mnt; then
         clog "$1" | grep -a 'DOMU-FILE' | awk '{print $3 "  " $2}' > /tmp/$1.md5
@@ -135,9 +176,15 @@ check_image() {
     [ -z "$WHY" ]
 }
 
-# verdict NAME: PASS if no step added to FAILS.
+# verdict NAME WHAT: PASS if no step added to FAILS; on a failure dom0's
+# kernel log is kept as a section.
 verdict() {
-    if [ -z "$FAILS" ]; then result "$1" PASS "$2"; else result "$1" FAIL "$FAILS"; fi
+    if [ -z "$FAILS" ]; then
+        result "$1" PASS "$2"
+    else
+        dump "$1-dmesg" dmesg
+        result "$1" FAIL "$FAILS"
+    fi
 }
 
 # ============================================================== scenarios
@@ -157,19 +204,37 @@ scn_kernel_blkback_tree() {
     else
         FAILS="xl-create-rc=$CREATE_RC"
     fi
-    domu_console $s
-    xl destroy $s
+    domu_destroy $s
     check_image $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
     rm -f /tmp/$s.img
     verdict $s "16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, image ok"
 }
 
 # 2. OUR libxbdfront (the xbdfront tool) in the domU's user space, against
-#    Linux's blkback in dom0.
+#    Linux's blkback in dom0: 16-page rings and 2 queues negotiated, the
+#    data checked in dom0.
 scn_xbdfront_kernel_blkback() {
-    s=xbdfront-kernel-blkback
+    s=xbdfront-kernel-blkback FAILS=
     command -v xbdfront >/dev/null || { result $s SKIP "xbdfront is not in this tree"; return; }
-    result $s FAIL "not written yet"
+    mkdisk /tmp/$s.img
+    if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
+            "lane=xbdfront md5=$DISK_MD5 queues=2"; then
+        # while the domU's xbdfront write holds the device connected
+        domu_hold $s $DOMID || FAILS="$FAILS hold:$DOMU_RES"
+        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
+        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+        domu_release $DOMID
+        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+    else
+        FAILS="xl-create-rc=$CREATE_RC"
+    fi
+    domu_destroy $s
+    check_pattern $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
+    want=$(clog $s | grep -a 'DOMU-REGION0' | head -1 | awk '{print $2}')
+    got=$(dd if=/tmp/$s.img bs=1M count=32 2>/dev/null | md5sum | cut -d' ' -f1)
+    [ -n "$want" ] && [ "$got" = "$want" ] || FAILS="$FAILS verify-region($got!=$want)"
+    rm -f /tmp/$s.img
+    verdict $s "xbdfront: 16 ring pages x 2 queues with Linux blkback, read/write/verify, image ok"
 }
 
 # 3a. OUR xbd-backd as a standing daemon for backendtype=phy with script=.

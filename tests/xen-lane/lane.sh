@@ -25,7 +25,8 @@
 # Knobs (environment):
 #   XEN_LANE_DIR=/tmp/xbd-xen-lane   work directory: downloads, images, logs
 #   XEN_LANE_SCENARIOS="..."         scenarios to run (default: all, in order)
-#   XEN_LANE_TIMEOUT=480             seconds before qemu is killed
+#   XEN_LANE_TIMEOUT=540             seconds before qemu is killed
+#   XEN_LANE_LOGLEVEL=6              dom0 kernel console loglevel (7: more)
 #   XEN_LANE_SHELL=1                 interactive dom0 shell after the scenarios
 #                                    (console on this terminal; Ctrl-a x quits)
 set -euo pipefail
@@ -36,7 +37,7 @@ BUILDDIR=$(cd "$BUILDDIR" && pwd)
 W=${XEN_LANE_DIR:-/tmp/xbd-xen-lane}
 ALL_SCENARIOS="kernel-blkback-tree xbdfront-kernel-blkback backd-phy backd-qdisk"
 SCENARIOS=${XEN_LANE_SCENARIOS:-$ALL_SCENARIOS}
-TIMEOUT=${XEN_LANE_TIMEOUT:-480}
+TIMEOUT=${XEN_LANE_TIMEOUT:-540}
 XENVER=4.17
 ARCH_TRIPLET=x86_64-linux-gnu
 # Host packages: qemu to boot; busybox/cpio/kmod to make the images; the Xen
@@ -145,13 +146,23 @@ add_ours() {
     cp -a "$W/stage"/. "$R"/
     find "$W/stage" -type f -perm -u+x | while read -r f; do
         file "$f" | grep -q 'ELF.*dynamically linked' || continue
-        LD_LIBRARY_PATH=$STAGE_LIBDIR ldd "$f" | grep -o '/[^ )]*' | while read -r lib; do
+        LD_LIBRARY_PATH=$STAGE_LIBDIRS ldd "$f" | grep -o '/[^ )]*' | while read -r lib; do
             case $lib in "$W/stage"/*) continue;; esac
             [ -e "$R$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$R$lib"
         done
     done
-    echo "$LIBDIR" > "$R/etc/ld.so.conf"
+    # glibc dlopen()s libgcc_s for pthread_cancel, unknown to ldd; xl and
+    # libxbdfront abort without it
+    install -D -m 0644 /lib/$ARCH_TRIPLET/libgcc_s.so.1 "$R/lib/$ARCH_TRIPLET/libgcc_s.so.1"
+    echo "$LIBDIRS" > "$R/etc/ld.so.conf"
     ldconfig -r "$R"
+    # every program of ours must load inside the image as it is
+    find "$W/stage" -type f -perm -u+x | while read -r f; do
+        file "$f" | grep -q 'ELF.*dynamically linked' || continue
+        if chroot "$R" /lib64/ld-linux-x86-64.so.2 --list "${f#"$W/stage"}" | grep 'not found'; then
+            echo "FAIL: check-xen: ${f#"$W/stage"} does not load in $R" >&2; exit 1
+        fi
+    done
 }
 
 mk_cpio() { # ROOT OUT.cpio.gz
@@ -164,10 +175,12 @@ stage_ours() {
     rm -rf "$W/stage"
     make -s -C "$BUILDDIR" install DESTDIR="$W/stage" > "$W/install.log" 2>&1 ||
         { tail -20 "$W/install.log" >&2; echo "FAIL: check-xen: make install failed" >&2; exit 1; }
-    LIBDIR=$(sed -n 's/^libdir=//p' "$BUILDDIR/frontend/xbdfront.pc")
-    LIBDIR=${LIBDIR:-/usr/local/lib}
-    STAGE_LIBDIR=$W/stage$LIBDIR
-    rm -rf "$W/stage/$(dirname "$LIBDIR")/include" "$W/stage"/*/*/share "$W/stage"/usr/share
+    # the directories our shared libraries went to (the configured libdir)
+    LIBDIRS=$(find "$W/stage" -name '*.so*' -printf '%h\n' | sed "s|^$W/stage||" | sort -u)
+    STAGE_LIBDIRS=$(echo $LIBDIRS | sed "s|^|$W/stage|; s| |:$W/stage|g")
+    # headers, man pages, libtool and pkg-config files are not needed inside
+    find "$W/stage" -depth \( -name include -o -name share -o -name pkgconfig \) \
+        -type d -exec rm -rf {} +
     find "$W/stage" -name '*.la' -delete
 }
 
@@ -180,6 +193,8 @@ build_images() {
     busybox_root "$D"
     copy_mods "$D" xen-blkfront xen-gntalloc xen-gntdev xen-evtchn ext4
     add_ours "$D"
+    copy_bin "$D" /usr/bin/xenstore
+    ln -sf xenstore "$D/usr/bin/xenstore-read"
     install -m 0755 "$HERE/domu-init.sh" "$D/init"
     mk_cpio "$D" "$W/domu.cpio.gz"
 
@@ -195,8 +210,6 @@ build_images() {
     for b in chmod exists list ls read rm watch write; do
         ln -sf xenstore "$R/usr/bin/xenstore-$b"
     done
-    # glibc dlopen()s libgcc_s for pthread_cancel; xl aborts at exit without it
-    install -D -m 0644 /lib/$ARCH_TRIPLET/libgcc_s.so.1 "$R/lib/$ARCH_TRIPLET/libgcc_s.so.1"
     for b in /usr/lib/xen-$XENVER/bin/*; do
         case ${b##*/} in pygrub|xenpvnetboot|xendomains) continue;; esac
         file -L "$b" | grep -q ELF && copy_bin "$R" "$b"
@@ -226,7 +239,7 @@ build_images() {
 boot() {
     local xen_cmd="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot
         dom0_mem=1024M,max:1024M dom0_max_vcpus=2 smap=0"
-    local dom0_cmd="console=hvc0 earlyprintk=xen loglevel=6 rdinit=/init"
+    local dom0_cmd="console=hvc0 earlyprintk=xen loglevel=${XEN_LANE_LOGLEVEL:-6} rdinit=/init"
     local serial="$W/logs/serial.log" rc
     log "boot (TCG, timeout ${TIMEOUT}s); console in $serial"
     if [ "${XEN_LANE_SHELL:-0}" = 1 ]; then
@@ -253,11 +266,13 @@ boot() {
 
 # --------------------------------------------------------- 5. results
 # Sections between "@@BEGIN name" and "@@END name" become $W/logs/name.txt
-# (xenstore dumps, daemon logs, domU consoles).
+# (xenstore dumps, checker output, daemon logs); "@@DOMU name line" lines
+# become $W/logs/name-console.txt (each domU's console).
 split_log() {
     awk -v dir="$W/logs" '
         /@@BEGIN /{f=$0; sub(/.*@@BEGIN /,"",f); sub(/[ ].*/,"",f); next}
         /@@END /{f=""; next}
+        /^@@DOMU /{n=$2; l=$0; sub(/^@@DOMU [^ ]* /,"",l); print l > (dir "/" n "-console.txt"); next}
         f!=""{print > (dir "/" f ".txt")}' "$W/logs/serial.log"
 }
 
