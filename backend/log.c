@@ -37,6 +37,9 @@ level_name(int level)
     }
 }
 
+static void vlog(int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 vlog(int level, const char *fmt, va_list ap)
 {

@@ -543,7 +543,7 @@ domain_new(struct host *h, uint32_t domid, const char *name, struct domain **out
 
         snprintf(xpath, sizeof(xpath), "%s/d%u.xs", h->cfg.dir, domid);
         r = xs_server_listen(h->xs, domid, xpath);
-        if (r >= 0 && domid != 0)
+        if (r >= 0)     /* for dom0: name and domid, as on a Xen host */
             r = xs_server_introduce(h->xs, domid, name);
         if (r < 0) {
             snprintf(err, errlen, "xenstore for domain %u: %s", domid, strerror(-r));

@@ -122,3 +122,17 @@ run_as() {
     local dom=$1; shift
     xbdctl run-as "$dom" -- "$@"
 }
+
+# ---- xbd-backd ------------------------------------------------------------
+# start_backd LOG [OPTION]...: xbd-backd in the background against the sim
+# start_sim started, with --debug, its log in LOG (printed at exit); waits
+# for its control socket; stops it at exit.  Sets backd_pid.
+start_backd() {
+    local log=$1; shift
+    requires xbd-backd --help
+    xbd-backd --debug "$@" 2>"$log" &
+    backd_pid=$!
+    cleanup_fn kill_wait $backd_pid
+    cleanup_fn "echo '--- xbd-backd log'; cat '$log'"
+    wait_for 10 test -S "$XBD_SIM_DIR/xbd-backd.sock" || fail "xbd-backd did not start"
+}

@@ -140,7 +140,7 @@ cmd_run_as(int argc, char **argv)
 static const struct command {
     const char *name;
     int nargs;                  /* arguments after the name; -1: at least 3,
-                                   -2: at least 2 */
+                                   -2: at least 2, -3: the handler checks */
     const char *usage;
     const char *help;
     int (*fn)(int argc, char **argv);
@@ -161,6 +161,12 @@ static const struct command {
       xbdctl_block_detach },
     { "block-list", 1, "DOMAIN",
       "list a domain's disks with backend and frontend states", xbdctl_block_list },
+    { "status", -3, "",
+      "every device xbd-backd serves: states, ring, queues, features, errors",
+      xbdctl_status },
+    { "stats", -3, "[--json]",
+      "xbd-backd's per-queue counters, as a table or as the daemon's JSON",
+      xbdctl_stats },
 };
 
 static void
@@ -169,7 +175,8 @@ usage(FILE *f)
     size_t i;
 
     fprintf(f, "Usage: xbdctl COMMAND [ARG]...\n"
-               "The toolstack for xbd-sim; run as dom0 (XBD_SIM_DIR set).\n\n");
+               "The toolstack for xbd-sim; run as dom0 (XBD_SIM_DIR set).  status and\n"
+               "stats also work on Xen: they only need xbd-backd's control socket.\n\n");
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].usage,
                 commands[i].help);

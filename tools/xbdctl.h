@@ -12,4 +12,8 @@ int xbdctl_block_attach(int argc, char **argv);
 int xbdctl_block_detach(int argc, char **argv);
 int xbdctl_block_list(int argc, char **argv);
 
+/* status.c: ask xbd-backd on its control socket. */
+int xbdctl_status(int argc, char **argv);
+int xbdctl_stats(int argc, char **argv);
+
 #endif /* XBDCTL_H */

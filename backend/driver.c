@@ -1,0 +1,412 @@
+/* xbd-backd — choosing a backing driver from `params`, and the per-queue
+ * io_uring engine every driver shares.  See driver.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+int
+xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- params ---------------------------------------------------------------
+ *
+ *   /path            a raw image or block device (file driver)
+ *   raw:/path        the same; "aio:", "file:" and "phy:" are aliases
+ *                    (QEMU maps aio to raw; libxl writes phy paths bare)
+ *   null:k=v,...     no storage (null driver)
+ *   nbd:URI          an NBD export, when built with libnbd
+ *
+ * Image formats we do not parse ourselves get a message that says how to
+ * serve them anyway.
+ */
+struct prefix {
+    const char *name;
+    const struct xbd_driver *drv;
+};
+
+static const struct prefix prefixes[] = {
+    { "raw", &xbd_driver_file },
+    { "aio", &xbd_driver_file },
+    { "file", &xbd_driver_file },
+    { "phy", &xbd_driver_file },
+    { "null", &xbd_driver_null },
+#ifdef XBD_NBD_DRIVER
+    { "nbd", &xbd_driver_nbd },
+#endif
+};
+
+static const char *const image_formats[] = {
+    "qcow", "qcow2", "vhd", "vpc", "vhdx", "vmdk", "vdi", "qed",
+};
+
+int
+xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
+                 struct xbd_backing **out, char *err, size_t errlen)
+{
+    const char *colon;
+    size_t n, i;
+
+    *out = NULL;
+    if (params == NULL || params[0] == '\0')
+        return xbd_backing_error(err, errlen, -EINVAL,
+                                 "params is empty: nothing to open");
+    if (params[0] == '/')
+        return xbd_driver_file.open(params, opts, out, err, errlen);
+    colon = strchr(params, ':');
+    if (colon == NULL)
+        return xbd_backing_error(err, errlen, -EINVAL,
+                                 "params '%s' is neither an absolute path nor "
+                                 "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI)",
+                                 params);
+    n = (size_t)(colon - params);
+    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (strlen(prefixes[i].name) == n && strncmp(params, prefixes[i].name, n) == 0)
+            return prefixes[i].drv->open(colon + 1, opts, out, err, errlen);
+    }
+    for (i = 0; i < sizeof(image_formats) / sizeof(image_formats[0]); i++) {
+        if (strlen(image_formats[i]) == n && strncmp(params, image_formats[i], n) == 0)
+            return xbd_backing_error(err, errlen, -ENOTSUP,
+                                     "image format '%.*s' is not read by xbd-backd: "
+                                     "export the image with qemu-nbd or "
+                                     "qemu-storage-daemon and use nbd:URI",
+                                     (int)n, params);
+    }
+#ifndef XBD_NBD_DRIVER
+    if (n == 3 && strncmp(params, "nbd", 3) == 0)
+        return xbd_backing_error(err, errlen, -ENOTSUP,
+                                 "nbd backing not built in: rebuild with libnbd "
+                                 "(apt-get install libnbd-dev)");
+#endif
+    return xbd_backing_error(err, errlen, -EINVAL,
+                             "unknown backing type '%.*s' in params '%s'",
+                             (int)n, params, params);
+}
+
+int
+xbd_backing_info(struct xbd_backing *b, struct xbd_backing_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    return b->drv->info(b, out);
+}
+
+void
+xbd_backing_close(struct xbd_backing *b)
+{
+    if (b != NULL)
+        b->drv->close(b);
+}
+
+/* ---- The engine ------------------------------------------------------------ */
+
+struct xbd_ioq {
+    struct io_uring ring;
+    struct xbd_backing *b;
+    int efd;                        /* registered: signalled per completion */
+    unsigned int in_flight;         /* added, completion not yet delivered */
+    unsigned int unsubmitted;       /* prepared since the last submit */
+
+    /* Connection drivers (drv->prep == NULL). */
+    void *conn;
+    struct xbd_io *done_head, **done_tail;  /* finished, not yet reaped */
+    bool armed_in, armed_out;       /* a poll request is in the ring */
+};
+
+/* user_data of the poll requests watching a connection's fd. */
+static char poll_tag_in, poll_tag_out;
+
+int
+xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
+             char *err, size_t errlen)
+{
+    struct xbd_ioq *q = calloc(1, sizeof(*q));
+    unsigned int entries = 1;
+    int r;
+
+    *out = NULL;
+    if (q == NULL)
+        return xbd_backing_error(err, errlen, -ENOMEM, "out of memory");
+    while (entries < depth && entries < 4096)
+        entries *= 2;
+    q->b = b;
+    q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->efd < 0) {
+        r = -errno;
+        free(q);
+        return xbd_backing_error(err, errlen, r, "eventfd: %s", strerror(-r));
+    }
+    r = io_uring_queue_init(entries, &q->ring, 0);
+    if (r < 0) {
+        close(q->efd);
+        free(q);
+        return xbd_backing_error(err, errlen, r, "io_uring_queue_init(%u): %s",
+                                 entries, strerror(-r));
+    }
+    r = io_uring_register_eventfd(&q->ring, q->efd);
+    if (r < 0) {
+        io_uring_queue_exit(&q->ring);
+        close(q->efd);
+        free(q);
+        return xbd_backing_error(err, errlen, r, "io_uring_register_eventfd: %s",
+                                 strerror(-r));
+    }
+    q->done_tail = &q->done_head;
+    if (b->drv->prep == NULL) {
+        r = b->drv->conn_open(b, q, &q->conn, err, errlen);
+        if (r < 0) {
+            io_uring_queue_exit(&q->ring);
+            close(q->efd);
+            free(q);
+            return r;
+        }
+    }
+    *out = q;
+    return 0;
+}
+
+void
+xbd_ioq_close(struct xbd_ioq *q)
+{
+    if (q == NULL)
+        return;
+    if (q->conn != NULL)
+        q->b->drv->conn_close(q->conn);
+    io_uring_queue_exit(&q->ring);
+    close(q->efd);
+    free(q);
+}
+
+int
+xbd_ioq_fd(struct xbd_ioq *q)
+{
+    return q->efd;
+}
+
+unsigned int
+xbd_ioq_in_flight(const struct xbd_ioq *q)
+{
+    return q->in_flight;
+}
+
+/* Prepare io into a fresh submission entry. */
+static int
+prep_one(struct xbd_ioq *q, struct xbd_io *io)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+    int r;
+
+    if (sqe == NULL) {
+        /* The submission ring is full: push it out and try again. */
+        r = xbd_ioq_submit(q);
+        if (r < 0)
+            return r;
+        sqe = io_uring_get_sqe(&q->ring);
+        if (sqe == NULL)
+            return -EBUSY;
+    }
+    io->sync_done = false;
+    r = q->b->drv->prep(q->b, sqe, io);
+    if (r < 0) {
+        io_uring_prep_nop(sqe);
+        io->sync_done = true;
+        io->sync_result = r;
+    }
+    io_uring_sqe_set_data(sqe, io);
+    q->unsubmitted++;
+    return 0;
+}
+
+void
+xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result)
+{
+    uint64_t one = 1;
+
+    io->sync_done = true;
+    io->sync_result = result;
+    io->next = NULL;
+    *q->done_tail = io;
+    q->done_tail = &io->next;
+    (void)!write(q->efd, &one, sizeof(one));    /* reap will find it */
+}
+
+int
+xbd_ioq_add(struct xbd_ioq *q, struct xbd_io *io)
+{
+    int r;
+
+    io->done = 0;
+    io->result = 0;
+    io->ioq = q;
+    if (q->conn != NULL) {
+        q->in_flight++;
+        r = q->b->drv->conn_start(q->conn, io);
+        if (r < 0)
+            xbd_ioq_complete(q, io, r);     /* still exactly one completion */
+        return 0;
+    }
+    r = prep_one(q, io);
+    if (r == 0)
+        q->in_flight++;
+    return r;
+}
+
+/* Make sure a poll request watches the connection in each direction it
+ * waits for. */
+static void
+arm_conn(struct xbd_ioq *q)
+{
+    struct io_uring_sqe *sqe;
+    int fd = -1;
+    short want = q->b->drv->conn_poll(q->conn, &fd);
+
+    if ((want & POLLIN) && !q->armed_in && (sqe = io_uring_get_sqe(&q->ring)) != NULL) {
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+        io_uring_sqe_set_data(sqe, &poll_tag_in);
+        q->armed_in = true;
+        q->unsubmitted++;
+    }
+    if ((want & POLLOUT) && !q->armed_out && (sqe = io_uring_get_sqe(&q->ring)) != NULL) {
+        io_uring_prep_poll_add(sqe, fd, POLLOUT);
+        io_uring_sqe_set_data(sqe, &poll_tag_out);
+        q->armed_out = true;
+        q->unsubmitted++;
+    }
+}
+
+int
+xbd_ioq_submit(struct xbd_ioq *q)
+{
+    int r;
+
+    if (q->conn != NULL)
+        arm_conn(q);
+    if (q->unsubmitted == 0)
+        return 0;
+    r = io_uring_submit(&q->ring);
+    if (r >= 0)
+        q->unsubmitted = 0;
+    return r;
+}
+
+/* What a completion means for io: 1 finished (io->result set), 0 resumed. */
+static int
+finish_one(struct xbd_ioq *q, struct xbd_io *io, int res)
+{
+    int64_t r;
+
+    if (io->sync_done)
+        r = io->sync_result;
+    else if (q->b->drv->complete != NULL)
+        r = q->b->drv->complete(q->b, io, res);
+    else
+        r = res;
+    if ((io->op != XBD_IO_READ && io->op != XBD_IO_WRITE) || io->sync_done) {
+        io->result = r < 0 ? r : io->op == XBD_IO_READ || io->op == XBD_IO_WRITE ?
+                                 (int64_t)io->len : 0;
+        return 1;
+    }
+    if (r < 0) {
+        io->result = r;
+        return 1;
+    }
+    if (r == 0) {                   /* end of file inside the range */
+        io->result = -EIO;
+        return 1;
+    }
+    io->done += (uint64_t)r;
+    if (io->done >= io->len) {
+        io->result = (int64_t)io->len;
+        return 1;
+    }
+    /* A short transfer: carry on from where it stopped. */
+    if (prep_one(q, io) < 0) {
+        io->result = -EIO;
+        return 1;
+    }
+    return 0;
+}
+
+unsigned int
+xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
+             void (*done)(struct xbd_io *io, void *ctx), void *ctx)
+{
+    struct io_uring_cqe *cqe;
+    unsigned int n = 0;
+    uint64_t v;
+
+    /* Clear the eventfd first: a completion after this re-arms it. */
+    (void)!read(q->efd, &v, sizeof(v));
+    while (n < max && io_uring_peek_cqe(&q->ring, &cqe) == 0) {
+        void *data = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+
+        io_uring_cqe_seen(&q->ring, cqe);
+        if (data == &poll_tag_in || data == &poll_tag_out) {
+            /* The connection is ready: the driver makes progress and
+             * queues what finished with xbd_ioq_complete. */
+            if (data == &poll_tag_in)
+                q->armed_in = false;
+            else
+                q->armed_out = false;
+            q->b->drv->conn_notify(q->conn, res < 0 ? (short)POLLERR : (short)res);
+            continue;
+        }
+        if (!finish_one(q, data, res))
+            continue;
+        q->in_flight--;
+        n++;
+        done(data, ctx);
+    }
+    while (n < max && q->done_head != NULL) {
+        struct xbd_io *io = q->done_head;
+
+        q->done_head = io->next;
+        if (q->done_head == NULL)
+            q->done_tail = &q->done_head;
+        finish_one(q, io, 0);
+        q->in_flight--;
+        n++;
+        done(io, ctx);
+    }
+    if (n == max) {
+        /* Completions may remain: keep the fd readable for the caller. */
+        v = 1;
+        (void)!write(q->efd, &v, sizeof(v));
+    }
+    (void)xbd_ioq_submit(q);        /* resumed short transfers */
+    return n;
+}
+
+int
+xbd_ioq_wait(struct xbd_ioq *q, unsigned int timeout_ms)
+{
+    struct __kernel_timespec ts = {
+        .tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+    };
+    struct io_uring_cqe *cqe;
+    int r;
+
+    if (q->done_head != NULL)
+        return 0;
+    (void)xbd_ioq_submit(q);
+    r = io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts);
+    return r == 0 ? 0 : -ETIME;
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# xbd-backd's operation: limits from a config file with the command line
+# winning, a pidfile, a second daemon refused on the same control socket,
+# SIGHUP applying new limits to devices probed afterwards (and keeping what
+# needs a restart), a broken config on reload keeping the running one.
+source "$srcdir/functions.sh"
+set -e
+requires command -v xenstore-read
+d=$(test_tmpdir)
+start_sim "$d/sim" --domain guest1
+truncate -s 8M "$d/disk.img"
+node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+be=/local/domain/0/backend/qdisk/1
+
+cat >"$d/conf" <<CONF
+# limits for the test
+max-ring-order = 2
+max-queues = 2
+max-indirect = 32
+CONF
+start_backd "$d/backd.log" --config "$d/conf" --max-indirect 64 --pidfile "$d/pid"
+[ "$(cat "$d/pid")" = $backd_pid ] || fail "pidfile"
+
+# A second daemon on the same socket is refused and leaves the first alone.
+if xbd-backd 2>"$d/second"; then fail "a second daemon started"; fi
+grep -q 'another xbd-backd answers' "$d/second" || fail "unclear refusal: $(cat "$d/second")"
+xbdctl status >/dev/null || fail "the first daemon stopped answering"
+
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvda >/dev/null
+wait_for 10 node_is $be/51712/state 2 || fail "no InitWait"
+node_is $be/51712/max-ring-page-order 2 || fail "max-ring-order from the file"
+node_is $be/51712/max-ring-pages 4 || fail "max-ring-pages from the file"
+node_is $be/51712/multi-queue-max-queues 2 || fail "max-queues from the file"
+node_is $be/51712/feature-max-indirect-segments 64 || fail "the command line did not win"
+
+# Reload: new limits for devices probed from now on.
+cat >"$d/conf" <<CONF
+max-ring-order = 3
+max-indirect = 0
+persistent-max = 0
+kind = vbd
+CONF
+kill -HUP $backd_pid
+wait_for 10 grep -q 'configuration reloaded' "$d/backd.log" || fail "no reload"
+grep -q 'kind cannot change without a restart' "$d/backd.log" || fail "no warning for kind"
+node_is $be/51712/max-ring-page-order 2 || fail "a device in InitWait changed its offer"
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb >/dev/null
+wait_for 10 node_is $be/51728/state 2 || fail "qdisk no longer served after the reload"
+node_is $be/51728/max-ring-page-order 3 || fail "new max-ring-order not applied"
+node_is $be/51728/feature-persistent 0 || fail "persistent-max 0 not applied"
+node_is $be/51728/feature-max-indirect-segments 64 || fail "command line lost on reload"
+
+# A broken file on reload: the running configuration stays.
+echo "max-queues = 0" >"$d/conf"
+kill -HUP $backd_pid
+wait_for 10 grep -q 'keeping the running configuration' "$d/backd.log" ||
+    fail "a broken config was not refused"
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdc >/dev/null
+wait_for 10 node_is $be/51744/state 2 || fail "no InitWait after a refused reload"
+node_is $be/51744/max-ring-page-order 3 || fail "the refused reload changed something"
+
+kill -TERM $backd_pid
+wait $backd_pid || fail "exit status after SIGTERM"
+test ! -e "$d/pid" || fail "pidfile left behind"
