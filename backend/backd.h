@@ -111,13 +111,16 @@ struct xbd_daemon *xbd_daemon_new(const struct xbd_config *cfg,
 int xbd_daemon_xs_fd(const struct xbd_daemon *d);
 int xbd_daemon_wake_fd(const struct xbd_daemon *d);
 
-/* Handle whatever is pending: watch events, failed queues.  Never blocks
- * on the store except for its own requests. */
-void xbd_daemon_run_watches(struct xbd_daemon *d);
+/* Handle whatever is pending: watch events (returns true when it stopped
+ * at its bound with more perhaps queued: call again without waiting),
+ * failed queues and finished drains.  Never blocks on the store except for
+ * its own requests. */
+bool xbd_daemon_run_watches(struct xbd_daemon *d);
 void xbd_daemon_run_failures(struct xbd_daemon *d);
 
-/* Once a second: resize polling, detach grace periods. */
-void xbd_daemon_tick(struct xbd_daemon *d);
+/* Once a second: resize polling, detach grace periods, and a check that
+ * the store still answers (-1 when it does not: the daemon cannot go on). */
+int xbd_daemon_tick(struct xbd_daemon *d);
 
 /* New limits for future connects (SIGHUP). */
 void xbd_daemon_set_config(struct xbd_daemon *d, const struct xbd_config *cfg);

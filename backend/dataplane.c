@@ -57,9 +57,11 @@
 #define BUF_BUDGET_MAX          (64u << 20)
 /* Persistent grants unused this long are unmapped. */
 #define PGRANT_IDLE_NS          (60ull * 1000000000)
-/* Spurious wakeups in a row before we stop listening for a while. */
+/* Spurious wakeups in a row before we stop listening for a while; the
+ * pause doubles while the storm goes on, up to the maximum. */
 #define SPURIOUS_STORM          64u
-#define STORM_PAUSE_MS          1
+#define STORM_PAUSE_MIN_MS      1
+#define STORM_PAUSE_MAX_MS      64
 
 #define STAT_ADD(q, field, n) \
     __atomic_fetch_add(&(q)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -133,6 +135,7 @@ struct xbd_queue {
     struct pending *fence;          /* a flush/barrier waiting to start */
     bool fence_holds;               /* a barrier is running: take nothing new */
     bool blocked;                   /* consume stopped with requests left */
+    RING_IDX last_req_prod;         /* as seen by the last consume */
     size_t buf_in_use, buf_budget, max_req_bytes;
     unsigned int max_segs;
 
@@ -142,6 +145,7 @@ struct xbd_queue {
 
     bool need_push;                 /* responses written, not yet pushed */
     unsigned int spurious_run;
+    int storm_pause_ms;             /* the next pause, when storming */
     bool polling;
     uint64_t rate_window_ns;        /* start of the arrival-rate window */
     unsigned int rate_count;
@@ -722,6 +726,11 @@ consume(struct xbd_queue *q, unsigned int budget)
         ring_fail(q, why);
         return 0;
     }
+    /* Every entry holds a request not yet answered: the frontend is
+     * limited by the ring size (a hint to negotiate a bigger ring). */
+    if (rp != q->last_req_prod && rp - q->ring.rsp_prod_pvt == q->nr_ents)
+        STAT_ADD(q, ring_full, 1);
+    q->last_req_prod = rp;
     q->lim.sectors = __atomic_load_n(&q->sectors, __ATOMIC_RELAXED);
     /* Until a completion frees what is missing, each of these stops us
      * with requests left (q->blocked: do not spin on them). */
@@ -731,8 +740,10 @@ consume(struct xbd_queue *q, unsigned int budget)
 
         q->blocked = q->fence != NULL || q->fence_holds ||      /* ordering */
                      q->buf_in_use + q->max_req_bytes > q->buf_budget ||
+                     /* Never after the overflow check above; kept as the
+                      * bound of the pending table. */
                      RING_REQUEST_CONS_OVERFLOW(&q->ring, rc) ||
-                     q->free_list == NULL;  /* bounded by the ring: never */
+                     q->free_list == NULL;
         if (q->blocked)
             break;
         p = q->free_list;
@@ -830,6 +841,7 @@ queue_thread(void *arg)
         if (done > 0 || taken > 0) {
             q->last_work_ns = now;
             q->spurious_run = 0;
+            q->storm_pause_ms = STORM_PAUSE_MIN_MS;
             if (q->polling)
                 STAT_ADD(q, poll_hits, 1);
             continue;
@@ -844,6 +856,9 @@ queue_thread(void *arg)
                 q->polling = false;
             }
         }
+        /* An event storm (many wakeups in a row with nothing to do): keep
+         * the port masked and do not listen for a while, longer each time. */
+        storm = q->spurious_run >= SPURIOUS_STORM;
         if (timeout != 0) {
             /* About to sleep: re-arm req_event, then look once more. */
             if (!q->failed && !q->blocked) {
@@ -851,7 +866,7 @@ queue_thread(void *arg)
                 if (more)
                     continue;
             }
-            if (masked) {
+            if (masked && !storm) {
                 /* Unmask only now that the work is done. */
                 xbd_evtchn_unmask(q->ev, (uint32_t)q->port);
                 masked = false;
@@ -859,20 +874,26 @@ queue_thread(void *arg)
         }
         if (timeout < 0 && q->pgc.lru_head != NULL)
             timeout = 1000;             /* wake to expire idle grants */
-        storm = q->spurious_run >= SPURIOUS_STORM;
         pfd[nfds++] = (struct pollfd){ .fd = q->wake_fd, .events = POLLIN };
         pfd[nfds++] = (struct pollfd){ .fd = xbd_ioq_fd(q->ioq), .events = POLLIN };
         if (!storm)
             pfd[nfds++] = (struct pollfd){ .fd = xbd_evtchn_fd(q->ev), .events = POLLIN };
         else if (timeout != 0)
-            timeout = STORM_PAUSE_MS;   /* an event storm: ignore it a while */
+            timeout = q->storm_pause_ms;
         r = poll(pfd, (nfds_t)nfds, timeout);
         if (r < 0 && errno != EINTR) {
             ring_fail(q, "poll failed");
             break;
         }
-        if (storm && timeout == STORM_PAUSE_MS)
+        if (storm) {
+            STAT_ADD(q, storm_pauses, 1);
+            /* Listen again (the next sleep unmasks); a storm that goes on
+             * trips the threshold again and pauses longer. */
             q->spurious_run = 0;
+            if (q->storm_pause_ms < STORM_PAUSE_MAX_MS)
+                q->storm_pause_ms *= 2;
+            continue;
+        }
         if (!storm && (pfd[2].revents & POLLIN)) {
             int port = xbd_evtchn_pending(q->ev);
 
@@ -1005,6 +1026,7 @@ xbd_queue_start(const struct xbd_queue_cfg *cfg, struct xbd_queue **out,
         .flush = cfg->flush, .discard = cfg->discard,
         .discard_secure = cfg->discard_secure,
     };
+    q->storm_pause_ms = STORM_PAUSE_MIN_MS;
     q->rl.interval_ms = 5000;
     q->rl.burst = 10;
 

@@ -32,8 +32,11 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
  *   /path            a raw image or block device (file driver)
  *   raw:/path        the same; "aio:", "file:" and "phy:" are aliases
  *                    (QEMU maps aio to raw; libxl writes phy paths bare)
+ *   raw:TARGET       raw data over another driver: "aio:nbd://host/x" is
+ *                    what libxl writes for a qdisk with target=nbd://host/x
  *   null:k=v,...     no storage (null driver)
- *   nbd:URI          an NBD export, when built with libnbd
+ *   nbd:URI          an NBD export, when built with libnbd; a bare NBD URI
+ *                    (nbd://, nbds://, nbd+unix://, ...) too
  *
  * Image formats we do not parse ourselves get a message that says how to
  * serve them anyway.
@@ -41,26 +44,32 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
 struct prefix {
     const char *name;
     const struct xbd_driver *drv;
+    bool format;                    /* names the raw format, not a driver */
 };
 
 static const struct prefix prefixes[] = {
-    { "raw", &xbd_driver_file },
-    { "aio", &xbd_driver_file },
-    { "file", &xbd_driver_file },
-    { "phy", &xbd_driver_file },
-    { "null", &xbd_driver_null },
+    { "raw", &xbd_driver_file, true },
+    { "aio", &xbd_driver_file, true },
+    { "file", &xbd_driver_file, true },
+    { "phy", &xbd_driver_file, true },
+    { "null", &xbd_driver_null, false },
 #ifdef XBD_NBD_DRIVER
-    { "nbd", &xbd_driver_nbd },
+    { "nbd", &xbd_driver_nbd, false },
 #endif
+};
+
+/* NBD URI schemes: such params are a URI as a whole (nbd://host/x). */
+static const char *const nbd_schemes[] = {
+    "nbd", "nbds", "nbd+unix", "nbds+unix", "nbd+vsock", "nbds+vsock",
 };
 
 static const char *const image_formats[] = {
     "qcow", "qcow2", "vhd", "vpc", "vhdx", "vmdk", "vdi", "qed",
 };
 
-int
-xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
-                 struct xbd_backing **out, char *err, size_t errlen)
+static int
+open_params(const char *params, const struct xbd_backing_opts *opts,
+            struct xbd_backing **out, char *err, size_t errlen, bool under_format)
 {
     const char *colon;
     size_t n, i;
@@ -78,9 +87,33 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
                                  "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI)",
                                  params);
     n = (size_t)(colon - params);
+    if (strncmp(colon, "://", 3) == 0) {
+        for (i = 0; i < sizeof(nbd_schemes) / sizeof(nbd_schemes[0]); i++) {
+            if (strlen(nbd_schemes[i]) != n || strncmp(params, nbd_schemes[i], n) != 0)
+                continue;
+#ifdef XBD_NBD_DRIVER
+            return xbd_driver_nbd.open(params, opts, out, err, errlen);
+#else
+            return xbd_backing_error(err, errlen, -ENOTSUP,
+                                     "nbd backing not built in: rebuild with libnbd "
+                                     "(apt-get install libnbd-dev)");
+#endif
+        }
+    }
     for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        if (strlen(prefixes[i].name) == n && strncmp(params, prefixes[i].name, n) == 0)
-            return prefixes[i].drv->open(colon + 1, opts, out, err, errlen);
+        const char *arg = colon + 1;
+
+        if (strlen(prefixes[i].name) != n || strncmp(params, prefixes[i].name, n) != 0)
+            continue;
+        if (!prefixes[i].format)
+            return prefixes[i].drv->open(arg, opts, out, err, errlen);
+        if (under_format)
+            return xbd_backing_error(err, errlen, -EINVAL, "params: '%.*s:' "
+                                     "inside another format prefix", (int)n, params);
+        /* raw:TARGET where TARGET is a driver's params, not a path. */
+        if (arg[0] != '/' && strchr(arg, ':') != NULL)
+            return open_params(arg, opts, out, err, errlen, true);
+        return prefixes[i].drv->open(arg, opts, out, err, errlen);
     }
     for (i = 0; i < sizeof(image_formats) / sizeof(image_formats[0]); i++) {
         if (strlen(image_formats[i]) == n && strncmp(params, image_formats[i], n) == 0)
@@ -99,6 +132,13 @@ xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
     return xbd_backing_error(err, errlen, -EINVAL,
                              "unknown backing type '%.*s' in params '%s'",
                              (int)n, params, params);
+}
+
+int
+xbd_backing_open(const char *params, const struct xbd_backing_opts *opts,
+                 struct xbd_backing **out, char *err, size_t errlen)
+{
+    return open_params(params, opts, out, err, errlen, false);
 }
 
 int

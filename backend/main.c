@@ -94,7 +94,7 @@ main(int argc, char **argv)
     sigset_t mask;
     uint64_t next_tick;
     int sfd, r, status = 1;
-    bool running = true;
+    bool running = true, more;
 
     r = load_config(&cfg, argc, argv, err, sizeof(err));
     if (r == 1)
@@ -150,7 +150,7 @@ main(int argc, char **argv)
             sock);
 
     /* The initial watch fire is already queued: this claims what exists. */
-    xbd_daemon_run_watches(d);
+    more = xbd_daemon_run_watches(d);
     next_tick = now_ms() + TICK_MS;
     while (running) {
         struct pollfd pfd[3 + 16];
@@ -161,7 +161,7 @@ main(int argc, char **argv)
         pfd[1] = (struct pollfd){ .fd = xbd_daemon_wake_fd(d), .events = POLLIN };
         pfd[2] = (struct pollfd){ .fd = sfd, .events = POLLIN };
         n += xbd_control_pollfds(ctl, pfd + 3, 16);
-        timeout = now >= next_tick ? 0 : (int)(next_tick - now);
+        timeout = more || now >= next_tick ? 0 : (int)(next_tick - now);
         if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
             xbd_log(LOG_ERR, "poll: %s", strerror(errno));
             break;
@@ -183,11 +183,12 @@ main(int argc, char **argv)
             break;
         if (pfd[1].revents)
             xbd_daemon_run_failures(d);
-        if (pfd[0].revents)
-            xbd_daemon_run_watches(d);
+        if (pfd[0].revents || more)
+            more = xbd_daemon_run_watches(d);
         xbd_control_handle(ctl, pfd + 3, n - 3, d);
         if (now_ms() >= next_tick) {
-            xbd_daemon_tick(d);
+            if (xbd_daemon_tick(d) < 0)
+                break;
             next_tick = now_ms() + TICK_MS;
         }
     }

@@ -163,12 +163,13 @@ struct xbd_queue_stats {
     uint64_t err_grant;             /* grant copy/map failures */
     uint64_t err_io;                /* backing errors */
     uint64_t in_flight;
-    uint64_t ring_full;             /* times responses waited for ring space */
+    uint64_t ring_full;             /* times the frontend had filled the ring */
     uint64_t notify_sent, notify_received, spurious_wakeups;
     uint64_t polls, poll_hits;
     uint64_t grant_copies, grant_maps, pgrant_hits, pgrant_misses,
              pgrant_evictions;
     uint64_t batches;               /* io_uring submissions */
+    uint64_t storm_pauses;          /* event storms sat out (port kept masked) */
 };
 void xbd_queue_get_stats(struct xbd_queue *q, struct xbd_queue_stats *out);
 

@@ -19,7 +19,10 @@
  * Nothing else is ever taken over, and we never remove a node we did not
  * write.
  *
- * Threads: all of this runs on the control thread, except on_fail().
+ * Threads: all of this runs on the control thread, except on_fail() (on
+ * a dataplane thread) and reap() (a short-lived thread per closing
+ * connection that stops its queues); both only record under a device's
+ * fail_lock and write the eventfd that wakes the control thread.
  */
 #include <config.h>
 
@@ -63,8 +66,7 @@ enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
     X(err_bad_request) X(err_grant) X(err_io) X(in_flight) X(ring_full) \
     X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
     X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
-    X(pgrant_evictions) X(batches)
-
+    X(pgrant_evictions) X(batches) X(storm_pauses)
 
 #define NO_FAIL (-2)
 
@@ -75,7 +77,7 @@ struct device {
     uint32_t fdom, devid;
     char name[48];                  /* "qdisk/5/51712", for logs */
     char be[128];                   /* our directory */
-    char fe[128];                   /* the frontend's, once claimed */
+    char fe[128];                   /* the only frontend dir we accept */
     enum claim claim;
     int ours;                       /* XenbusState we last set */
     bool dirty;
@@ -95,16 +97,25 @@ struct device {
     unsigned int nq;                /* queues running */
     struct xbd_queue *q[XBD_MAX_QUEUES];
     struct xbd_queue_stats past;    /* counters of queues already stopped */
-    struct xbd_ratelimit rl;        /* lines the guest can provoke */
+    struct xbd_ratelimit rl;        /* failures: the guest can provoke them */
+    struct xbd_ratelimit rl_state;  /* state changes: a flapping frontend too */
 
     uint64_t offline_since;         /* ms when online=0 was seen; 0: online */
     char error[320];                /* the last failure, for status */
 
-    /* Written by on_fail() on a dataplane thread. */
+    /* Draining: the queues of the last connection are being stopped by
+     * a reaper thread (see disconnect()); nothing that needs them gone
+     * (Closed, InitWait, closing the backing, freeing) happens meanwhile. */
+    bool draining;
+    pthread_t reaper;
+
+    /* Written on other threads (on_fail() on a dataplane thread, the
+     * reaper when done), read by the control thread; under fail_lock. */
     pthread_mutex_t fail_lock;
     bool fail_pending;
     unsigned int fail_queue;
     char fail_why[200];
+    bool reaped;
 };
 
 struct xbd_daemon {
@@ -114,7 +125,7 @@ struct xbd_daemon {
     uint32_t self;
     char base[48];                  /* /local/domain/<self>/backend */
     unsigned int kinds;             /* what we actually serve */
-    int wake_fd;                    /* eventfd: a queue failed */
+    int wake_fd;                    /* eventfd: a queue failed, a drain ended */
     struct device *devices;
 };
 
@@ -230,31 +241,56 @@ in_transaction(struct device *dev, const char *what,
 
 /* ---- state ----------------------------------------------------------------- */
 
-/* Idempotent: writes only when the store does not already say s; one log
+static bool write_limits(struct device *dev, xs_transaction_t t);
+
+/* What goes into the store with a state change, in one transaction. */
+struct state_change {
+    int state;
+    const char *error;              /* also write the `error` node */
+    bool limits;                    /* also (re)publish our limits */
+};
+
+/* Never re-create a directory the toolstack removed meanwhile: everything
+ * is written only if `state` still exists, in the same transaction. */
+static int
+tx_state(struct device *dev, xs_transaction_t t, void *arg)
+{
+    const struct state_change *c = arg;
+    char *v = xs_get(dev->d, t, dev->be, XBDK_STATE);
+    int cur = xbd_parse_state(v);
+
+    if (v == NULL)
+        return 0;
+    free(v);
+    if (c->limits && !write_limits(dev, t))
+        return -1;
+    if (c->error != NULL && !xs_put(dev->d, t, dev->be, XBDK_ERROR, "%s", c->error))
+        return -1;
+    if (cur != c->state && !xs_put(dev->d, t, dev->be, XBDK_STATE, "%d", c->state))
+        return -1;
+    return 1;
+}
+
+/* Idempotent: writes only what the store does not already say; one log
  * line per change. */
 static void
-set_state(struct device *dev, int s)
+change_state(struct device *dev, const struct state_change *c)
 {
-    bool present;
-    int cur = read_state(dev->d, dev->be, &present);
-
-    if (!present)
-        return;                         /* directory gone: nothing to tell */
-    if (cur != s && !xs_put(dev->d, XBT_NULL, dev->be, XBDK_STATE, "%d", s))
-        xbd_log(LOG_ERR, "%s: writing state %s: %s", dev->name, xbd_state_name(s),
-                strerror(errno));
-    if (dev->ours != s)
-        xbd_log(LOG_INFO, "%s: %s -> %s", dev->name, xbd_state_name(dev->ours),
-                xbd_state_name(s));
-    dev->ours = s;
+    /* -1: logged, the next step retries; 0: the directory is gone. */
+    if (in_transaction(dev, "state", tx_state, (void *)c) <= 0)
+        return;
+    if (dev->ours != c->state)
+        xbd_log_limited(&dev->rl_state, LOG_INFO, "%s: %s -> %s", dev->name,
+                        xbd_state_name(dev->ours), xbd_state_name(c->state));
+    dev->ours = c->state;
 }
 
 static void
-record_error(struct device *dev, const char *why)
+set_state(struct device *dev, int s)
 {
-    snprintf(dev->error, sizeof(dev->error), "%s", why);
-    if (!xs_put(dev->d, XBT_NULL, dev->be, XBDK_ERROR, "%s", why))
-        xbd_log(LOG_ERR, "%s: writing error node: %s", dev->name, strerror(errno));
+    struct state_change c = { .state = s };
+
+    change_state(dev, &c);
 }
 
 /* ---- queues ------------------------------------------------------------------ */
@@ -278,19 +314,62 @@ on_fail(void *ctx, unsigned int index, const char *why)
     }
 }
 
-/* Stop every queue: drain in-flight I/O within the configured bound, join
- * the threads, unmap, unbind.  Safe to repeat. */
-static void
-disconnect(struct device *dev)
-{
-    uint64_t deadline = now_ms() + dev->d->cfg.drain_ms;
+/* What a reaper thread stops: one connection's queues. */
+struct reap_job {
+    struct device *dev;
+    unsigned int n;
+    unsigned int drain_ms;
+    struct xbd_queue *q[XBD_MAX_QUEUES];
+};
 
-    if (dev->nq > 0)
-        xbd_log(LOG_DEBUG, "%s: stopping %u queue(s)", dev->name, dev->nq);
-    for (unsigned int i = dev->nq; i-- > 0;) {
+static void
+stop_queues(struct xbd_queue *const *q, unsigned int n, unsigned int drain_ms)
+{
+    uint64_t deadline = now_ms() + drain_ms;
+
+    for (unsigned int i = n; i-- > 0;) {
         uint64_t now = now_ms();
         unsigned int left = now < deadline ? (unsigned int)(deadline - now) : 0;
 
+        /* Every queue gets a moment even after a slow one. */
+        xbd_queue_stop(q[i], left > 100 ? left : 100);
+    }
+}
+
+static void *
+reap(void *arg)
+{
+    struct reap_job *job = arg;
+    struct device *dev = job->dev;
+    uint64_t one = 1;
+
+    stop_queues(job->q, job->n, job->drain_ms);
+    pthread_mutex_lock(&dev->fail_lock);
+    dev->reaped = true;
+    pthread_mutex_unlock(&dev->fail_lock);
+    if (write(dev->d->wake_fd, &one, sizeof(one)) < 0) {
+        /* Cannot overflow in practice. */
+    }
+    free(job);
+    return NULL;
+}
+
+/* Stop every queue: drain in-flight I/O within the configured bound, join
+ * the threads, unmap, unbind.  Done by a reaper thread, so that a device
+ * whose storage hangs does not hold up every other device's state changes
+ * for --drain-ms: afterwards dev->draining is set until the reaper is done
+ * (xbd_daemon_run_failures() then joins it and steps the device again).
+ * Callers that need the queues gone check dev->draining and come back
+ * later.  Safe to repeat. */
+static void
+disconnect(struct device *dev)
+{
+    struct reap_job *job;
+
+    if (dev->nq == 0)
+        return;
+    xbd_log(LOG_DEBUG, "%s: stopping %u queue(s)", dev->name, dev->nq);
+    for (unsigned int i = 0; i < dev->nq; i++) {
         struct xbd_queue_stats s;
 
         /* Keep the device's counters across reconnects. */
@@ -299,10 +378,22 @@ disconnect(struct device *dev)
 #define X(n) dev->past.n += s.n;
         STAT_FIELDS(X)
 #undef X
-        /* Every queue gets a moment even after a slow one. */
-        xbd_queue_stop(dev->q[i], left > 100 ? left : 100);
-        dev->q[i] = NULL;
     }
+    job = calloc(1, sizeof(*job));
+    if (job != NULL) {
+        job->dev = dev;
+        job->n = dev->nq;
+        job->drain_ms = dev->d->cfg.drain_ms;
+        memcpy(job->q, dev->q, dev->nq * sizeof(dev->q[0]));
+        if (pthread_create(&dev->reaper, NULL, reap, job) == 0) {
+            dev->draining = true;
+            dev->nq = 0;
+            return;
+        }
+        free(job);
+    }
+    /* No thread to spare: stop them here. */
+    stop_queues(dev->q, dev->nq, dev->d->cfg.drain_ms);
     dev->nq = 0;
     /* A failure reported by a queue now gone belongs to the old rings. */
     pthread_mutex_lock(&dev->fail_lock);
@@ -310,14 +401,40 @@ disconnect(struct device *dev)
     pthread_mutex_unlock(&dev->fail_lock);
 }
 
+/* Called on the control thread once the reaper said it is done (or, with
+ * wait, blocking until it is). */
+static void
+join_reaper(struct device *dev, bool wait)
+{
+    bool done;
+
+    if (!dev->draining)
+        return;
+    pthread_mutex_lock(&dev->fail_lock);
+    done = dev->reaped;
+    pthread_mutex_unlock(&dev->fail_lock);
+    if (!done && !wait)
+        return;
+    pthread_join(dev->reaper, NULL);
+    pthread_mutex_lock(&dev->fail_lock);
+    dev->reaped = false;
+    dev->fail_pending = false;      /* belonged to the stopped rings */
+    pthread_mutex_unlock(&dev->fail_lock);
+    dev->draining = false;
+    dev->dirty = true;
+    xbd_log(LOG_DEBUG, "%s: queues stopped", dev->name);
+}
+
 /* The device is broken (bad frontend values, a queue failed): say why in
  * the `error` node, drain, and go to Closing until the frontend closes. */
 static void
 fail_device(struct device *dev, const char *why)
 {
+    struct state_change c = { .state = XenbusStateClosing, .error = why };
+
     xbd_log_limited(&dev->rl, LOG_ERR, "%s: %s", dev->name, why);
-    record_error(dev, why);
-    set_state(dev, XenbusStateClosing);
+    snprintf(dev->error, sizeof(dev->error), "%s", why);
+    change_state(dev, &c);
     disconnect(dev);
     dev->fail_fe = read_state(dev->d, dev->fe, NULL);
 }
@@ -707,6 +824,8 @@ reinit(struct device *dev)
     char err[256];
 
     disconnect(dev);
+    if (dev->draining)
+        return;                         /* again once the queues are gone */
     if (dev->probe.params == NULL) {
         /* The first probe failed: the toolstack may have fixed its nodes. */
         struct getter g = { dev->d, dev->be };
@@ -721,17 +840,20 @@ reinit(struct device *dev)
         fail_device(dev, err);
         return;
     }
-    if (!write_limits(dev, XBT_NULL)) {
-        fail_device(dev, "cannot publish our limits in xenstore");
-        return;
+    {
+        struct state_change c = { .state = XenbusStateInitWait, .limits = true };
+
+        change_state(dev, &c);
     }
-    set_state(dev, XenbusStateInitWait);
 }
 
 static void
 free_device(struct device *dev)
 {
     struct device **pp;
+
+    disconnect(dev);
+    join_reaper(dev, true);             /* only at shutdown does this wait */
 
     for (pp = &dev->d->devices; *pp != NULL; pp = &(*pp)->next)
         if (*pp == dev) {
@@ -748,13 +870,16 @@ free_device(struct device *dev)
 
 /* Take a device down for good: drain, Closed, forget (the toolstack
  * removes the directory). */
-static void
+static bool
 release(struct device *dev, const char *why)
 {
     disconnect(dev);
+    if (dev->draining)
+        return true;                    /* again once the queues are gone */
     set_state(dev, XenbusStateClosed);
     xbd_log(LOG_INFO, "%s: released (%s)", dev->name, why);
     free_device(dev);
+    return false;
 }
 
 /* One step; returns false when the device was freed. */
@@ -765,12 +890,21 @@ step(struct device *dev)
 
     for (int round = 0; round < STEPS_PER_RUN; round++) {
         struct xbd_facts f;
+
         enum xbd_action a;
         bool present;
-        int bs = read_state(d, dev->be, &present);
+        int bs;
         char *v;
 
+        /* The reaper marks the device dirty when the queues are gone. */
+        if (dev->draining)
+            return true;
+        bs = read_state(d, dev->be, &present);
+
         if (!present) {
+            disconnect(dev);
+            if (dev->draining)
+                return true;            /* freed once the queues are gone */
             if (dev->claim == CLAIM_OURS)
                 xbd_log(LOG_INFO, "%s: released (backend directory removed)",
                         dev->name);
@@ -811,6 +945,8 @@ step(struct device *dev)
                 xbd_log(LOG_INFO, "%s: reset to Initialising by the toolstack",
                         dev->name);
                 disconnect(dev);
+                if (dev->draining)
+                    return true;        /* again once the queues are gone */
                 close_backing(dev);
                 unwatch_frontend(dev);
                 xbd_probe_free(&dev->probe);
@@ -857,16 +993,17 @@ step(struct device *dev)
             break;
         case XBD_ACT_CLOSE:
             disconnect(dev);
+            if (dev->draining)
+                return true;            /* Closed once the queues are gone */
             set_state(dev, XenbusStateClosed);
             break;
         case XBD_ACT_REINIT:
             reinit(dev);
             break;
         case XBD_ACT_RELEASE:
-            release(dev, dev->domain_gone ? "frontend domain gone"
-                         : f.grace_over && f.connected ? "detached; frontend did not close in time"
-                         : "detached");
-            return false;
+            return release(dev, dev->domain_gone ? "frontend domain gone"
+                                : f.grace_over && f.connected
+                                ? "detached; frontend did not close in time" : "detached");
         }
     }
     return true;
@@ -916,6 +1053,7 @@ add_device(struct xbd_daemon *d, int kind, uint32_t fdom, uint32_t devid)
     dev->devid = devid;
     dev->ours = XenbusStateInitialising;
     dev->fail_fe = NO_FAIL;
+    dev->rl_state.burst = 40;       /* a few reconnects' worth per 5 s */
     /* The only frontend directory the probe accepts. */
     snprintf(dev->fe, sizeof(dev->fe), "/local/domain/%u/device/vbd/%u", fdom, devid);
     snprintf(dev->name, sizeof(dev->name), "%s/%u/%u", xbd_kind_names[kind], fdom, devid);
@@ -1047,13 +1185,14 @@ release_event(struct xbd_daemon *d)
     }
 }
 
-void
+bool
 xbd_daemon_run_watches(struct xbd_daemon *d)
 {
-    char **ev;
+    char **ev = NULL;
     int n = 0;
 
-    while (n++ < EVENTS_PER_RUN && (ev = xs_check_watch(d->xs)) != NULL) {
+    while (n < EVENTS_PER_RUN && (ev = xs_check_watch(d->xs)) != NULL) {
+        n++;
         const char *path = ev[XS_WATCH_PATH], *token = ev[XS_WATCH_TOKEN];
 
         if (strcmp(token, "be") == 0)
@@ -1065,6 +1204,9 @@ xbd_daemon_run_watches(struct xbd_daemon *d)
         free(ev);
     }
     run_dirty(d);
+    /* Stopped by the bound: more may be queued, and libxenstore does not
+     * promise that its fd polls readable for them. */
+    return n == EVENTS_PER_RUN;
 }
 
 void
@@ -1084,16 +1226,24 @@ xbd_daemon_run_failures(struct xbd_daemon *d)
         if (pending)
             snprintf(why, sizeof(why), "queue %u: %s", dev->fail_queue, dev->fail_why);
         pthread_mutex_unlock(&dev->fail_lock);
-        if (pending && dev->nq > 0)
+        if (pending && dev->nq > 0) {
             fail_device(dev, why);
-        else if (pending)
-            disconnect(dev);            /* clears the stale report */
+        } else if (pending && !dev->draining) {
+            pthread_mutex_lock(&dev->fail_lock);
+            dev->fail_pending = false;  /* from rings already stopped */
+            pthread_mutex_unlock(&dev->fail_lock);
+        }
+        join_reaper(dev, false);        /* done draining: step again */
     }
+    run_dirty(d);
 }
 
-void
+int
 xbd_daemon_tick(struct xbd_daemon *d)
 {
+    unsigned int n;
+    char **l;
+
     for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {
         if (dev->claim != CLAIM_OURS)
             continue;
@@ -1102,6 +1252,16 @@ xbd_daemon_tick(struct xbd_daemon *d)
             dev->dirty = true;          /* the detach grace may be over */
     }
     run_dirty(d);
+
+    /* A dead store does not make our watch fd readable (libxenstore's
+     * reader thread just stops); one cheap request a second finds out. */
+    l = xs_directory(d->xs, XBT_NULL, d->base, &n);
+    if (l == NULL && errno != ENOENT && errno != EACCES && errno != E2BIG) {
+        xbd_log(LOG_ERR, "lost the connection to xenstore: %s", strerror(errno));
+        return -1;
+    }
+    free(l);
+    return 0;
 }
 
 /* ---- setup and teardown ------------------------------------------------------- */
@@ -1219,14 +1379,20 @@ xbd_daemon_free(struct xbd_daemon *d)
 
     if (d == NULL)
         return;
+    /* Stop taking requests everywhere at once, the drains in parallel... */
+    for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {
+        if (dev->claim != CLAIM_OURS)
+            continue;
+        if (dev->ours == XenbusStateConnected)
+            set_state(dev, XenbusStateClosing);
+        disconnect(dev);
+    }
+    /* ... then, as each is done, tell the frontend. */
     while (d->devices != NULL) {
         struct device *dev = d->devices;
 
+        join_reaper(dev, true);
         if (dev->claim == CLAIM_OURS) {
-            /* Stop taking requests and drain, then tell the frontend. */
-            if (dev->ours == XenbusStateConnected)
-                set_state(dev, XenbusStateClosing);
-            disconnect(dev);
             set_state(dev, XenbusStateClosed);
             n++;
         }
@@ -1272,7 +1438,7 @@ json_device(FILE *f, struct device *dev, bool with_stats)
     else
         fprintf(f, ",\"ring_pages\":0,\"queues\":0,\"indirect\":0,"
                 "\"persistent\":false,\"protocol\":null");
-    fprintf(f, ",\"error\":");
+    fprintf(f, ",\"draining\":%s,\"error\":", dev->draining ? "true" : "false");
     xbd_json_string(f, dev->error);
     if (with_stats) {
         struct xbd_queue_stats tot = dev->past, s;

@@ -1,36 +1,66 @@
-/* libxbdfront — handles: options, connecting over xenstore, the public
- * I/O calls on top of the queues.
+/* libxbdfront — handles: options, connecting over xenstore, the control
+ * thread (recovery and resize), and the public I/O calls on top of the
+ * queues.
  *
- * STATUS: compiled (type-checked against xbd-platform.h and libxenstore)
- * but not yet linked into libxbdfront.la nor tested: the platform layer's
- * implementation (sim-host branch) is not in main yet.  Once it is, this
- * file moves into libxbdfront.la, its symbols into libxbdfront.syms, and
- * the integration tests against xbd-backd on xbd-sim exercise it.
- * Exercised by hand against a build merged with sim-host (a scripted
- * backend in xenstore, no data path): one queue negotiated 4 ring pages,
- * indirect 256 and persistent grants, wrote the nodes and Initialised in
- * one transaction, connected, read size and features, closed to Closed.
- * With two queues the sim's transaction conflicted on every attempt (it
- * cannot create the missing queue-N/ parents inside a transaction) and
- * connect failed cleanly after 100 retries; with queue-N/ made beforehand
- * the two-queue layout was written and connected.
- * Not here yet: the control thread (recovery after the backend goes away,
- * resize), zero-copy pool buffers (xbdfront_buffer_alloc/free).
+ * Layering: this file does xenstore, the platform and threads; every
+ * decision is in the pure, unit-tested modules (xbdf-negotiate.c chooses
+ * and names the nodes and drives the state table, xbdf-req.c parses the
+ * backend's nodes, xbdf-queue.c carries the requests and turns what was on
+ * a lost ring back into pending work).
  *
- * Layering: this file does xenstore and the platform; every decision is
- * in the pure, unit-tested modules (xbdf-negotiate.c chooses and names the
- * nodes and drives the state table, xbdf-req.c parses the backend's nodes,
- * xbdf-queue.c carries the requests).
+ * Objects and who owns what:
+ *
+ *   struct xbdfront (the handle)
+ *     ├─ control thread: the only user of the xenstore handle and of the
+ *     │  grant-sharing handle once connected; it shares new connections
+ *     │  and releases retired ones.
+ *     └─ hq[nq]  one per queue, driven by the caller's queue thread:
+ *          q      the queue engine (xbdf-queue.c)     owner only
+ *          geom   the owner's copy of the device geometry
+ *          cur    the connection q is attached to:   owner only
+ *                 ring + pool pages, event channel
+ *          epfd   what xbdfront_queue_fd() returns: an epoll set of cur's
+ *                 event-channel fd and `wake`; it stays the same fd across
+ *                 reconnects
+ *          change / next / next_geom   the hand-over from the control
+ *                 thread, under h->lock: DETACH (the backend went away),
+ *                 ATTACH (a new connection is ready in `next`), RESIZE,
+ *                 FAIL (the device is gone for good)
+ *
+ * Recovery (Linux blkfront's blkif_recover idea), level-triggered on the
+ * control thread, with the state table of xbdf-negotiate.h:
+ *   Connected, backend not Connected  -> every queue gets DETACH; we go
+ *       Closed (recovering), so the backend mirrors Closed and forgets the
+ *       old rings
+ *   Closed (recovering), backend Closed / InitWait / Initialising / Unknown
+ *                                     -> Initialising
+ *   Initialising, backend InitWait    -> negotiate anew (ring size, indirect
+ *       limit may differ; the queue count is kept), share new rings
+ *   Initialised, backend Connected    -> read the properties, every queue
+ *       gets ATTACH, Connected
+ * Each queue's owner applies DETACH (what was on the ring becomes pending
+ * again) and ATTACH (re-issued on the new ring) the next time it enters
+ * the library: callers see a delay, never an error.  The old connection
+ * goes back to the control thread, which unshares it; pages the old backend
+ * still maps are retried later and never reused (XSA-396).
+ *
+ * Lock order: h->lock only; never held across xenstore or platform calls
+ * that can block for long.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <xenstore.h>
 
@@ -42,16 +72,39 @@
 #include "xbdf-queue.h"
 #include "xbdfront.h"
 
-/* One queue: its ring, pool and event channel. */
-struct xbdf_hqueue {
-    struct xbdf_queue q;            /* valid once attached */
+/* One connection of one queue: what is granted to one backend instance.
+ * Lifetime: shared by the control thread, used by a queue's owner while
+ * attached, released by the control thread once retired. */
+struct xbdf_conn {
     struct xbd_evtchn *ev;          /* one handle per queue: one thread */
     int port;                       /* local port, -1 when none */
     void *ring;                     /* shared ring pages */
+    unsigned int ring_pages;
     uint32_t ring_refs[1u << XBD_RING_ORDER_LIMIT];
     void *pool;                     /* granted page pool */
     uint32_t *pool_refs;
     uint32_t pool_pages;
+    struct xbdf_conn *next;         /* on h->retired */
+};
+
+enum {
+    CHG_DETACH = 1u << 0,
+    CHG_ATTACH = 1u << 1,
+    CHG_RESIZE = 1u << 2,
+    CHG_FAIL = 1u << 3,
+};
+
+struct xbdf_hqueue {
+    struct xbdf_queue q;            /* owner only */
+    struct xbdf_geom geom;          /* owner only; q.geom points here */
+    struct xbdf_conn *cur;          /* owner only; NULL while detached */
+    int epfd, wakefd;
+    bool initialised;               /* q was set up (xbdf_queue_init) */
+    /* Hand-over from the control thread (under h->lock). */
+    atomic_uint change;
+    struct xbdf_conn *next;
+    struct xbdf_geom next_geom;
+    char fail_why[200];
 };
 
 struct xbdfront {
@@ -69,13 +122,23 @@ struct xbdfront {
     char fe_dir[64];
     char *be_dir;
     int state;                      /* our XenbusState */
+    bool recovering;                /* Closed on the way back, not closing */
     struct xbdf_be_limits limits;
     struct xbdf_choice choice;
-    struct xbdf_geom geom;
+    struct xbdf_geom geom;          /* latest, for the getters (h->lock) */
     uint32_t info;
     struct xbdf_hqueue *hq;
     unsigned int nq;
+    struct xbdf_conn **conns;       /* being negotiated: one per queue */
     bool connected;
+
+    /* The control thread. */
+    pthread_t ctl;
+    bool ctl_running;
+    int stopfd;
+    pthread_mutex_t lock;
+    struct xbdf_conn *retired;      /* handed back by queue owners */
+    unsigned int reconnects;
 };
 
 /* ======================================================================
@@ -94,6 +157,8 @@ xbdfront_create(struct xbdfront **hp)
     h->opts.persistent = true;
     h->opts.trusted = true;
     h->connect_timeout_ms = 10000;
+    h->stopfd = -1;
+    pthread_mutex_init(&h->lock, NULL);
     *hp = h;
     return 0;
 }
@@ -347,50 +412,10 @@ set_state(struct xbdfront *h, int state)
     return r;
 }
 
+
 /* ======================================================================
- * Rings, pools, channels
+ * Connections: rings, pools, channels
  * ====================================================================== */
-
-static int
-notify_queue(void *arg)
-{
-    struct xbdf_hqueue *hq = arg;
-
-    return xbd_evtchn_notify(hq->ev, (uint32_t)hq->port);
-}
-
-/* Give back what queue i holds.  A page the backend still maps cannot be
- * unshared (-EBUSY): it is left shared and never reused (XSA-396). */
-static void
-queue_release(struct xbdfront *h, struct xbdf_hqueue *hq)
-{
-    unsigned int pages = 1u << h->choice.ring_order;
-
-    if (hq->q.attached)
-        xbdf_queue_fini(&hq->q, -ECANCELED);
-    if (hq->ring != NULL && xbd_gntshr_unshare(h->gs, hq->ring, pages) < 0)
-        fprintf(stderr, "libxbdfront: ring pages still mapped by the "
-                "backend, left quarantined\n");
-    if (hq->pool != NULL &&
-        xbd_gntshr_unshare(h->gs, hq->pool, hq->pool_pages) < 0)
-        fprintf(stderr, "libxbdfront: pool pages still mapped by the "
-                "backend, left quarantined\n");
-    free(hq->pool_refs);
-    if (hq->ev != NULL)
-        xbd_evtchn_close(hq->ev);
-    memset(hq, 0, sizeof(*hq));
-    hq->port = -1;
-}
-
-static void
-release_all(struct xbdfront *h)
-{
-    for (unsigned int i = 0; i < h->nq; i++)
-        queue_release(h, &h->hq[i]);
-    free(h->hq);
-    h->hq = NULL;
-    h->nq = 0;
-}
 
 /* Pages in a queue's pool: enough for a full indirect request and a good
  * part of the ring, bounded so that rings + pools stay within gntalloc's
@@ -408,6 +433,151 @@ pool_size(const struct xbdf_choice *c)
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
 }
 
+/* Give back what a connection holds; 0, or -EBUSY when the backend still
+ * maps some of its pages (then what could not be unshared stays shared,
+ * recorded in c, never reused: retry later or leak - XSA-396). */
+static int
+conn_release(struct xbdfront *h, struct xbdf_conn *c)
+{
+    int r = 0;
+
+    if (c->ev != NULL)
+        xbd_evtchn_close(c->ev);
+    c->ev = NULL;
+    if (c->ring != NULL) {
+        if (xbd_gntshr_unshare(h->gs, c->ring, c->ring_pages) < 0)
+            r = -EBUSY;
+        else
+            c->ring = NULL;
+    }
+    if (c->pool != NULL) {
+        if (xbd_gntshr_unshare(h->gs, c->pool, c->pool_pages) < 0)
+            r = -EBUSY;
+        else
+            c->pool = NULL;
+    }
+    if (r == 0) {
+        free(c->pool_refs);
+        free(c);
+    }
+    return r;
+}
+
+/* Release retired connections; those still mapped stay on the list. */
+static void
+release_retired(struct xbdfront *h, bool last_chance)
+{
+    struct xbdf_conn *list, *c, *keep = NULL;
+
+    pthread_mutex_lock(&h->lock);
+    list = h->retired;
+    h->retired = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while ((c = list) != NULL) {
+        list = c->next;
+        if (conn_release(h, c) < 0) {
+            if (last_chance) {
+                fprintf(stderr, "libxbdfront: %s: pages still mapped by the "
+                        "backend are left shared and never reused\n",
+                        h->fe_dir);
+                continue;       /* leaked on purpose */
+            }
+            c->next = keep;
+            keep = c;
+        }
+    }
+    if (keep != NULL) {
+        pthread_mutex_lock(&h->lock);
+        for (c = keep; c->next != NULL; c = c->next)
+            ;
+        c->next = h->retired;
+        h->retired = keep;
+        pthread_mutex_unlock(&h->lock);
+    }
+}
+
+/* Put a connection nobody uses any more on the retired list; h->lock is
+ * held by the caller. */
+static void
+retire_locked(struct xbdfront *h, struct xbdf_conn *c)
+{
+    if (c == NULL)
+        return;
+    c->next = h->retired;
+    h->retired = c;
+}
+
+static void
+retire(struct xbdfront *h, struct xbdf_conn *c)
+{
+    pthread_mutex_lock(&h->lock);
+    retire_locked(h, c);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Share a connection for the current choice: ring pages (initialised, so
+ * the backend never sees an unset header), the pool, an event channel. */
+static int
+conn_share(struct xbdfront *h, struct xbdf_conn **out)
+{
+    struct xbdf_conn *c = calloc(1, sizeof(*c));
+    unsigned int pages = 1u << h->choice.ring_order;
+    int r;
+
+    if (c == NULL)
+        return xbdf_set_error(-ENOMEM, "out of memory for a connection");
+    c->port = -1;
+    c->ring_pages = pages;
+    r = xbd_gntshr_share(h->gs, h->be_domid, pages, 1, c->ring_refs, &c->ring);
+    if (r < 0) {
+        xbdf_set_error(r, "cannot grant %u ring pages: %s", pages,
+                       xbd_platform_error());
+        goto fail;
+    }
+    SHARED_RING_INIT((struct blkif_sring *)c->ring);
+    c->pool_pages = pool_size(&h->choice);
+    c->pool_refs = calloc(c->pool_pages, sizeof(*c->pool_refs));
+    if (c->pool_refs == NULL) {
+        r = xbdf_set_error(-ENOMEM, "out of memory for a pool");
+        goto fail;
+    }
+    r = xbd_gntshr_share(h->gs, h->be_domid, c->pool_pages, 1, c->pool_refs,
+                         &c->pool);
+    if (r < 0) {
+        xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: %s",
+                       c->pool_pages, xbd_platform_error());
+        goto fail;
+    }
+    r = xbd_evtchn_open(h->plat, &c->ev);
+    if (r >= 0)
+        r = xbd_evtchn_bind_unbound(c->ev, h->be_domid);
+    if (r < 0) {
+        xbdf_set_error(r, "cannot allocate an event channel: %s",
+                       xbd_platform_error());
+        goto fail;
+    }
+    c->port = r;
+    *out = c;
+    return 0;
+fail:
+    /* Nothing was given to a backend yet: unsharing cannot be refused. */
+    conn_release(h, c);
+    return r;
+}
+
+static void
+free_conns(struct xbdfront *h)
+{
+    if (h->conns == NULL)
+        return;
+    for (unsigned int i = 0; i < h->choice.queues; i++)
+        retire(h, h->conns[i]);
+    free(h->conns);
+    h->conns = NULL;
+}
+
+/* The backend is in InitWait: read its limits, choose, share a connection
+ * per queue and publish them with Initialised in one transaction. */
 static int
 negotiate(struct xbdfront *h)
 {
@@ -415,58 +585,31 @@ negotiate(struct xbdfront *h)
     struct xbdf_node *nodes;
     uint32_t *refs, *ports;
     unsigned int pages;
+    struct xbdf_opts o = h->opts;
     int r, n;
 
+    free_conns(h);
     r = xbdf_read_limits(be_reader, h, &h->limits, why, sizeof(why));
     if (r < 0)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
-    xbdf_choose(&h->limits, &h->opts, &h->choice);
+    if (h->nq > 0)
+        o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+    xbdf_choose(&h->limits, &o, &h->choice);
     pages = 1u << h->choice.ring_order;
-    h->hq = calloc(h->choice.queues, sizeof(*h->hq));
-    h->nq = h->hq != NULL ? h->choice.queues : 0;
-    for (unsigned int i = 0; i < h->nq; i++)
-        h->hq[i].port = -1;
     refs = calloc((size_t)h->choice.queues * pages, sizeof(*refs));
     ports = calloc(h->choice.queues, sizeof(*ports));
     nodes = calloc(XBDF_MAX_NODES, sizeof(*nodes));
-    if (h->hq == NULL || refs == NULL || ports == NULL || nodes == NULL) {
+    h->conns = calloc(h->choice.queues, sizeof(*h->conns));
+    if (refs == NULL || ports == NULL || nodes == NULL || h->conns == NULL) {
         r = xbdf_set_error(-ENOMEM, "out of memory negotiating");
         goto out;
     }
-    for (unsigned int i = 0; i < h->nq; i++) {
-        struct xbdf_hqueue *hq = &h->hq[i];
-
-        r = xbd_gntshr_share(h->gs, h->be_domid, pages, 1, hq->ring_refs,
-                             &hq->ring);
-        if (r < 0) {
-            xbdf_set_error(r, "cannot grant %u ring pages: %s", pages,
-                           xbd_platform_error());
+    for (unsigned int i = 0; i < h->choice.queues; i++) {
+        r = conn_share(h, &h->conns[i]);
+        if (r < 0)
             goto out;
-        }
-        memcpy(&refs[i * pages], hq->ring_refs, pages * sizeof(*refs));
-        hq->pool_pages = pool_size(&h->choice);
-        hq->pool_refs = calloc(hq->pool_pages, sizeof(*hq->pool_refs));
-        if (hq->pool_refs == NULL) {
-            r = xbdf_set_error(-ENOMEM, "out of memory for a pool");
-            goto out;
-        }
-        r = xbd_gntshr_share(h->gs, h->be_domid, hq->pool_pages, 1,
-                             hq->pool_refs, &hq->pool);
-        if (r < 0) {
-            xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: %s",
-                           hq->pool_pages, xbd_platform_error());
-            goto out;
-        }
-        r = xbd_evtchn_open(h->plat, &hq->ev);
-        if (r >= 0)
-            r = xbd_evtchn_bind_unbound(hq->ev, h->be_domid);
-        if (r < 0) {
-            xbdf_set_error(r, "cannot allocate an event channel: %s",
-                           xbd_platform_error());
-            goto out;
-        }
-        hq->port = r;
-        ports[i] = (uint32_t)r;
+        memcpy(&refs[i * pages], h->conns[i]->ring_refs, pages * sizeof(*refs));
+        ports[i] = (uint32_t)h->conns[i]->port;
     }
     n = xbdf_frontend_nodes(&h->choice, refs, ports, nodes, XBDF_MAX_NODES);
     if (n < 0) {
@@ -481,39 +624,305 @@ out:
     free(ports);
     free(nodes);
     if (r < 0)
-        release_all(h);
+        free_conns(h);
     return r;
 }
 
 static int
+notify_queue(void *arg)
+{
+    struct xbdf_hqueue *hq = arg;
+
+    return xbd_evtchn_notify(hq->cur->ev, (uint32_t)hq->cur->port);
+}
+
+static void
+wake(struct xbdf_hqueue *hq)
+{
+    uint64_t one = 1;
+
+    if (write(hq->wakefd, &one, sizeof(one)) < 0) {
+        /* The counter is full: the owner has a wake-up pending anyway. */
+    }
+}
+
+/* First connect: set up the queues on the negotiated connections. */
+static int
+queues_create(struct xbdfront *h)
+{
+    h->hq = calloc(h->choice.queues, sizeof(*h->hq));
+    if (h->hq == NULL)
+        return xbdf_set_error(-ENOMEM, "out of memory for queues");
+    h->nq = h->choice.queues;
+    for (unsigned int i = 0; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i];
+        struct epoll_event ev = { .events = EPOLLIN };
+        int r;
+
+        hq->epfd = epoll_create1(EPOLL_CLOEXEC);
+        hq->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (hq->epfd < 0 || hq->wakefd < 0 ||
+            epoll_ctl(hq->epfd, EPOLL_CTL_ADD, hq->wakefd, &ev) < 0)
+            return xbdf_set_error(-errno, "cannot set up a queue's file "
+                                  "descriptors: %s", strerror(errno));
+        hq->geom = h->geom;
+        hq->cur = h->conns[i];
+        h->conns[i] = NULL;
+        if (epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev),
+                      &ev) < 0)
+            return xbdf_set_error(-errno, "epoll: %s", strerror(errno));
+        r = xbdf_queue_init(&hq->q, hq->cur->ring, hq->cur->ring_pages,
+                            &hq->geom, (uint16_t)h->vdev, hq->cur->pool,
+                            hq->cur->pool_refs, hq->cur->pool_pages,
+                            notify_queue, hq, h->max_pending);
+        if (r < 0)
+            return r;
+        hq->initialised = true;
+    }
+    free(h->conns);
+    h->conns = NULL;
+    return 0;
+}
+
+/* The backend is Connected: read its properties, then hand the queues
+ * their connections (first connect: set them up here). */
+static int
 connect_queues(struct xbdfront *h)
 {
+    struct xbdf_geom g;
+    uint32_t info;
     char why[200];
     int r;
 
-    memset(&h->geom, 0, sizeof(h->geom));
-    r = xbdf_read_props(be_reader, h, &h->geom, &h->info, why, sizeof(why));
+    memset(&g, 0, sizeof(g));
+    r = xbdf_read_props(be_reader, h, &g, &info, why, sizeof(why));
     if (r < 0)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
-    h->geom.max_indirect_segs = h->choice.indirect_segs;
-    for (unsigned int i = 0; i < h->nq; i++) {
-        struct xbdf_hqueue *hq = &h->hq[i];
-
-        r = xbdf_queue_init(&hq->q, hq->ring, 1u << h->choice.ring_order,
-                            &h->geom, (uint16_t)h->vdev, hq->pool,
-                            hq->pool_refs, hq->pool_pages, notify_queue, hq,
-                            h->max_pending);
+    g.max_indirect_segs = h->choice.indirect_segs;
+    pthread_mutex_lock(&h->lock);
+    h->geom = g;
+    h->info = info;
+    pthread_mutex_unlock(&h->lock);
+    if (h->hq == NULL) {
+        r = queues_create(h);
         if (r < 0)
             return r;
+    } else {
+        pthread_mutex_lock(&h->lock);
+        for (unsigned int i = 0; i < h->nq; i++) {
+            struct xbdf_hqueue *hq = &h->hq[i];
+
+            if (i >= h->choice.queues) {
+                snprintf(hq->fail_why, sizeof(hq->fail_why), "the backend "
+                         "came back offering %u queues; queue %u is gone",
+                         h->choice.queues, i);
+                atomic_fetch_or(&hq->change, CHG_FAIL);
+            } else {
+                retire_locked(h, hq->next);     /* unused earlier hand-over */
+                hq->next = h->conns[i];
+                h->conns[i] = NULL;
+                hq->next_geom = g;
+                atomic_fetch_or(&hq->change, CHG_ATTACH);
+            }
+            wake(hq);
+        }
+        pthread_mutex_unlock(&h->lock);
+        free_conns(h);
     }
     r = set_state(h, XenbusStateConnected);
-    if (r == 0)
+    if (r == 0) {
         h->connected = true;
+        h->recovering = false;
+    }
     return r;
 }
 
+/* A queue's owner: apply what the control thread handed over. */
+static void
+apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
+{
+    unsigned int c;
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    if (atomic_load_explicit(&hq->change, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&h->lock);
+    c = atomic_exchange(&hq->change, 0);
+    if ((c & (CHG_DETACH | CHG_ATTACH | CHG_FAIL)) && hq->cur != NULL) {
+        /* What was on the lost ring becomes pending again. */
+        xbdf_queue_detach(&hq->q);
+        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
+        retire_locked(h, hq->cur);
+        hq->cur = NULL;
+    }
+    if (c & CHG_FAIL) {
+        xbdf_set_error(-ENODEV, "%s", hq->fail_why);
+        xbdf_queue_fail(&hq->q, -ENODEV, hq->fail_why);
+    } else if ((c & CHG_ATTACH) && hq->next != NULL) {
+        hq->cur = hq->next;
+        hq->next = NULL;
+        hq->geom = hq->next_geom;
+        epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
+        /* Re-issues every piece the old ring lost, under the new limits. */
+        if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
+                              hq->cur->pool, hq->cur->pool_refs,
+                              hq->cur->pool_pages) < 0) {
+            xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
+        }
+    }
+    if (c & CHG_RESIZE)
+        hq->geom.size = hq->next_geom.size;
+    pthread_mutex_unlock(&h->lock);
+}
+
 /* ======================================================================
- * Connecting
+ * The control thread
+ * ====================================================================== */
+
+/* The backend left Connected: every queue stops using its ring. */
+static void
+begin_recovery(struct xbdfront *h, int be)
+{
+    fprintf(stderr, "libxbdfront: %s: backend state %d, reconnecting\n",
+            h->fe_dir, be);
+    pthread_mutex_lock(&h->lock);
+    for (unsigned int i = 0; i < h->nq; i++) {
+        atomic_fetch_or(&h->hq[i].change, CHG_DETACH);
+        wake(&h->hq[i]);
+    }
+    pthread_mutex_unlock(&h->lock);
+    h->recovering = true;
+    h->reconnects++;
+    /* Closed first: a backend that is still there mirrors it and lets the
+     * old rings go before we come back as Initialising. */
+    set_state(h, XenbusStateClosed);
+}
+
+/* The device vanished (its backend directory was removed): fail all. */
+static void
+fail_queues(struct xbdfront *h, const char *why)
+{
+    pthread_mutex_lock(&h->lock);
+    for (unsigned int i = 0; i < h->nq; i++) {
+        snprintf(h->hq[i].fail_why, sizeof(h->hq[i].fail_why), "%s", why);
+        atomic_fetch_or(&h->hq[i].change, CHG_FAIL);
+        wake(&h->hq[i]);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void
+check_resize(struct xbdfront *h)
+{
+    struct xbdf_geom g;
+    uint32_t info;
+    uint64_t old;
+    char why[200];
+
+    memset(&g, 0, sizeof(g));
+    if (xbdf_read_props(be_reader, h, &g, &info, why, sizeof(why)) < 0)
+        return;         /* a half-written update: the next event tells */
+    pthread_mutex_lock(&h->lock);
+    old = h->geom.size;
+    if (g.size == old) {
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    h->geom.size = g.size;
+    for (unsigned int i = 0; i < h->nq; i++) {
+        h->hq[i].next_geom.size = g.size;
+        atomic_fetch_or(&h->hq[i].change, CHG_RESIZE);
+        wake(&h->hq[i]);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (h->resize_fn != NULL)
+        h->resize_fn(h->resize_data, old, g.size);
+}
+
+/* One step of the level-triggered state machine; false to stop. */
+static bool
+control_step(struct xbdfront *h)
+{
+    char *v = xs_get(h, h->be_dir, XBDK_STATE);
+    int be = xbdf_parse_state(v);
+    bool gone = v == NULL;
+
+    free(v);
+    if (gone && h->state == XenbusStateConnected) {
+        /* A daemon restart leaves the directory; a detach removes it. */
+        fail_queues(h, "the device was removed (its backend directory is "
+                    "gone)");
+        set_state(h, XenbusStateClosed);
+        return false;
+    }
+    if (h->recovering && h->state == XenbusStateClosed) {
+        if (be == XenbusStateClosed || be == XenbusStateInitWait ||
+            be == XenbusStateInitialising || be == XenbusStateUnknown)
+            set_state(h, XenbusStateInitialising);
+        return true;
+    }
+    switch (xbdf_next_action(h->state, be)) {
+    case XBDF_RESIZE_CHECK:
+        check_resize(h);
+        break;
+    case XBDF_RESTART:
+        if (h->state == XenbusStateConnected) {
+            begin_recovery(h, be);
+        } else {
+            /* Lost it again mid-negotiation: start over. */
+            free_conns(h);
+            set_state(h, XenbusStateClosed);
+        }
+        break;
+    case XBDF_NEGOTIATE:
+        if (negotiate(h) < 0)
+            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
+                    xbdfront_get_error());
+        break;
+    case XBDF_CONNECT:
+        if (connect_queues(h) < 0)
+            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
+                    xbdfront_get_error());
+        else
+            fprintf(stderr, "libxbdfront: %s: reconnected (%u ring pages, "
+                    "%u queues)\n", h->fe_dir, 1u << h->choice.ring_order,
+                    h->choice.queues);
+        break;
+    case XBDF_WAIT:
+        break;
+    }
+    return true;
+}
+
+static void *
+control_main(void *arg)
+{
+    struct xbdfront *h = arg;
+    bool run = true;
+
+    while (run) {
+        struct pollfd p[2] = {
+            { .fd = xs_fileno(h->xs), .events = POLLIN },
+            { .fd = h->stopfd, .events = POLLIN },
+        };
+        char **w;
+
+        /* A timeout too: retired pages the backend still mapped are
+         * retried, and a missed watch cannot stall recovery. */
+        if (poll(p, 2, 500) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents & POLLIN)
+            break;
+        while ((w = xs_check_watch(h->xs)) != NULL)
+            free(w);
+        run = control_step(h);
+        release_retired(h, false);
+    }
+    return NULL;
+}
+
+/* ======================================================================
+ * Connecting and closing
  * ====================================================================== */
 
 /* Wait (bounded) until the backend's state is at least `want` or gone. */
@@ -538,8 +947,7 @@ wait_backend(struct xbdfront *h, int want, unsigned int ms)
 
 /* Tell the backend we are going (Closing, then Closed) and give it a
  * bounded time to mirror each, so that it has unmapped our rings before
- * they are unshared; what it still maps then is quarantined by
- * queue_release(). */
+ * they are unshared; what it still maps then is quarantined. */
 static void
 close_handshake(struct xbdfront *h)
 {
@@ -550,9 +958,57 @@ close_handshake(struct xbdfront *h)
         set_state(h, XenbusStateClosing);
         wait_backend(h, XenbusStateClosing, h->connect_timeout_ms);
     }
-    set_state(h, XenbusStateClosed);
-    if (h->nq > 0)
-        wait_backend(h, XenbusStateClosed, h->connect_timeout_ms);
+    if (h->state != XenbusStateClosed)
+        set_state(h, XenbusStateClosed);
+    wait_backend(h, XenbusStateClosed, h->connect_timeout_ms);
+}
+
+/* Tear everything down (the handle stays, unconnected). */
+static void
+teardown(struct xbdfront *h)
+{
+    if (h->ctl_running) {
+        uint64_t one = 1;
+
+        if (write(h->stopfd, &one, sizeof(one)) < 0)
+            abort();    /* a fresh eventfd cannot refuse one increment */
+        pthread_join(h->ctl, NULL);
+        h->ctl_running = false;
+    }
+    close_handshake(h);
+    for (unsigned int i = 0; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i];
+
+        if (hq->initialised)
+            xbdf_queue_fini(&hq->q, -ECANCELED);
+        retire(h, hq->cur);
+        retire(h, hq->next);
+        if (hq->epfd > 0)
+            close(hq->epfd);
+        if (hq->wakefd > 0)
+            close(hq->wakefd);
+    }
+    free(h->hq);
+    h->hq = NULL;
+    h->nq = 0;
+    free_conns(h);
+    release_retired(h, true);
+    if (h->stopfd >= 0)
+        close(h->stopfd);
+    h->stopfd = -1;
+    if (h->xs != NULL)
+        xs_close(h->xs);
+    h->xs = NULL;
+    free(h->be_dir);
+    h->be_dir = NULL;
+    if (h->gs != NULL)
+        xbd_gntshr_close(h->gs);
+    h->gs = NULL;
+    if (h->plat != NULL)
+        xbd_platform_close(h->plat);
+    h->plat = NULL;
+    h->connected = false;
+    h->state = 0;
 }
 
 int
@@ -568,11 +1024,20 @@ xbdfront_connect(struct xbdfront *h, const char *device)
     if (r < 0)
         return r;
     r = xbd_platform_open(&h->plat, NULL);
-    if (r < 0)
-        return xbdf_set_error(r, "%s", xbd_platform_error());
+    if (r < 0) {
+        xbdf_set_error(r, "%s", xbd_platform_error());
+        h->plat = NULL;
+        return r;
+    }
     r = xbd_gntshr_open(h->plat, &h->gs);
     if (r < 0) {
         xbdf_set_error(r, "%s", xbd_platform_error());
+        h->gs = NULL;
+        goto fail;
+    }
+    h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (h->stopfd < 0) {
+        r = xbdf_set_error(-errno, "eventfd: %s", strerror(errno));
         goto fail;
     }
     h->xs = xs_open(0);
@@ -628,9 +1093,17 @@ xbdfront_connect(struct xbdfront *h, const char *device)
             r = connect_queues(h);
             if (r < 0)
                 goto fail;
+            r = pthread_create(&h->ctl, NULL, control_main, h);
+            if (r != 0) {
+                r = xbdf_set_error(-r, "cannot start the control thread: "
+                                   "%s", strerror(r));
+                goto fail;
+            }
+            h->ctl_running = true;
             return 0;
         case XBDF_RESTART:
-            release_all(h);
+            free_conns(h);
+            release_retired(h, false);
             r = set_state(h, XenbusStateInitialising);
             if (r < 0)
                 goto fail;
@@ -657,20 +1130,14 @@ xbdfront_connect(struct xbdfront *h, const char *device)
     }
 
 fail:
-    close_handshake(h);
-    release_all(h);
-    if (h->xs != NULL)
-        xs_close(h->xs);
-    h->xs = NULL;
-    free(h->be_dir);
-    h->be_dir = NULL;
-    if (h->gs != NULL)
-        xbd_gntshr_close(h->gs);
-    h->gs = NULL;
-    if (h->plat != NULL)
-        xbd_platform_close(h->plat);
-    h->plat = NULL;
-    return r;
+    {
+        /* Keep the message of the failure, not of the teardown. */
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", xbdfront_get_error());
+        teardown(h);
+        return xbdf_set_error(r, "%s", msg);
+    }
 }
 
 void
@@ -678,15 +1145,8 @@ xbdfront_close(struct xbdfront *h)
 {
     if (h == NULL)
         return;
-    close_handshake(h);
-    release_all(h);
-    if (h->xs != NULL)
-        xs_close(h->xs);
-    free(h->be_dir);
-    if (h->gs != NULL)
-        xbd_gntshr_close(h->gs);
-    if (h->plat != NULL)
-        xbd_platform_close(h->plat);
+    teardown(h);
+    pthread_mutex_destroy(&h->lock);
     free(h);
 }
 
@@ -699,46 +1159,51 @@ xbdfront_close(struct xbdfront *h)
         return xbdf_set_error(-ENOTCONN, "%s: not connected", __func__);  \
 } while (0)
 
+/* Read a field under the lock: the control thread may renegotiate. */
+#define LOCKED_GET(h, type, expr) do {                                    \
+    type v_;                                                              \
+    NEED_CONNECTED(h);                                                    \
+    pthread_mutex_lock(&(h)->lock);                                       \
+    v_ = (expr);                                                          \
+    pthread_mutex_unlock(&(h)->lock);                                     \
+    return v_;                                                            \
+} while (0)
+
 int64_t
 xbdfront_get_size(struct xbdfront *h)
 {
-    NEED_CONNECTED(h);
-    return (int64_t)h->geom.size;
+    LOCKED_GET(h, int64_t, (int64_t)h->geom.size);
 }
 
 int
 xbdfront_get_sector_size(struct xbdfront *h)
 {
-    NEED_CONNECTED(h);
-    return (int)h->geom.sector_size;
+    LOCKED_GET(h, int, (int)h->geom.sector_size);
 }
 
 int
 xbdfront_get_ring_pages(struct xbdfront *h)
 {
-    NEED_CONNECTED(h);
-    return 1 << h->choice.ring_order;
+    LOCKED_GET(h, int, 1 << h->choice.ring_order);
 }
 
 int
 xbdfront_get_queues(struct xbdfront *h)
 {
     NEED_CONNECTED(h);
-    return (int)h->nq;
+    return (int)h->nq;          /* fixed at the first connect */
 }
 
 int
 xbdfront_get_indirect_segments(struct xbdfront *h)
 {
-    NEED_CONNECTED(h);
-    return (int)h->choice.indirect_segs;
+    LOCKED_GET(h, int, (int)h->choice.indirect_segs);
 }
 
 int
 xbdfront_get_persistent(struct xbdfront *h)
 {
-    NEED_CONNECTED(h);
-    return h->choice.persistent;
+    LOCKED_GET(h, int, h->choice.persistent);
 }
 
 int64_t
@@ -752,21 +1217,27 @@ int64_t
 xbdfront_get_features(struct xbdfront *h)
 {
     uint64_t f = 0;
+    struct xbdf_geom g;
+    uint32_t info;
 
     NEED_CONNECTED(h);
-    if (h->geom.flush)
+    pthread_mutex_lock(&h->lock);
+    g = h->geom;
+    info = h->info;
+    pthread_mutex_unlock(&h->lock);
+    if (g.flush)
         f |= XBDFRONT_FEATURE_FLUSH;
-    if (h->geom.barrier)
+    if (g.barrier)
         f |= XBDFRONT_FEATURE_BARRIER;
-    if (h->geom.discard)
+    if (g.discard)
         f |= XBDFRONT_FEATURE_DISCARD;
-    if (h->geom.discard_secure)
+    if (g.discard_secure)
         f |= XBDFRONT_FEATURE_SECURE_DISCARD;
-    if (h->info & VDISK_READONLY)
+    if (info & VDISK_READONLY)
         f |= XBDFRONT_FEATURE_READONLY;
-    if (h->info & VDISK_CDROM)
+    if (info & VDISK_CDROM)
         f |= XBDFRONT_FEATURE_CDROM;
-    if (h->info & VDISK_REMOVABLE)
+    if (info & VDISK_REMOVABLE)
         f |= XBDFRONT_FEATURE_REMOVABLE;
     if (!h->opts.trusted)
         f |= XBDFRONT_FEATURE_UNTRUSTED;
@@ -777,6 +1248,7 @@ xbdfront_get_features(struct xbdfront *h)
  * I/O
  * ====================================================================== */
 
+/* The queue, with the control thread's hand-over applied. */
 static struct xbdf_hqueue *
 get_queue(struct xbdfront *h, unsigned int queue)
 {
@@ -789,6 +1261,7 @@ get_queue(struct xbdfront *h, unsigned int queue)
                        h->nq);
         return NULL;
     }
+    apply_change(h, &h->hq[queue]);
     return &h->hq[queue];
 }
 
@@ -852,22 +1325,27 @@ xbdfront_queue_fd(struct xbdfront *h, unsigned int queue)
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    return xbd_evtchn_fd(hq->ev);
+    return hq->epfd;
 }
 
 int
 xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
+    uint64_t n;
     int port;
 
     if (hq == NULL)
         return -xbdfront_get_errno();
+    /* Wake-ups from the control thread were applied by get_queue(). */
+    if (read(hq->wakefd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: none pending. */
+    }
     /* Acknowledge the event first, then look at the ring: a response
      * published after this point raises a new event. */
-    while ((port = xbd_evtchn_pending(hq->ev)) >= 0) {
+    while (hq->cur != NULL && (port = xbd_evtchn_pending(hq->cur->ev)) >= 0) {
         hq->q.stats.notify_received++;
-        xbd_evtchn_unmask(hq->ev, (uint32_t)port);
+        xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
     }
     return xbdf_queue_process(&hq->q, budget);
 }
@@ -896,7 +1374,7 @@ xbdfront_poll(struct xbdfront *h, unsigned int queue, int timeout_ms,
             }
         }
     }
-    pfd.fd = xbd_evtchn_fd(hq->ev);
+    pfd.fd = hq->epfd;
     pfd.events = POLLIN;
     if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
         return xbdf_set_error(-errno, "poll: %s", strerror(errno));
@@ -991,9 +1469,7 @@ xbdfront_get_stats(struct xbdfront *h, unsigned int queue,
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    s = hq->q.stats;
-    s.ring_requests = hq->q.ring.ring_requests;
-    s.notify_sent = hq->q.ring.notify_sent;
+    s = hq->q.stats;    /* cumulative across reconnects */
     memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,6 +286,14 @@ fail_all(struct xbdf_queue *q, int err)
 }
 
 void
+xbdf_queue_fail(struct xbdf_queue *q, int err, const char *why)
+{
+    q->failed = true;
+    snprintf(q->failed_why, sizeof(q->failed_why), "%s", why);
+    fail_all(q, err);
+}
+
+void
 xbdf_queue_fini(struct xbdf_queue *q, int err)
 {
     struct xbdf_io *io;
@@ -454,8 +463,10 @@ static void
 kick(struct xbdf_queue *q)
 {
     bool queued = false;
+    uint64_t before = q->ring.ring_requests;
 
-    while (q->pending_head != NULL && !q->ring.broken && q->attached) {
+    while (q->pending_head != NULL && !q->ring.broken && q->attached &&
+           !q->failed) {
         struct xbdf_work *w = q->pending_head;
         struct xbdf_io *io = w->io;
 
@@ -475,7 +486,8 @@ kick(struct xbdf_queue *q)
     if (queued) {
         int r = xbdf_ring_push(&q->ring);
 
-        q->stats.ring_requests = q->ring.ring_requests;
+        /* Cumulative: the ring's own counter restarts on a reconnect. */
+        q->stats.ring_requests += q->ring.ring_requests - before;
         if (r > 0)
             q->stats.notify_sent++;
     }
@@ -498,6 +510,8 @@ xbdf_queue_submit(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
     if (q->attached && q->ring.broken)
         return xbdf_set_error(-ENODEV, "the device is broken: %s",
                               xbdf_ring_broken(&q->ring));
+    if (q->failed)
+        return xbdf_set_error(-ENODEV, "%s", q->failed_why);
     if (q->nios >= q->max_pending)
         return xbdf_set_error(-EAGAIN, "%u requests pending on this queue: "
                               "process completions first", q->nios);

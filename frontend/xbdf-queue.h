@@ -59,6 +59,10 @@ struct xbdf_queue {
     unsigned int nios;              /* accepted, callback not yet run */
     unsigned int max_pending;
 
+    /* Failed for good (xbdf_queue_fail): everything is refused. */
+    bool failed;
+    char failed_why[200];
+
     struct xbdfront_stats stats;
 };
 
@@ -88,6 +92,11 @@ int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
  * now) and free everything.  Pool pages of pieces the backend may still be
  * using are the caller's to quarantine: the pool itself is not touched. */
 void xbdf_queue_fini(struct xbdf_queue *q, int err);
+
+/* Fail the queue for good: every request not yet completed completes
+ * with `err` at the next xbdf_queue_process(), later submissions are
+ * refused with -ENODEV and `why`.  For a device that went away. */
+void xbdf_queue_fail(struct xbdf_queue *q, int err, const char *why);
 
 /* Accept a request.  0: the callback will run exactly once (from
  * xbdf_queue_process or xbdf_queue_fini).  Negative: refused, the callback

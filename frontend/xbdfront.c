@@ -728,6 +728,12 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
 static void
 engine_free(struct worker *ws, unsigned int n)
 {
+    /* A worker that gave up with requests in flight leaves their slots to
+     * the library: their callbacks run (with -ECANCELED) when the handle
+     * is closed, so that memory must outlive it - leak it, we exit. */
+    for (unsigned int q = 0; q < n; q++)
+        if (ws[q].busy > 0)
+            return;
     for (unsigned int q = 0; q < n; q++) {
         for (unsigned int i = 0; i < ws[q].nslots; i++)
             free(ws[q].slots[i].buf);
@@ -985,6 +991,32 @@ cmd_bench(struct xbdfront *h, const char *dev, int argc, char **argv)
 }
 
 /* ======================================================================
+ * pattern: what verify writes, without a device
+ * ====================================================================== */
+
+/* Print the verify pattern of --seed for bytes [0, --size) so that a test
+ * can compare an image with what `verify --phase write` must have left. */
+static int
+cmd_pattern(void)
+{
+    char buf[65536];
+    uint64_t seed = o.seed_set ? o.seed : 1;
+
+    if (o.size == 0 || o.size % 8 != 0)
+        die("pattern needs --size BYTES, a multiple of 8");
+    for (uint64_t off = 0; off < o.size; off += sizeof(buf)) {
+        uint64_t n = o.size - off < sizeof(buf) ? o.size - off : sizeof(buf);
+
+        pattern_fill(seed, off, buf, n);
+        if (fwrite(buf, 1, n, stdout) != n)
+            die("cannot write to standard output: %s", strerror(errno));
+    }
+    if (fflush(stdout) != 0)
+        die("cannot write to standard output: %s", strerror(errno));
+    return 0;
+}
+
+/* ======================================================================
  * Commands and main
  * ====================================================================== */
 
@@ -1006,6 +1038,9 @@ static const struct command {
     { "verify", "DEV [--seed N] [--size BYTES] [--phase write|check|both]",
       "write a seeded pattern over the device with many requests in flight "
       "on every queue, read it back and compare", cmd_verify },
+    { "pattern", "--size BYTES [--seed N]",
+      "print the pattern verify writes with that seed (no device needed)",
+      NULL },
     { "bench", "DEV [--rw MODE] [--bs SIZE] [--iodepth N] [--seconds S] "
       "[--json]",
       "measure IOPS, MB/s and latency (MODE: read, write, randread, "
@@ -1116,6 +1151,8 @@ main(int argc, char **argv)
                 "--help)\n", argv[optind]);
         return 2;
     }
+    if (cmd->fn == NULL)
+        return cmd_pattern();
     if (optind + 1 >= argc) {
         fprintf(stderr, "Usage: xbdfront %s %s\n", cmd->name, cmd->usage);
         return 2;

@@ -15,7 +15,7 @@ start_sim "$d/sim" --domain guest1 --domain guest2
 truncate -s 8M "$d/disk.img"
 truncate -s 8M "$d/disk2.img"
 
-start_backd "$d/backd.log"
+start_backd "$d/backd.log" --kind qdisk,vbd
 backd=$backd_pid
 
 be=/local/domain/0/backend/qdisk/1/51712
@@ -79,5 +79,44 @@ kill_wait $bench2 || :   # set -e would trip on its wait status
 alive
 node_is $be/state 6 || node_is $be/state 2 || fail "guest1's device disturbed"
 
-xbdctl block-detach guest1 xvda || fail "detach"
+# Detach under I/O: libxl's online=0 + Closing reaches the frontend, and
+# the device is Closed and released within libxl's 10 s.
+run_as guest1 xbdfront bench xvda --seconds 30 --timeout 10 >/dev/null 2>&1 &
+bench3=$!
+cleanup_fn kill_wait $bench3
+wait_for 10 node_is $be/state 4 || fail "bench did not connect before the detach"
+xbdctl block-detach guest1 xvda || fail "detach under I/O did not reach Closed in 10 s"
+grep -q 'qdisk/1/51712: released (detached' "$d/backd.log" || fail "no release line"
+kill_wait $bench3 || :
+
+# What the toolstack asked for shows in info and the features: read-only,
+# no discard, cdrom.
+bd=/local/domain/0/backend/qdisk/1
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb mode=r >/dev/null
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdc discard-enable=0 >/dev/null
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdd devtype=cdrom >/dev/null
+for v in xvdb xvdc xvdd; do
+    run_as guest1 xbdfront info $v --timeout 10 >"$d/info-$v" || fail "info $v"
+done
+node_is $bd/51728/info 4 || fail "mode=r: info is $(xenstore-read $bd/51728/info), not 4"
+node_is $bd/51728/feature-discard 0 || fail "discard offered on a read-only disk"
+node_is $bd/51744/info 0 || fail "a writable disk's info"
+node_is $bd/51744/feature-discard 0 || fail "discard offered despite discard-enable=0"
+grep -q 'features: *flush barrier$' "$d/info-xvdc" || fail "xbdfront sees: $(cat "$d/info-xvdc")"
+node_is $bd/51760/info 7 || fail "cdrom: info is $(xenstore-read $bd/51760/info), not 7"
+if run_as guest1 sh -c "echo x | xbdfront write xvdb 0 --timeout 10" 2>"$d/err"; then
+    fail "a write to a read-only disk succeeded"
+fi
+
+# A 4096-byte-sector disk: sector-size says so, sectors stays in 512-byte
+# units (the Xen 4.20 reading), and reads work (the null driver: zeroes).
+bv=/local/domain/0/backend/vbd/1/51776
+xbdctl block-attach guest1 "null:size=64M,sector-size=4096" vdev=xvde backendtype=phy >/dev/null
+run_as guest1 xbdfront info xvde --timeout 10 >"$d/info-4k" || fail "info on 4k disk"
+node_is $bv/sector-size 4096 || fail "sector-size $(xenstore-read $bv/sector-size)"
+node_is $bv/sectors 131072 || fail "sectors $(xenstore-read $bv/sectors), not in 512-byte units"
+grep -q '^sector size: *4096' "$d/info-4k" || fail "xbdfront sees: $(cat "$d/info-4k")"
+run_as guest1 xbdfront read xvde 4096 8192 --timeout 10 >"$d/read-4k" || fail "read on a 4k disk"
+cmp "$d/read-4k" <(head -c 8192 /dev/zero) || fail "the null disk did not read zeroes"
+alive
 exit 0

@@ -13,51 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "driver.h"
+#include "backend-io.h"
 #include "tap.h"
 
 static char errbuf[512];
-static unsigned int completions;
-
-static void
-on_done(struct xbd_io *io, void *ctx)
-{
-    (void)io;
-    (void)ctx;
-    completions++;
-}
-
-/* Run `n` operations as one batch and wait for all of them. */
-static int
-run_batch(struct xbd_ioq *q, struct xbd_io *ios, unsigned int n)
-{
-    unsigned int got = 0;
-
-    for (unsigned int i = 0; i < n; i++)
-        if (xbd_ioq_add(q, &ios[i]) < 0)
-            return -1;
-    if (xbd_ioq_submit(q) < 0)
-        return -1;
-    completions = 0;
-    while (got < n) {
-        struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
-
-        if (poll(&pfd, 1, 10000) != 1)
-            return -1;
-        got += xbd_ioq_reap(q, 64, on_done, NULL);
-    }
-    return completions == n && xbd_ioq_in_flight(q) == 0 ? 0 : -1;
-}
-
-static int64_t
-run_one(struct xbd_ioq *q, enum xbd_io_op op, uint64_t off, uint64_t len, void *buf)
-{
-    struct xbd_io io = { .op = op, .offset = off, .len = len, .buf = buf };
-
-    if (run_batch(q, &io, 1) < 0)
-        return -9999;
-    return io.result;
-}
 
 static void
 expect_open_fail(const char *params, int want, const char *text)
@@ -86,6 +45,9 @@ test_open_errors(const char *dir)
                      "cannot open /srv/nonexistent.img: No such file or directory");
     expect_open_fail("raw:/srv/nonexistent.img", -ENOENT, "No such file");
     expect_open_fail("raw:relative.img", -EINVAL, "not an absolute path");
+    expect_open_fail("aio:raw:/srv/a.img", -EINVAL, "inside another format prefix");
+    expect_open_fail("aio:tape:/dev/st0", -EINVAL, "unknown backing type 'tape'");
+    expect_open_fail("aio:qcow2:/srv/a.qcow2", -ENOTSUP, "qemu-nbd");
     snprintf(path, sizeof(path), "raw:%s", dir);
     expect_open_fail(path, -EISDIR, "Is a directory");
     expect_open_fail("/dev/null", -EINVAL, "neither a regular file nor a block device");
@@ -98,6 +60,9 @@ test_open_errors(const char *dir)
     expect_open_fail("null:latency=61s", -EINVAL, "above 60s");
     expect_open_fail("null:size=100", -EINVAL, "at least one sector");
     expect_open_fail("null:sector-size=1000", -EINVAL, "512 or 4096");
+#ifndef HAVE_LIBNBD
+    expect_open_fail("nbd:nbd://server/disk", -ENOTSUP, "nbd backing not built in");
+#endif
 }
 
 static void
@@ -252,6 +217,15 @@ test_null(void)
     xbd_ioq_close(q);
     xbd_backing_close(b);
 
+    /* What libxl writes for a qdisk: a format prefix over the target. */
+    rc = xbd_backing_open("aio:null:size=2M", &opts, &b, errbuf, sizeof(errbuf));
+    is_int(rc, 0, "aio:null:... opens the null driver (%s)", rc < 0 ? errbuf : "ok");
+    if (rc == 0) {
+        xbd_backing_info(b, &info);
+        is_int(info.size, 2u << 20, "aio:null: size from the inner params");
+        xbd_backing_close(b);
+    }
+
     rc = xbd_backing_open("null:size=1K,latency=0ns", &opts, &b, errbuf, sizeof(errbuf));
     is_int(rc, 0, "null: zero latency");
     if (rc == 0) {
@@ -260,6 +234,102 @@ test_null(void)
         xbd_ioq_close(q);
         xbd_backing_close(b);
     }
+}
+
+/* ---- Block devices: a loop device over a temporary file, when we may ---- */
+
+static char loopdev[64];
+
+static void
+loop_detach(void)
+{
+    char cmd[128];
+
+    if (loopdev[0] == '\0')
+        return;
+    snprintf(cmd, sizeof(cmd), "losetup -d %s", loopdev);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot detach %s\n", loopdev);
+    loopdev[0] = '\0';
+}
+
+/* Attach `file` with logical sector size `ss`; 0 on success. */
+static int
+loop_attach(const char *file, unsigned int ss)
+{
+    char cmd[600];
+    FILE *p;
+
+    if (geteuid() != 0)
+        return -1;
+    snprintf(cmd, sizeof(cmd), "losetup -f --show -b %u %s 2>/dev/null", ss, file);
+    p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    if (fgets(loopdev, sizeof(loopdev), p) == NULL)
+        loopdev[0] = '\0';
+    loopdev[strcspn(loopdev, "\n")] = '\0';
+    if (pclose(p) != 0 || strncmp(loopdev, "/dev/loop", 9) != 0) {
+        loopdev[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+static void
+test_blockdev(const char *dir, unsigned int ss)
+{
+    struct xbd_backing_opts opts = { .direct_io = true, .discard_enable = true };
+    struct xbd_backing_info info;
+    struct xbd_backing *b;
+    struct xbd_ioq *q;
+    char path[512];
+    uint8_t *wbuf, *rbuf;
+    int fd, rc;
+
+    snprintf(path, sizeof(path), "%s/loop.img", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 4 << 20) < 0)
+        bail_out("cannot create %s", path);
+    close(fd);
+    if (loop_attach(path, ss) < 0) {
+        diag("no loop device (not root, or none free): block devices not tested");
+        unlink(path);
+        return;
+    }
+    rc = xbd_backing_open(loopdev, &opts, &b, errbuf, sizeof(errbuf));
+    is_int(rc, 0, "blockdev %u: open %s O_DIRECT (%s)", ss, loopdev, rc < 0 ? errbuf : "ok");
+    if (rc == 0) {
+        xbd_backing_info(b, &info);
+        ok(info.size == 4 << 20 && info.sector_size == ss && info.physical_sector_size >= ss &&
+           info.flush && !info.read_only, "blockdev %u: size %llu, sectors %u/%u from the "
+           "ioctls", ss, (unsigned long long)info.size, info.sector_size,
+           info.physical_sector_size);
+        xbd_ioq_open(b, 8, &q, errbuf, sizeof(errbuf));
+        if (posix_memalign((void **)&wbuf, 4096, 65536) ||
+            posix_memalign((void **)&rbuf, 4096, 65536))
+            bail_out("out of memory");
+        fill(wbuf, 65536, 9);
+        is_int(run_one(q, XBD_IO_WRITE, 65536, 65536, wbuf), 65536, "blockdev %u: write", ss);
+        is_int(run_one(q, XBD_IO_FLUSH, 0, 0, NULL), 0, "blockdev %u: flush", ss);
+        is_int(run_one(q, XBD_IO_READ, 65536, 65536, rbuf), 65536, "blockdev %u: read", ss);
+        ok(memcmp(wbuf, rbuf, 65536) == 0, "blockdev %u: read back", ss);
+        if (info.discard) {
+            is_int(run_one(q, XBD_IO_DISCARD, 65536, 16384, NULL), 0,
+                   "blockdev %u: BLKDISCARD (granularity %u)", ss, info.discard_granularity);
+            run_one(q, XBD_IO_READ, 65536, 65536, rbuf);
+            ok(rbuf[0] == 0 && rbuf[16383] == 0 && memcmp(rbuf + 16384, wbuf + 16384, 49152) == 0,
+               "blockdev %u: discarded range reads zeros, the rest is intact", ss);
+        } else {
+            diag("loop device does not discard: BLKDISCARD not tested");
+        }
+        xbd_ioq_close(q);
+        xbd_backing_close(b);
+        free(wbuf);
+        free(rbuf);
+    }
+    loop_detach();
+    unlink(path);
 }
 
 int
@@ -273,6 +343,9 @@ main(void)
     test_file(dir, false);
     test_file(dir, true);
     test_null();
+    atexit(loop_detach);
+    test_blockdev(dir, 512);
+    test_blockdev(dir, 4096);
     rmdir(dir);
     return done_testing();
 }

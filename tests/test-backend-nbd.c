@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "driver.h"
+#include "backend-io.h"
 #include "tap.h"
 
 static char errbuf[512];
@@ -71,44 +71,6 @@ start_nbdkit(int n, bool read_only)
     return -1;
 }
 
-static unsigned int completions;
-
-static void
-on_done(struct xbd_io *io, void *ctx)
-{
-    (void)io;
-    (void)ctx;
-    completions++;
-}
-
-static int
-run_batch(struct xbd_ioq *q, struct xbd_io *ios, unsigned int n)
-{
-    unsigned int got = 0;
-
-    completions = 0;
-    for (unsigned int i = 0; i < n; i++)
-        if (xbd_ioq_add(q, &ios[i]) < 0)
-            return -1;
-    xbd_ioq_submit(q);
-    while (got < n) {
-        struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
-
-        if (poll(&pfd, 1, 10000) != 1)
-            return -1;
-        got += xbd_ioq_reap(q, 64, on_done, NULL);
-    }
-    return completions == n && xbd_ioq_in_flight(q) == 0 ? 0 : -1;
-}
-
-static int64_t
-run_one(struct xbd_ioq *q, enum xbd_io_op op, uint64_t off, uint64_t len, void *buf)
-{
-    struct xbd_io io = { .op = op, .offset = off, .len = len, .buf = buf };
-
-    return run_batch(q, &io, 1) < 0 ? -9999 : io.result;
-}
-
 int
 main(void)
 {
@@ -142,6 +104,21 @@ main(void)
     is_int(rc, 0, "open %s (%s)", params, rc < 0 ? errbuf : "ok");
     if (rc < 0)
         return done_testing();
+    {
+        /* The same export as a bare URI and as libxl writes it for qdisk. */
+        const char *prefix[] = { "", "aio:" };
+        struct xbd_backing *b2;
+
+        for (int i = 0; i < 2; i++) {
+            char p2[512];
+
+            snprintf(p2, sizeof(p2), "%snbd+unix:///?socket=%s/s0", prefix[i], dir);
+            rc = xbd_backing_open(p2, &opts, &b2, errbuf, sizeof(errbuf));
+            is_int(rc, 0, "open %s (%s)", p2, rc < 0 ? errbuf : "ok");
+            if (rc == 0)
+                xbd_backing_close(b2);
+        }
+    }
     xbd_backing_info(b, &info);
     ok(info.size == 8u << 20 && info.sector_size == 512 && info.flush && info.discard &&
        !info.read_only, "info: 8M, 512-byte sectors, flush, discard (size %llu)",
@@ -189,6 +166,18 @@ main(void)
         is_int(run_one(q2, XBD_IO_READ, 4096 + 65536, 4096, rbuf), 4096, "read on it");
         ok(memcmp(rbuf, wbuf + 65536, 4096) == 0, "sees the first queue's writes");
         xbd_ioq_close(q2);
+    }
+    /* The server going away fails what is asked after, without a hang. */
+    kill(nbdkit_pid[0], SIGKILL);
+    waitpid(nbdkit_pid[0], NULL, 0);
+    nbdkit_pid[0] = 0;
+    {
+        int64_t r = run_one(q, XBD_IO_READ, 0, 4096, rbuf);
+
+        ok(r < 0 && r != -9999, "server killed: a read fails (%lld) instead of hanging",
+           (long long)r);
+        r = run_one(q, XBD_IO_WRITE, 0, 4096, wbuf);
+        ok(r < 0 && r != -9999, "and so does the next write (%lld)", (long long)r);
     }
     xbd_ioq_close(q);
     xbd_backing_close(b);

@@ -3,7 +3,7 @@
 # ring, tests/xbd-hostile-front): the queue's on_fail reaches the control
 # thread, the device gets an `error` node and goes to Closing, then Closed
 # when the frontend closes; another guest's device keeps working and the
-# broken one can be detached.
+# broken one can be detached.  Then a frontend floods its state node.
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
@@ -28,3 +28,15 @@ kill -0 $backd_pid || fail "xbd-backd died"
 
 run_as guest2 xbdfront verify xvda --size 1M --timeout 10 || fail "the other guest's disk"
 xbdctl block-detach guest1 xvda || fail "detach of the failed device"
+
+# A frontend flooding its state node with every value in turn, no ring
+# nodes at all: the daemon comes out of it with the device Closed.
+xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb >/dev/null
+wait_for 10 node_is /local/domain/0/backend/qdisk/1/51728/state 2 || fail "xvdb InitWait"
+run_as guest1 "$builddir/xbd-hostile-front" --flood 2000 /local/domain/1/device/vbd/51728 ||
+    fail "the flood did not run"
+wait_for 10 node_is /local/domain/0/backend/qdisk/1/51728/state 6 ||
+    fail "after the flood: state $(xenstore-read /local/domain/0/backend/qdisk/1/51728/state)"
+kill -0 $backd_pid || fail "xbd-backd died in the flood"
+run_as guest2 xbdfront verify xvda --size 1M --seed 2 --timeout 10 ||
+    fail "the other guest's disk after the flood"

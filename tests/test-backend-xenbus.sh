@@ -12,6 +12,9 @@ requires command -v xenstore-read
 d=$(test_tmpdir)
 start_sim "$d/sim" --domain guest1
 truncate -s 16M "$d/disk.img"
+# A name that JSON must escape, to see it come back whole in xbdctl status.
+odd="$d/odd \"name\"\\.img"
+truncate -s 1M "$odd"
 
 start_backd "$d/backd.log"
 backd=$backd_pid
@@ -74,16 +77,24 @@ hostile xvdi 51840 "queue-1/ring-ref is missing" \
 # The frontend then flaps its state through values that are not states.
 for s in 9 255 7 x 3; do run_as guest1 xenstore-write $fe/51840/state $s; done
 alive
+# What we wrote on failure (error, hotplug-*, Closing) is schema-clean; the
+# checker only objects to what the guest wrote.
+xbd-check-tree >"$d/check" 2>&1 || :
+grep '/backend/' "$d/check" && fail "xbd-check-tree objects to backend nodes"
+grep -q '/device/vbd/51744/ring-ref' "$d/check" || fail "the checker missed the guest's junk"
 # The good device did not notice any of it.
 state_is $be/51712 2 || fail "xvda left InitWait while other devices failed"
+xbdctl block-attach guest1 "$odd" vdev=xvdj >/dev/null
+wait_for 10 state_is $be/51856 2 || fail "the odd name did not reach InitWait"
 xbdctl status >"$d/status"
 cat "$d/status"
+grep -qF "aio:$odd" "$d/status" || fail "status mangles the backing's name"
 grep -q '^qdisk/1/51712 *InitWait' "$d/status" || fail "status lacks xvda in InitWait"
 grep -q '^qdisk/1/51744: error: bad frontend node: ring-ref' "$d/status" ||
     fail "status does not show xvdc's error"
 
 # Detach: Closed within libxl's 10 s, for the healthy and the failed.
-for v in xvda xvdb xvdc xvdd xvde xvdf xvdg xvdh xvdi; do
+for v in xvda xvdb xvdc xvdd xvde xvdf xvdg xvdh xvdi xvdj; do
     xbdctl block-detach guest1 $v || fail "detach of $v did not reach Closed in 10 s"
 done
 alive
@@ -99,4 +110,7 @@ wait $backd || rc=$?
 state_is $be/51712 6 || fail "SIGTERM left xvda in state $(xenstore-read $be/51712/state)"
 grep -q 'closed 1 device' "$d/backd.log" || fail "no shutdown summary in the log"
 test -e "$d/sim/xbd-backd.sock" && fail "control socket left behind"
+if xbdctl status 2>"$d/err"; then fail "xbdctl status without a daemon"; fi
+grep -q "xbd-backd is not running (no socket at $d/sim/xbd-backd.sock)" "$d/err" ||
+    fail "unclear error without a daemon: $(cat "$d/err")"
 exit 0

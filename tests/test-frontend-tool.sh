@@ -7,25 +7,16 @@
 # descriptors on and off, and its check phase alone finds a wrong seed;
 # bench runs; bad arguments say what is wrong.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires xbd-sim --help
-requires command -v xenstore-read
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 8M "$d/disk.img"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
+fake_disk_setup
 
-# fe FAKEBACK-ARGS -- XBDFRONT-ARGS: one connection against a fresh backend.
+# fe FAKEBACK-ARGS -- XBDFRONT-ARGS: one connection against a fresh backend
+# serving the image.
 fe() {
-    local fb=() rc=0 fbpid
+    local fb=()
     while [ "$1" != -- ]; do fb+=("$1"); shift; done; shift
-    "$builddir/xbdf-fakeback" $be --image "$d/disk.img" "${fb[@]}" &
-    fbpid=$!
-    cleanup_fn kill_wait $fbpid
-    run_as guest1 xbdfront "$@" --timeout 10 || rc=$?
-    kill_wait $fbpid
-    return $rc
+    fakeback_run --image "$d/disk.img" "${fb[@]}" -- xbdfront "$@" --timeout 10
 }
 
 # info

@@ -1,14 +1,20 @@
 /* xbd-hostile-front — a frontend that lies about its ring, for tests.
  *
  *   xbd-hostile-front FRONTEND-DIR
+ *   xbd-hostile-front --flood N FRONTEND-DIR
+ *
+ * --flood: write the frontend's state N times as fast as the store takes
+ * it, cycling Initialising, Initialised, Closing, Closed, 9 (no state) with
+ * no ring nodes at all, ending with Closed; exits 0.  The backend must
+ * come out of it alive and Closed.
  *
  * Run as a guest (xbdctl run-as).  Shares a one-page ring and an event
  * channel with the backend domain honestly, goes Initialised, waits for the
  * backend to connect, then publishes a request producer index far beyond
  * what the ring can hold and notifies.  A sound backend breaks that ring
  * (its `error` node, state Closing) and nothing else.  Exits 0 when the
- * backend reached Closing within 10 s (printing its error node), 1
- * otherwise.  What it shared is left to the sim to reclaim at exit.
+ * backend reached Closing within 10 s (printing its error node) and,
+ * after this frontend closed, Closed with the ring unmapped; 1 otherwise.
  */
 #include <config.h>
 
@@ -89,8 +95,23 @@ main(int argc, char **argv)
     char *be, *v;
     int port, r;
 
+    if (argc == 4 && strcmp(argv[1], "--flood") == 0) {
+        static const unsigned int cycle[] = { 1, 3, 5, 6, 9 };
+        uint32_t n;
+
+        if (xbd_parse_u32_range(argv[2], 1, 1000000, &n) < 0)
+            return 2;
+        xs = xs_open(0);
+        if (xs == NULL)
+            return 1;
+        for (uint32_t i = 0; i < n; i++)
+            put(argv[3], XBDK_STATE, cycle[i % 5]);
+        put(argv[3], XBDK_STATE, XenbusStateClosed);
+        xs_close(xs);
+        return 0;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: xbd-hostile-front FRONTEND-DIR\n");
+        fprintf(stderr, "usage: xbd-hostile-front [--flood N] FRONTEND-DIR\n");
         return 2;
     }
     fe = argv[1];
@@ -144,8 +165,17 @@ main(int argc, char **argv)
     v = get(be, XBDK_ERROR);
     printf("%s\n", v ? v : "");
     free(v);
-    free(be);
+
+    /* Close like an honest frontend, and take the ring back once the
+     * backend let go of it. */
     put(fe, XBDK_STATE, XenbusStateClosed);
+    r = wait_state(be, XenbusStateClosed);
+    if (r == 0 && (r = xbd_gntshr_unshare(gs, page, 1)) < 0)
+        fprintf(stderr, "xbd-hostile-front: unshare after Closed: %s\n", strerror(-r));
+    xbd_evtchn_close(ev);
+    xbd_gntshr_close(gs);
+    xbd_platform_close(p);
+    free(be);
     xs_close(xs);
-    return 0;
+    return r < 0 ? 1 : 0;
 }

@@ -100,7 +100,7 @@ static struct {
     struct fq q[MAXQ];
     unsigned int nq;
     uint64_t requests, responses;
-    bool lied, bounced, resized, served;
+    bool lied, bounced, resized, served, served2;
 } B = {
     .max_order = 2, .max_queues = 4, .indirect = 64, .max_order2 = 2,
     .max_queues2 = 4, .persistent = true, .flush = true, .discard = true,
@@ -533,6 +533,7 @@ react(void)
             publish_props();
             set_state(XenbusStateConnected);
             B.served = true;
+            B.served2 = B.bounced;
         }
         break;
     case XenbusStateConnected:
@@ -549,7 +550,7 @@ react(void)
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.bounced))
+            if (B.served && (B.bounce == 0 || B.served2))
                 stop = 1;
         }
         break;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -291,6 +292,14 @@ ask(const char *sock, const char *cmd)
             close(fd);
         return NULL;
     }
+    /* A daemon that accepts but never answers (stopped, wedged) must not
+     * hang the command forever. */
+    {
+        struct timeval tv = { .tv_sec = 10 };
+
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
     if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd) || write(fd, "\n", 1) != 1) {
         fprintf(stderr, "xbdctl: writing to %s: %s\n", sock, strerror(errno));
         close(fd);
@@ -313,6 +322,12 @@ ask(const char *sock, const char *cmd)
         r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fprintf(stderr, "xbdctl: xbd-backd at %s did not answer within 10 s\n", sock);
+            free(buf);
+            close(fd);
+            return NULL;
+        }
         if (r <= 0)
             break;
         n += (size_t)r;
@@ -389,6 +404,9 @@ xbdctl_status(int argc, char **argv)
 
         if (strcmp(e, "-") != 0 && *e != '\0')
             printf("%s: error: %s\n", jtext(v, "name"), e);
+        if (jget(v, "draining")->b)
+            printf("%s: draining the in-flight I/O of its last connection\n",
+                   jtext(v, "name"));
     }
     jfree(&doc);
     free(raw);

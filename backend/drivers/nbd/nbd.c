@@ -2,7 +2,8 @@
  *
  *   params: nbd:URI      nbd:nbd://host[:port]/export
  *                        nbd:nbd+unix:///export?socket=/run/x.sock
- *                        nbd://host/export (the prefix doubles as scheme)
+ *           URI          nbd://host/export, nbds://..., nbd+unix://...
+ *           aio:URI      what libxl writes for a qdisk with target=URI
  *
  * So a qcow2 or vhd image served by qemu-nbd or qemu-storage-daemon, or a
  * remote NBD server, can back a disk.  One connection serves the control
@@ -88,9 +89,7 @@ nbd_open(const char *arg, const struct xbd_backing_opts *opts,
     int64_t size;
     int r;
 
-    /* "nbd://host/x" arrives here as "//host/x": put the scheme back. */
-    if ((size_t)snprintf(uri, sizeof(uri), "%s%s", strncmp(arg, "//", 2) == 0 ? "nbd:" : "",
-                         arg) >= sizeof(uri))
+    if ((size_t)snprintf(uri, sizeof(uri), "%s", arg) >= sizeof(uri))
         return xbd_backing_error(err, errlen, -EINVAL, "nbd: URI too long");
     if (strncmp(uri, "nbd", 3) != 0 || strstr(uri, "://") == NULL)
         return xbd_backing_error(err, errlen, -EINVAL, "nbd: '%s' is not an NBD URI "

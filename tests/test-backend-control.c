@@ -1,0 +1,121 @@
+/* Unit tests for backend/control.c without a store: JSON string escaping,
+ * one daemon per socket, a stale socket replaced, unknown commands
+ * answered with an error object, an endless line dropped. */
+#include <config.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "backd.h"
+#include "tap.h"
+
+static char path[108];
+
+static int
+client(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    strcpy(sa.sun_path, path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        bail_out("connect %s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Run the control socket's poll loop a few rounds. */
+static void
+serve(struct xbd_control *c)
+{
+    for (int i = 0; i < 20; i++) {
+        struct pollfd pfd[16];
+        int n = xbd_control_pollfds(c, pfd, 16);
+
+        if (poll(pfd, (nfds_t)n, 20) > 0)
+            xbd_control_handle(c, pfd, n, NULL);
+    }
+}
+
+static void
+test_json(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    xbd_json_string(f, "a\"b\\c\nd\x01");
+    fclose(f);
+    ok(strcmp(buf, "\"a\\\"b\\\\c\\u000ad\\u0001\"") == 0, "JSON escaping: %s", buf);
+    free(buf);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/xbd-ctl.XXXXXX", err[256], reply[256];
+    struct xbd_control *c, *c2;
+    ssize_t n;
+    int fd;
+
+    test_json();
+    if (mkdtemp(dir) == NULL)
+        bail_out("mkdtemp");
+    snprintf(path, sizeof(path), "%s/sub/ctl.sock", dir);
+
+    c = xbd_control_open(path, err, sizeof(err));
+    ok(c != NULL, "open, creating the directory (%s)", c ? "ok" : err);
+    if (c == NULL)
+        return done_testing();
+    c2 = xbd_control_open(path, err, sizeof(err));
+    ok(c2 == NULL && strstr(err, "another xbd-backd answers"), "a second one refused: %s", err);
+
+    fd = client();
+    if (write(fd, "hello\n", 6) != 6)
+        bail_out("write");
+    serve(c);
+    n = read(fd, reply, sizeof(reply) - 1);
+    reply[n > 0 ? n : 0] = '\0';
+    ok(strstr(reply, "\"error\":\"unknown command") != NULL, "unknown command: %s", reply);
+    n = read(fd, reply, sizeof(reply));
+    is_int(n, 0, "then the connection is closed");
+    close(fd);
+
+    /* A line that never ends is dropped, not buffered forever. */
+    fd = client();
+    {
+        char junk[300];
+
+        memset(junk, 'x', sizeof(junk));
+        n = write(fd, junk, sizeof(junk));
+    }
+    serve(c);
+    n = read(fd, reply, sizeof(reply));
+    ok(n <= 0, "an endless line: dropped without an answer");
+    close(fd);
+
+    /* Closing removes the socket; a stale one is replaced. */
+    xbd_control_close(c);
+    ok(access(path, F_OK) < 0, "socket removed at close");
+    {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+        strcpy(sa.sun_path, path);
+        if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            bail_out("bind stale");
+        close(s);                       /* bound, never listening: stale */
+    }
+    c = xbd_control_open(path, err, sizeof(err));
+    ok(c != NULL, "a stale socket is replaced (%s)", c ? "ok" : err);
+    xbd_control_close(c);
+    *strrchr(path, '/') = '\0';         /* the sub directory */
+    rmdir(path);
+    rmdir(dir);
+    return done_testing();
+}

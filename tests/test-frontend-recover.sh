@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# libxbdfront's recovery with the real backend: xbd-backd goes away in the
+# middle of a verify and a new one comes back; the library reconnects,
+# re-issues what was in flight, and verify completes without an error
+# (its check phase reads back every byte written across the restart).
+#
+#  1. SIGTERM: the daemon finishes in-flight I/O, takes the device to
+#     Closed and exits; the new one adopts it (xbd-backd(8), CLAIM RULE).
+#  2. kill -9: the dead daemon's Connected stays in xenstore, and a new
+#     xbd-backd never takes over a device in any state but Initialising or
+#     Closed, so - as a supervisor would after a crash - dom0 writes the
+#     device's backend state to Closed (6) before starting the new daemon.
+source "$srcdir/functions.sh"
+set -e
+requires command -v xenstore-read
+requires xbdfront --help
+d=$(test_tmpdir)
+start_sim "$d/sim" --domain guest1
+truncate -s 512M "$d/disk.img"
+be=/local/domain/0/backend/qdisk/1/51712
+node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+
+start_backd "$d/backd0.log"
+xbdctl block-attach guest1 "$d/disk.img" >/dev/null
+wait_for 10 node_is $be/state 2 || fail "the backend did not reach InitWait"
+
+n=0
+restart_mid_verify() {
+    local how=$1 v rc=0
+    n=$((n + 1))
+    run_as guest1 xbdfront verify xvda --queues 2 --iodepth 2 --seed $n \
+        --timeout 30 >"$d/verify.out" 2>"$d/verify.err" &
+    v=$!
+    cleanup_fn kill_wait $v
+    wait_for 10 node_is $be/state 4 || fail "verify did not connect"
+    sleep 0.2       # well inside the write phase of 512 MiB
+    if [ "$how" = kill ]; then
+        kill -9 $backd_pid
+        wait $backd_pid 2>/dev/null || :
+        xenstore-write $be/state 6
+    else
+        kill $backd_pid
+        wait $backd_pid 2>/dev/null || :
+    fi
+    start_backd "$d/backd$n.log"
+    wait $v || rc=$?
+    cat "$d/verify.out" "$d/verify.err"
+    [ $rc -eq 0 ] || fail "verify across a daemon $how exited $rc"
+    grep -q 'reconnecting' "$d/verify.err" ||
+        fail "the daemon $how happened after verify had finished"
+    grep -q 'reconnected' "$d/verify.err" || fail "no reconnect after $how"
+}
+
+restart_mid_verify term
+restart_mid_verify kill
