@@ -33,8 +33,9 @@ xen-init-dom0
 xenconsoled --pid-file /run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
 echo "@@MARK xen-tools-up uptime=$(cut -d' ' -f1 /proc/uptime)"
 
-. /lane/dom0-lane.sh
-run_scenarios $(cat /lane/scenarios)
+# The scenarios run under bash: busybox 1.35's ash crashes (SIGSEGV) running
+# shell functions inside pipelines, which the scenarios do.
+bash -c '. /lane/dom0-lane.sh && run_scenarios $(cat /lane/scenarios)'
 
 if [ -e /lane/interactive ]; then
     echo "@@MARK interactive shell: exit it to power off"

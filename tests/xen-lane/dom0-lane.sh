@@ -1,5 +1,5 @@
-# tests/xen-lane/dom0-lane.sh -- the scenarios, run in dom0 (busybox sh),
-# sourced by /init once xenstored and xenconsoled run.
+# tests/xen-lane/dom0-lane.sh -- the scenarios, run in dom0 by bash (with
+# busybox's applets), sourced once xenstored and xenconsoled run.
 #
 # Output conventions on the serial console (lane.sh reads them):
 #   @@RESULT <scenario> PASS|FAIL|SKIP <why>   the verdict, one per scenario
@@ -13,7 +13,7 @@ dump() { n=$1; shift; echo "@@BEGIN $n"; "$@" 2>&1; r=$?; echo "@@END $n"; retur
 result() { echo "@@RESULT $*"; }
 
 VDEV=51712            # xvda
-DISK_MB=64
+DISK_MB=32
 
 # ---------------------------------------------------------------- helpers
 # mkdisk PATH: DISK_MB of random data; DISK_MD5 is its checksum.
@@ -95,9 +95,12 @@ domu_hold() {
     done
     mark "$1" hold ok
 }
-domu_release() {
-    xenstore-write /local/domain/$1/lane/release 1
-    xenstore-chmod /local/domain/$1/lane/release n$1
+domu_release() { domu_tell $1 release; }
+
+# domu_tell DOMID NODE: write lane/NODE = 1 in the domU's home, readable by it.
+domu_tell() {
+    xenstore-write /local/domain/$1/lane/$2 1
+    xenstore-chmod /local/domain/$1/lane/$2 n$1
 }
 
 # clog NAME: the domU's console as xenconsoled logged it, without the CRs.
@@ -149,11 +152,11 @@ check_tree() {
     [ -z "$WHY" ]
 }
 
-# check_pattern NAME IMAGE: the 4 MiB the domU wrote at 56 MiB (its md5 is
+# check_pattern NAME IMAGE: the 4 MiB the domU wrote at 24 MiB (its md5 is
 # on the domU's console) are in the image.  Sets WHY on failure.
 check_pattern() {
     want=$(clog "$1" | grep -a 'DOMU-PATTERN' | head -1 | awk '{print $2}')
-    got=$(dd if="$2" bs=1M skip=56 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
+    got=$(dd if="$2" bs=1M skip=24 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
     WHY=
     [ -n "$want" ] && [ "$got" = "$want" ] || WHY="pattern($got!=$want)"
     [ -z "$WHY" ]
@@ -231,24 +234,104 @@ scn_xbdfront_kernel_blkback() {
     domu_destroy $s
     check_pattern $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
     want=$(clog $s | grep -a 'DOMU-REGION0' | head -1 | awk '{print $2}')
-    got=$(dd if=/tmp/$s.img bs=1M count=32 2>/dev/null | md5sum | cut -d' ' -f1)
+    got=$(dd if=/tmp/$s.img bs=1M count=16 2>/dev/null | md5sum | cut -d' ' -f1)
     [ -n "$want" ] && [ "$got" = "$want" ] || FAILS="$FAILS verify-region($got!=$want)"
     rm -f /tmp/$s.img
     verdict $s "xbdfront: 16 ring pages x 2 queues with Linux blkback, read/write/verify, image ok"
 }
 
-# 3a. OUR xbd-backd as a standing daemon for backendtype=phy with script=.
-scn_backd_phy() {
-    s=backd-phy
-    command -v xbd-backd >/dev/null || { result $s SKIP "xbd-backd is not in this tree"; return; }
-    result $s FAIL "not written yet"
+# backd_start: OUR xbd-backd as a standing daemon serving vbd and qdisk,
+# with the kernel's blkback unloaded (it would serve backend/vbd itself).
+# Its log is kept as the section backd-log at the end.
+backd_start() {
+    [ -n "${BACKD_PID:-}" ] && return 0
+    rmmod xen_blkback 2>/dev/null
+    [ -d /sys/module/xen_blkback ] && { WHY="cannot unload xen_blkback"; return 1; }
+    xbd-backd --platform xen --kind vbd,qdisk --debug > /tmp/backd.log 2>&1 &
+    BACKD_PID=$!
+    mark xbd-backd started pid=$BACKD_PID
+}
+backd_stop() {
+    [ -n "${BACKD_PID:-}" ] || return 0
+    kill $BACKD_PID; wait $BACKD_PID
+    mark xbd-backd stopped rc=$?
+    BACKD_PID=
+    dump backd-log cat /tmp/backd.log
 }
 
-# 3b. OUR xbd-backd spawned by libxl as the qdisk device model.
-scn_backd_qdisk() {
-    s=backd-qdisk
+# backd_scenario NAME KIND DISKSPEC [XL-CFG-LINES]: the checks of scenario 3
+# for one route: domU I/O, tree (16 pages x 2 queues, xbd-check-tree),
+# block-detach and block-attach on the running domU, image.
+backd_scenario() {
+    s=$1 kind=$2 FAILS=
     command -v xbd-backd >/dev/null || { result $s SKIP "xbd-backd is not in this tree"; return; }
-    result $s FAIL "not written yet"
+    backd_start || { result $s FAIL "$WHY"; return; }
+    mkdisk /tmp/$s.img
+    spec=$(echo "$3" | sed "s|@IMG@|/tmp/$s.img|")
+    if domu_create $s "$spec" "lane=blk md5=$DISK_MD5 ring_order=4 queues=2" "${4:-}"; then
+        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
+        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+        reattach $s $DOMID $kind "$spec" || FAILS="$FAILS reattach:$WHY"
+    else
+        FAILS="xl-create-rc=$CREATE_RC"
+    fi
+    domu_destroy $s
+    check_image $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
+    rm -f /tmp/$s.img
+    verdict $s "xbd-backd ($kind): 16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, detach+attach, image ok"
+}
+
+# reattach NAME DOMID KIND SPEC: xl block-detach must succeed (libxl gives
+# the backend 10 s to reach Closed and fails the detach otherwise) and
+# remove both directories; xl block-attach must connect the disk again,
+# and the domU must read its pattern back from it.  Sets WHY.
+reattach() {
+    WHY=
+    fe=/local/domain/$2/device/vbd/$VDEV
+    be=/local/domain/0/backend/$3/$2/$VDEV
+    t0=$(cut -d. -f1 /proc/uptime)
+    timeout 60 xl block-detach $1 xvda > /tmp/$1.detach 2>&1; rc=$?
+    mark $1 block-detach rc=$rc seconds=$(($(cut -d. -f1 /proc/uptime) - t0))
+    [ $rc = 0 ] || { WHY="block-detach-rc=$rc"; dump $1-block-detach cat /tmp/$1.detach; }
+    xenstore-exists $be && WHY="$WHY backend-dir-left"
+    xenstore-exists $fe && WHY="$WHY frontend-dir-left"
+    timeout 60 xl block-attach $1 "$4" > /tmp/$1.attach 2>&1; rc=$?
+    mark $1 block-attach rc=$rc
+    [ $rc = 0 ] || { WHY="$WHY block-attach-rc=$rc"; dump $1-block-attach cat /tmp/$1.attach; }
+    i=0
+    until [ "$(xenstore-read $fe/state 2>/dev/null)" = 4 ] && [ "$(xenstore-read $be/state 2>/dev/null)" = 4 ]; do
+        i=$((i+1)); [ $i -gt 120 ] && { WHY="$WHY not-connected-after-attach"; break; }; sleep 0.5
+    done
+    domu_tell $2 reattach
+    i=0
+    until clog $1 | grep -aq 'DOMU-REREAD'; do
+        i=$((i+1)); [ $i -gt 120 ] && break; sleep 1
+    done
+    want=$(clog $1 | grep -a 'DOMU-PATTERN' | head -1 | awk '{print $2}')
+    got=$(clog $1 | grep -a 'DOMU-REREAD' | head -1 | awk '{print $2}')
+    [ -n "$got" ] && [ "$got" = "$want" ] || WHY="$WHY reread($got!=$want)"
+    mark $1 reattach "${WHY:-ok}"
+    [ -z "$WHY" ]
+}
+
+# 3a. OUR xbd-backd as a standing daemon for backendtype=phy with
+#     script=block-xbd: docs/xen-host.md section 2.1, its disk line.
+scn_backd_phy() {
+    backd_scenario backd-phy vbd \
+        'format=raw, vdev=xvda, access=rw, backendtype=phy, script=block-xbd, target=@IMG@'
+}
+
+# 3b. backendtype=qdisk, libxl spawning OUR xbd-null-dm as the device model
+#     (it answers the QMP handshake), the standing xbd-backd serving
+#     backend/qdisk: docs/xen-host.md section 2.2, its lines.
+scn_backd_qdisk() {
+    if [ ! -x /usr/libexec/xbdkit/xbd-null-dm ]; then
+        result backd-qdisk SKIP "xbd-null-dm is not in this tree"; return
+    fi
+    backd_scenario backd-qdisk qdisk \
+        'format=raw, vdev=xvda, access=rw, backendtype=qdisk, target=@IMG@' \
+        'device_model_override = "/usr/libexec/xbdkit/xbd-null-dm"'
 }
 
 run_scenarios() {
@@ -258,5 +341,6 @@ run_scenarios() {
         scn_$(echo $s | tr - _)
         mark scenario $s end
     done
+    backd_stop
     mark all-scenarios-done
 }

@@ -165,6 +165,17 @@ add_ours() {
     done
 }
 
+# link_as ROOT NAME PATH: PATH in ROOT is our installed NAME (if installed).
+link_as() {
+    local f
+    f=$(cd "$W/stage" && find . -name "$2" -type f | head -1)
+    [ -n "$f" ] || return 0
+    f=${f#.}
+    [ "$f" = "$3" ] && return 0
+    mkdir -p "$1$(dirname "$3")"
+    ln -sf "$f" "$1$3"
+}
+
 mk_cpio() { # ROOT OUT.cpio.gz
     (cd "$1" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$2"
 }
@@ -193,6 +204,7 @@ build_images() {
     busybox_root "$D"
     copy_mods "$D" xen-blkfront xen-gntalloc xen-gntdev xen-evtchn ext4
     add_ours "$D"
+    copy_bin "$D" /bin/bash
     copy_bin "$D" /usr/bin/xenstore
     ln -sf xenstore "$D/usr/bin/xenstore-read"
     install -m 0755 "$HERE/domu-init.sh" "$D/init"
@@ -222,6 +234,11 @@ build_images() {
     cp /etc/xen/xl.conf "$R/etc/xen/"
     copy_mods "$R" xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback loop ext4
     add_ours "$R"
+    # The xl lines of docs/xen-host.md name block-xbd and xbd-null-dm where
+    # `configure --prefix=/usr --sysconfdir=/etc` installs them; link them
+    # there from wherever this build's prefix put them.
+    link_as "$R" block-xbd /etc/xen/scripts/block-xbd
+    link_as "$R" xbd-null-dm /usr/libexec/xbdkit/xbd-null-dm
     mkdir -p "$R/guest" "$R/lane"
     cp "$W/vmlinuz" "$R/guest/vmlinuz"
     cp "$W/domu.cpio.gz" "$R/guest/domu.cpio.gz"
