@@ -13,6 +13,7 @@ dump() { n=$1; shift; echo "@@BEGIN $n"; "$@" 2>&1; r=$?; echo "@@END $n"; retur
 result() { echo "@@RESULT $*"; }
 
 VDEV=51712            # xvda
+. /lane/env           # knobs lane.sh passes on
 DISK_MB=32
 
 # ---------------------------------------------------------------- helpers
@@ -56,7 +57,10 @@ EOF
 # domu_destroy NAME stops it and destroys the domain.
 console_follow() {
     rm -f /tmp/$1.fifo; mkfifo /tmp/$1.fifo
-    awk -v n="$1" '{ sub(/\r$/, ""); print "@@DOMU " n " " $0; fflush() }' < /tmp/$1.fifo &
+    # (a bash loop: busybox awk crashed doing this)
+    while IFS= read -r line; do
+        printf '@@DOMU %s %s\n' "$1" "${line%$'\r'}"
+    done < /tmp/$1.fifo &
     tail -f "/var/log/xen/console/guest-$1.log" > /tmp/$1.fifo &
     FOLLOW_PID=$!
 }
@@ -192,24 +196,38 @@ verdict() {
 
 # ============================================================== scenarios
 
-# 1. Linux's blkback serves Linux's blkfront with 16-page rings and 2 queues;
-#    OUR xbd-check-tree must find the live tree real Xen made clean.
-scn_kernel_blkback_tree() {
-    s=kernel-blkback-tree FAILS=
+# blk_scenario NAME KIND DISKSPEC REATTACH [XL-CFG-LINES]: a Linux domU
+# (blkfront with max_ring_page_order=4 max_queues=2) does lane=blk's I/O on
+# the disk (@IMG@ in DISKSPEC is its image); while it is connected the tree
+# must show 16 ring pages x 2 queues and pass xbd-check-tree; with REATTACH
+# = yes, xl block-detach and block-attach on the running domU; after the
+# domU is destroyed dom0 checks the image.
+blk_scenario() {
+    s=$1 kind=$2 FAILS=
     mkdisk /tmp/$s.img
-    # a plain file and backendtype=phy: libxl runs /etc/xen/scripts/block
-    # (losetup), the kernel's blkback serves the loop device
-    if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
-            "lane=blk md5=$DISK_MD5 ring_order=4 queues=2"; then
+    spec=$(echo "$3" | sed "s|@IMG@|/tmp/$s.img|")
+    if domu_create $s "$spec" "lane=blk md5=$DISK_MD5 ring_order=4 queues=2" "${5:-}"; then
         domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
         check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
         check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+        if [ "$4" = yes ]; then
+            reattach $s $DOMID $kind "$spec" || FAILS="$FAILS reattach:$WHY"
+        fi
     else
         FAILS="xl-create-rc=$CREATE_RC"
     fi
     domu_destroy $s
     check_image $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
     rm -f /tmp/$s.img
+}
+
+# 1. Linux's blkback serves Linux's blkfront with 16-page rings and 2 queues;
+#    OUR xbd-check-tree must find the live tree real Xen made clean.  A
+#    plain file and backendtype=phy: libxl runs /etc/xen/scripts/block
+#    (losetup), the kernel's blkback serves the loop device.
+scn_kernel_blkback_tree() {
+    blk_scenario kernel-blkback-tree vbd \
+        'format=raw, vdev=xvda, access=rw, backendtype=phy, target=@IMG@' no
     verdict $s "16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, image ok"
 }
 
@@ -221,7 +239,7 @@ scn_xbdfront_kernel_blkback() {
     command -v xbdfront >/dev/null || { result $s SKIP "xbdfront is not in this tree"; return; }
     mkdisk /tmp/$s.img
     if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
-            "lane=xbdfront md5=$DISK_MD5 queues=2"; then
+            "lane=xbdfront md5=$DISK_MD5 queues=2 ${XBDFRONT_DOMU_ARGS:-}"; then
         # while the domU's xbdfront write holds the device connected
         domu_hold $s $DOMID || FAILS="$FAILS hold:$DOMU_RES"
         check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
@@ -257,29 +275,6 @@ backd_stop() {
     mark xbd-backd stopped rc=$?
     BACKD_PID=
     dump backd-log cat /tmp/backd.log
-}
-
-# backd_scenario NAME KIND DISKSPEC [XL-CFG-LINES]: the checks of scenario 3
-# for one route: domU I/O, tree (16 pages x 2 queues, xbd-check-tree),
-# block-detach and block-attach on the running domU, image.
-backd_scenario() {
-    s=$1 kind=$2 FAILS=
-    command -v xbd-backd >/dev/null || { result $s SKIP "xbd-backd is not in this tree"; return; }
-    backd_start || { result $s FAIL "$WHY"; return; }
-    mkdisk /tmp/$s.img
-    spec=$(echo "$3" | sed "s|@IMG@|/tmp/$s.img|")
-    if domu_create $s "$spec" "lane=blk md5=$DISK_MD5 ring_order=4 queues=2" "${4:-}"; then
-        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
-        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
-        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
-        reattach $s $DOMID $kind "$spec" || FAILS="$FAILS reattach:$WHY"
-    else
-        FAILS="xl-create-rc=$CREATE_RC"
-    fi
-    domu_destroy $s
-    check_image $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
-    rm -f /tmp/$s.img
-    verdict $s "xbd-backd ($kind): 16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, detach+attach, image ok"
 }
 
 # reattach NAME DOMID KIND SPEC: xl block-detach must succeed (libxl gives
@@ -320,6 +315,15 @@ reattach() {
 scn_backd_phy() {
     backd_scenario backd-phy vbd \
         'format=raw, vdev=xvda, access=rw, backendtype=phy, script=block-xbd, target=@IMG@'
+}
+
+# backd_scenario NAME KIND DISKSPEC [XL-CFG-LINES]: blk_scenario with
+# reattach, served by the standing xbd-backd.
+backd_scenario() {
+    command -v xbd-backd >/dev/null || { result $1 SKIP "xbd-backd is not in this tree"; return; }
+    backd_start || { result $1 FAIL "$WHY"; return; }
+    blk_scenario "$1" "$2" "$3" yes "${4:-}"
+    verdict $s "xbd-backd ($2): 16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, detach+attach, image ok"
 }
 
 # 3b. backendtype=qdisk, libxl spawning OUR xbd-null-dm as the device model

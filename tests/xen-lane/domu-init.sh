@@ -7,14 +7,15 @@
 #   lane=xbdfront  no xen-blkfront: OUR xbdfront (libxbdfront) drives the
 #                  device from user space (gntalloc, evtchn, xenbus)
 #   md5=           md5 of the whole disk as dom0 made it (read check)
+#   persistent=0   lane=xbdfront: xbdfront --no-persistent
 # Everything dom0 needs is printed on hvc0, which xenconsoled logs in dom0:
 #   DOMU-PATTERN <md5>  DOMU-FILE <name> <md5>  DOMU-INFO ...
 #   DOMU-RESULT PASS|FAIL <why>   (last; the domU then idles until destroyed)
 export PATH=/usr/local/sbin:/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
-lane=; md5=; ring_order=0; queues=1
+lane=; md5=; ring_order=0; queues=1; persistent=1
 for a in $(cat /proc/cmdline); do
-    case $a in lane=*|md5=*|ring_order=*|queues=*) eval "$a";; esac
+    case $a in lane=*|md5=*|ring_order=*|queues=*|persistent=*) eval "$a";; esac
 done
 up() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "DOMU-$*"; }
@@ -75,6 +76,7 @@ blk() {
 # xen-blkfront is never loaded: OUR xbdfront drives xvda from user space.
 # Disk layout as for lane=blk; verify's seeded pattern covers [0, 16 MiB).
 XF="--ring-pages 16 --queues $queues --timeout 60"
+[ "$persistent" = 0 ] && XF="$XF --no-persistent"
 xbdfront_lane() {
     for m in xen-gntalloc xen-evtchn xen-gntdev; do modprobe $m; done
     for d in gntalloc evtchn xenbus; do

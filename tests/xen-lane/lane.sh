@@ -26,7 +26,10 @@
 #   XEN_LANE_DIR=/tmp/xbd-xen-lane   work directory: downloads, images, logs
 #   XEN_LANE_SCENARIOS="..."         scenarios to run (default: all, in order)
 #   XEN_LANE_TIMEOUT=540             seconds before qemu is killed
+#   XEN_LANE_TCG_THREAD=single       qemu's TCG threading (multi: one thread per vCPU)
 #   XEN_LANE_LOGLEVEL=6              dom0 kernel console loglevel (7: more)
+#   XEN_LANE_XBDFRONT_DOMU_ARGS=     extra domU command line of scenario 2
+#                                    (persistent=0: xbdfront --no-persistent)
 #   XEN_LANE_SHELL=1                 interactive dom0 shell after the scenarios
 #                                    (console on this terminal; Ctrl-a x quits)
 set -euo pipefail
@@ -38,6 +41,10 @@ W=${XEN_LANE_DIR:-/tmp/xbd-xen-lane}
 ALL_SCENARIOS="kernel-blkback-tree xbdfront-kernel-blkback backd-phy backd-qdisk"
 SCENARIOS=${XEN_LANE_SCENARIOS:-$ALL_SCENARIOS}
 TIMEOUT=${XEN_LANE_TIMEOUT:-540}
+# One host thread for all vCPUs: with multi-threaded TCG on a loaded host,
+# user processes in dom0 died of random SIGSEGVs (in busybox grep, tr, awk,
+# ash), consistent with a lost cross-vCPU TLB flush.
+TCG_THREAD=${XEN_LANE_TCG_THREAD:-single}
 XENVER=4.17
 ARCH_TRIPLET=x86_64-linux-gnu
 # Host packages: qemu to boot; busybox/cpio/kmod to make the images; the Xen
@@ -245,6 +252,7 @@ build_images() {
     install -m 0755 "$HERE/dom0-init.sh" "$R/init"
     install -m 0644 "$HERE/dom0-lane.sh" "$R/lane/dom0-lane.sh"
     echo "$SCENARIOS" > "$R/lane/scenarios"
+    echo "XBDFRONT_DOMU_ARGS='${XEN_LANE_XBDFRONT_DOMU_ARGS:-}'" > "$R/lane/env"
     [ "${XEN_LANE_SHELL:-0}" = 1 ] && touch "$R/lane/interactive"
     mk_cpio "$R" "$W/dom0.cpio.gz"
     log "images: $(du -h "$W/domu.cpio.gz" | cut -f1) domU, $(du -h "$W/dom0.cpio.gz" | cut -f1) dom0"
@@ -260,14 +268,14 @@ boot() {
     local serial="$W/logs/serial.log" rc
     log "boot (TCG, timeout ${TIMEOUT}s); console in $serial"
     if [ "${XEN_LANE_SHELL:-0}" = 1 ]; then
-        qemu-system-x86_64 -accel tcg,thread=multi -cpu max -machine q35 -m 3G -smp 2 \
+        qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu max -machine q35 -m 3G -smp 2 \
             -display none -monitor none -serial mon:stdio -no-reboot -nic none \
             -kernel "$W/xen" -append "$(echo $xen_cmd)" \
             -initrd "$W/vmlinuz $dom0_cmd,$W/dom0.cpio.gz"
         exit 0
     fi
     set +e
-    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu max \
         -machine q35 -m 3G -smp 2 \
         -display none -monitor none -serial stdio -no-reboot -nic none \
         -kernel "$W/xen" -append "$(echo $xen_cmd)" \
