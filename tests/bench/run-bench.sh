@@ -162,9 +162,14 @@ xbd() {
     t0=$(dev_totals "$vdev"); c0=$(cpu_ticks "$backd_pid"); s0=$(cpu_ticks "$sim_pid")
     xbdctl run-as guest1 -- xbdfront bench "$vdev" "$@" --seconds "$secs" --json >"$out" 2>"$work/fe.err" &
     local fe=$!
-    # Half way: connect takes a moment, so sample after half the run.
-    sleep "$(awk -v s="$secs" 'BEGIN { print s / 2 }')"
-    inflight=$(dev_in_flight "$vdev"); rss=$(rss_kb "$backd_pid")
+    # In flight: the most of three samples, at 30, 50 and 70 % of the run.
+    local i n
+    inflight=0
+    for i in 0.3 0.2 0.2; do
+        sleep "$(awk -v s="$secs" -v f=$i 'BEGIN { print s * f }')"
+        n=$(dev_in_flight "$vdev"); [ "$n" -le "$inflight" ] || inflight=$n
+    done
+    rss=$(rss_kb "$backd_pid")
     if ! wait $fe; then
         # A failure is a finding, not the end of the run: keep its message
         # for the document and go on with the next measurement.
@@ -374,13 +379,19 @@ for p in "${mem_pages[@]}"; do
         xbdctl run-as guest1 -- xbdfront bench xvdb --rw randread --bs 4k --iodepth $depth \
             --seconds $mem_secs --ring-pages "$p" --queues "$q" --json >"$work/mem.json" &
         fe=$!
-        wait_for 10 sh -c "xbdctl stats --json | jq -e '.devices[] | select(.devid == ${devid[xvdb]} and .state == \"Connected\")'" ||
-            die "memory: xvdb did not connect"
-        sleep 1.5
-        conn=$(rss_kb "$backd_pid")
-        anon=$(rss_field "$backd_pid" RssAnon); shmem=$(rss_field "$backd_pid" RssShmem)
-        inflight=$(dev_in_flight xvdb)
+        # While the frontend runs: the largest VmRSS seen with the rings
+        # mapped (RssShmem > 0), its anon/shmem parts, and the most in flight.
+        conn=0 anon=0 shmem=0 inflight=0
+        while kill -0 $fe 2>/dev/null; do
+            sleep 0.25
+            r=$(rss_kb "$backd_pid"); sh_kb=$(rss_field "$backd_pid" RssShmem)
+            if [ "$sh_kb" -gt 0 ] && [ "$r" -gt "$conn" ]; then
+                conn=$r shmem=$sh_kb anon=$(rss_field "$backd_pid" RssAnon)
+            fi
+            n=$(dev_in_flight xvdb); [ "$n" -le "$inflight" ] || inflight=$n
+        done
         wait $fe || die "memory: bench failed"
+        [ "$conn" -gt 0 ] || die "memory: never saw xvdb connected"
         wait_for 10 sh -c "xbdctl stats --json | jq -e '.devices[] | select(.devid == ${devid[xvdb]} and .state != \"Connected\")'" ||
             die "memory: xvdb did not disconnect"
         after=$(rss_kb "$backd_pid")
@@ -433,7 +444,9 @@ set output "$plotdir/ring-size.png"
 set title "4 KiB random reads, null backing, iodepth 2 x slots (${secs} s per point)"
 set xlabel "ring pages per queue"
 set ylabel "IOPS"
-set logscale xy 2
+set logscale x 2
+set logscale y 10
+set key bottom right
 set format y "%.0s%c"
 plot "$plotdir/ring.dat" using 1:2 with linespoints lw 2 title "1 ms latency, default frontend (grant pool 257 pages)", \
      "" using 1:3 with linespoints lw 2 title "1 ms latency, 2048 indirect segments (pool 2049 pages)", \
@@ -463,6 +476,27 @@ plot "$plotdir/memory.dat" using 4:xtic(1) title "ring pages x queues" lc rgb "#
 EOF
 
 # ---- the document ---------------------------------------------------------------
+# ---- the figures the targets are about -------------------------------------
+p_lo=${ring_sizes[0]}
+ratio64_def=$(ratio "$(val ring-1ms-default-64 iops)" "$(val "ring-1ms-default-$p_lo" iops)")
+ratio64_pool=$(ratio "$(val ring-1ms-pool-64 iops)" "$(val "ring-1ms-pool-$p_lo" iops)")
+ratio64_10=$(ratio "$(val ring-10ms-pool-64 iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
+r_dir_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val direct-randread-4k-qd32 iops)")
+r_dir_w=$(ratio "$(val xbd-randwrite-4k-qd32 iops)" "$(val direct-randwrite-4k-qd32 iops)")
+r_nbd_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val nbd-randread-4k-qd32 iops)")
+r_nbd_w=$(ratio "$(val xbd-randwrite-4k-qd32 iops)" "$(val nbd-randwrite-4k-qd32 iops)")
+l_r=$(ratio "$(val xbd-poll-randread-4k-qd1 lat_p50_us)" "$(val direct-randread-4k-qd1 lat_p50_us)")
+l_w=$(ratio "$(val xbd-poll-randwrite-4k-qd1 lat_p50_us)" "$(val direct-randwrite-4k-qd1 lat_p50_us)")
+l_r0=$(ratio "$(val xbd-randread-4k-qd1 lat_p50_us)" "$(val direct-randread-4k-qd1 lat_p50_us)")
+n_up=$(val notify-adaptive-fe0 be_recv_per_req)
+n_down=$(val notify-adaptive-fe0 be_sent_per_req)
+grows=$(jq -s -r '[.[] | select(.key | startswith("mem-"))] as $m |
+    def d(p; q): ($m[] | select(.pages == p and .queues == q) | .delta_kb);
+    if (d(64; 1) > d(1; 1)) and (d(1; 4) > d(1; 1)) and (d(64; 4) > d(64; 1)) and (d(64; 4) > d(1; 4))
+    then "yes" else "no" end' "$res")
+q2_null=$(ratio "$(val queues-null-q2-d32 iops)" "$(val queues-null-q1-d64 iops)")
+q2_file=$(ratio "$(val queues-file-q2-d32 iops)" "$(val queues-file-q1-d64 iops)")
+
 rev=$(git -C "$top_srcdir" describe --always --dirty 2>/dev/null || echo unknown)
 loads=$(jq -s -r '[.[] | select(.load != null) | .load] | "\(min) to \(max)"' "$res")
 md=$docdir/benchmarks.md
@@ -499,13 +533,25 @@ are shared memory, event channels eventfds), xbd-backd is the backend,
 xbd-backd or nbdkit during the measurement, per I/O; client CPU is fio's or
 xbdfront's.  xbd-sim's own CPU (not in the data path) stayed at
 $(jq -s -r '[.[] | select(.cpu_sim_us != null) | .cpu_sim_us] | max | . * 1000 | floor / 1000' "$res") us per I/O at most.
+
+## Targets at a glance
+
+| target (issue 7) | measured (median round) | verdict |
+|---|---|---|
+| 1. 64 ring pages ≥ 15× one page, latency-bound (1 ms) | ${ratio64_def}× default frontend; ${ratio64_pool}× with a 2049-page grant pool | $(verdict "$ratio64_def" ">=" 15); $(verdict "$ratio64_pool" ">=" 15) |
+| 1. the same at 10 ms per request | ${ratio64_10}× | $(verdict "$ratio64_10" ">=" 15) |
+| 2. QD32 ≥ 0.7× direct io_uring | reads ${r_dir_r}×, writes ${r_dir_w}× | $(verdict "$r_dir_r" ">=" 0.7); $(verdict "$r_dir_w" ">=" 0.7) |
+| 2. QD32 ≥ 4× NBD | reads ${r_nbd_r}×, writes ${r_nbd_w}× | $(verdict "$r_nbd_r" ">=" 4); $(verdict "$r_nbd_w" ">=" 4) |
+| 2. QD1 latency with polling ≤ 2× direct io_uring (p50) | reads ${l_r}×, writes ${l_w}× | $(verdict "$l_r" "<=" 2); $(verdict "$l_w" "<=" 2) |
+| 3. ≤ 0.1 notifications per request each way, QD32, adaptive polling | guest→daemon $(fmt "$n_up" 3), daemon→guest $(fmt "$n_down" 3) | $(verdict "$n_up" "<=" 0.1); $(verdict "$n_down" "<=" 0.1) |
+| 5. daemon RSS grows with ring pages and queues | see §5 | $( [ "$grows" = yes ] && echo "**met**" || echo "**not clearly met**") |
+| 6. 2 queues against 1 (same total depth) | null ${q2_null}×, file ${q2_file}× | figures (no target) |
+
+Each verdict is explained in its section: what limits it and by how much
+it is missed.
 EOF
 
 # -- 1 --
-p_lo=${ring_sizes[0]}
-ratio64_def=$(ratio "$(val ring-1ms-default-64 iops)" "$(val "ring-1ms-default-$p_lo" iops)")
-ratio64_pool=$(ratio "$(val ring-1ms-pool-64 iops)" "$(val "ring-1ms-pool-$p_lo" iops)")
-ratio64_10=$(ratio "$(val ring-10ms-pool-64 iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
 ratio_max_10=$(ratio "$(val "ring-10ms-pool-${ring_sizes[-1]}" iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
 # bend SERIES: the last ring size whose IOPS still reach half of linear
 # scaling from the one-page point.
@@ -523,7 +569,9 @@ bend() {
 }
 ceiling=$(jq -s -r '[.[] | select(.key | startswith("ring-")) | .iops] | max | floor' "$res")
 ceil_key=$(jq -s -r '[.[] | select(.key | startswith("ring-"))] | max_by(.iops) | .key' "$res")
-ceil_cpu=$(awk -v a="$(val "$ceil_key" cpu_client_us)" -v b="$(val "$ceil_key" cpu_server_us)" 'BEGIN { printf "%.1f", a + b }')
+ceil_cpu=$(jq -s -r --arg k "$ceil_key" '[.[] | select(.key == $k)] | max_by(.iops) | .cpu_client_us + .cpu_server_us | . * 10 | floor / 10' "$res")
+best_1ms=$(for p in "${ring_sizes[@]}"; do val "ring-1ms-pool-$p" iops; done | sort -g | tail -n 1)
+need15=$(awk -v a="$(val "ring-1ms-pool-$p_lo" iops)" 'BEGIN { printf "%.0f", 15 * a }')
 cat <<EOF
 
 ## 1. Ring size on latency-bound storage
@@ -538,8 +586,9 @@ default; the same with 2048 indirect segments negotiated, which grows its
 grant pool (see below why that matters for 4 KiB requests), with the
 daemon's persistent-grant cache raised to match (\`--persistent-max 4096\`);
 and a 10 ms device with the larger pool.  "In flight" is the daemon's count
-of requests it holds, sampled half way through; CPU is xbdfront's plus
-xbd-backd's per I/O.
+of requests it holds, the most of three samples during the run (0: the
+frontend, short of CPU, had not refilled the ring at those moments); CPU
+is xbdfront's plus xbd-backd's per I/O.
 
 ![ring size](bench/ring-size.png)
 
@@ -579,15 +628,16 @@ linear scaling from the one-page point): 1 ms default at
   daemon \`--max-indirect 2048\`) grows the pool to 2049 pages and lifts the
   cap; a pool sized from the ring (slots × pages per request, within the
   grant budget) would lift it for every frontend.
-- **Past that, the CPU is the limit.** The most any point reached is
-  ${ceiling} IOPS (${ceil_key}), at ${ceil_cpu} µs of CPU per I/O in
-  xbdfront and xbd-backd together, plus the kernel's work for io_uring
-  timeouts and event-channel wake-ups, on 2 CPUs that other jobs were using
-  at the same time (load above).  At 1 ms, 15× one page is 480 000 IOPS,
-  well above that ceiling, so at 1 ms the target is out of reach on this
-  machine whatever the ring: the ring stops mattering once requests wait
-  for the CPU rather than for the device (in flight then stays below the
-  slots, and the daemon holds requests longer than their 1 ms).  The seed
+- **Past that, the CPU is the limit.** 15× the one-page figure at 1 ms is
+  ${need15} IOPS; the best median point at 1 ms reached $(fmt "$best_1ms"),
+  and the best single round of any point ${ceiling} IOPS (${ceil_key}, at
+  ${ceil_cpu} µs of CPU per I/O in xbdfront and xbd-backd together, plus
+  the kernel's work for io_uring timeouts and event-channel wake-ups).
+  That is what 2 CPUs, shared with other jobs (load above), deliver through
+  the whole stack; whether a round gets there depends on the load of the
+  moment.  Once requests wait for the CPU rather than for the device, the
+  ring stops mattering: in flight stays below the slots and the daemon
+  holds requests longer than their 1 ms.  The seed
   result's 15× came from ~100 drives behind iSCSI, where the device's
   latency is long against the CPU cost of a request: the 10 ms series is
   that regime, where 64 pages allow 204 800 IOPS.
@@ -629,13 +679,6 @@ for wl in "${workloads[@]}"; do
          "| $(fmt "$(val "direct-$w" lat_p50_us)" 1) / $(fmt "$(val "nbd-$w" lat_p50_us)" 1) / $(fmt "$(val "xbd-$w" lat_p50_us)" 1)" \
          "| $(cpu "direct-$w") / $(cpu "nbd-$w") / $(cpu "xbd-$w") |"
 done
-r_dir_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val direct-randread-4k-qd32 iops)")
-r_dir_w=$(ratio "$(val xbd-randwrite-4k-qd32 iops)" "$(val direct-randwrite-4k-qd32 iops)")
-r_nbd_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val nbd-randread-4k-qd32 iops)")
-r_nbd_w=$(ratio "$(val xbd-randwrite-4k-qd32 iops)" "$(val nbd-randwrite-4k-qd32 iops)")
-l_r=$(ratio "$(val xbd-poll-randread-4k-qd1 lat_p50_us)" "$(val direct-randread-4k-qd1 lat_p50_us)")
-l_w=$(ratio "$(val xbd-poll-randwrite-4k-qd1 lat_p50_us)" "$(val direct-randwrite-4k-qd1 lat_p50_us)")
-l_r0=$(ratio "$(val xbd-randread-4k-qd1 lat_p50_us)" "$(val direct-randread-4k-qd1 lat_p50_us)")
 cat <<EOF
 
 QD1 with polling (frontend \`--poll-us 50\`, daemon adaptive polling):
@@ -658,14 +701,25 @@ Targets:
 - QD1 with polling, latency ≤ 2× direct io_uring (p50): reads ${l_r}× — $(verdict "$l_r" "<=" 2); writes ${l_w}× — $(verdict "$l_w" "<=" 2) (without frontend polling: reads ${l_r0}×).
 
 What limits xbdkit here: each request crosses two user-space processes
-(the guest's and the daemon's) and is copied once more than fio's: the
-daemon reads the image into its own buffer with io_uring and then copies
-into the guest's persistently granted page (grant copy would be one copy
-by the hypervisor on Xen).  At QD32 both xbdfront's thread and the daemon's
+(the guest's and the daemon's) and its data is copied twice more than
+fio's: the daemon reads the image into its own buffer with io_uring and
+copies it into the guest's granted pool page, and libxbdfront copies it
+from its pool page into the caller's buffer (on Xen the middle copy is the
+hypervisor's grant copy).  At QD1 a request wakes two threads in turn
+(daemon, then frontend) where fio's completes in its own io_uring_enter;
+with the load above the CPU count every wake-up may wait for a CPU, which
+is what the p99 column and the CPU per I/O show: at this load QD1 latency
+measures the scheduler as much as the transport.  Frontend polling
+(\`--poll-us\`) does not cut the daemon→guest notifications here:
+libxbdfront re-arms rsp_event each time it empties the ring, also inside
+its busy-poll loop, so the daemon still notifies about once per response.  At QD32 both xbdfront's thread and the daemon's
 queue thread are busy, so on 2 CPUs shared with other jobs they compete
 with each other and with the load; direct io_uring has one thread and the
 kernel.  NBD pays a socket round trip and a copy per request in each
-direction and nbdkit's thread hand-offs.
+direction and nbdkit's thread hand-offs.  A ratio above 1 against direct
+io_uring does not mean xbdkit beats the page cache: it means the load hit
+fio's rounds harder than xbdkit's (compare the io_uring column with an
+unloaded run); the ratios that matter are those near the targets.
 EOF
 
 # -- 3 --
@@ -685,7 +739,7 @@ EOF
 for m in off adaptive always adaptive-nobatch; do
     for fp in 0 50; do
         k=notify-$m-fe$fp
-        [ -n "$(val "$k" key)" ] || continue
+        [ "$(val "$k" key)" != null ] || continue
         echo "| $m | $( [ $fp = 0 ] && echo "sleep" || echo "${fp} µs") | $(fmt "$(val "$k" iops)") | $(fmt "$(val "$k" lat_p50_us)" 1)" \
              "| $(fmt "$(val "$k" fe_sent_per_io)" 3) / $(fmt "$(val "$k" be_recv_per_req)" 3)" \
              "| $(fmt "$(val "$k" be_sent_per_req)" 3) / $(fmt "$(val "$k" fe_recv_per_io)" 3)" \
@@ -693,8 +747,6 @@ for m in off adaptive always adaptive-nobatch; do
              "| $(fmt "$(val "$k" cpu_client_us)" 2) / $(fmt "$(val "$k" cpu_server_us)" 2) |"
     done
 done
-n_up=$(val notify-adaptive-fe0 be_recv_per_req)
-n_down=$(val notify-adaptive-fe0 be_sent_per_req)
 cat <<EOF
 
 Target ≤ 0.1 notifications per request each direction at QD32 with adaptive
@@ -745,8 +797,9 @@ cat <<EOF
 
 One \`null\` device (1 ms per request) on a fresh xbd-backd for each
 point; its VmRSS (/proc/PID/status) in InitWait before the frontend
-connects, 1 s into a run keeping 4 rings' worth of 4 KiB reads per queue,
-and after the frontend disconnected.  Grown = connected − before: per
+connects, the largest seen (every 0.25 s) while connected to a frontend
+keeping 4 rings' worth of 4 KiB reads per queue for ${mem_secs} s, and after
+the frontend disconnected.  Grown = connected − before: per
 queue, the mapped ring pages, the pending table (one entry per ring slot,
 all initialised), the io_uring rings sized from the ring, request buffers
 and the persistent grants mapped so far (at most the frontend's pool of 257
@@ -761,10 +814,6 @@ for p in "${mem_pages[@]}"; do for q in "${mem_queues[@]}"; do
     k=mem-$p-$q
     echo "| $p | $q | $(val "$k" rss_base_kb) | $(val "$k" rss_conn_kb) | $(val "$k" delta_kb) | $(val "$k" rss_anon_kb) / $(val "$k" rss_shmem_kb) | $(val "$k" be_in_flight) | $(val "$k" rss_after_kb) |"
 done; done
-grows=$(jq -s -r '[.[] | select(.key | startswith("mem-"))] as $m |
-    def d(p; q): ($m[] | select(.pages == p and .queues == q) | .delta_kb);
-    if (d(64; 1) > d(1; 1)) and (d(1; 4) > d(1; 1)) and (d(64; 4) > d(64; 1)) and (d(64; 4) > d(1; 4))
-    then "yes" else "no" end' "$res")
 cat <<EOF
 
 Must grow with what was negotiated: **$( [ "$grows" = yes ] && echo "met" || echo "not clearly met")**
@@ -828,4 +877,9 @@ echo '```'
 cat "$res"
 echo '```'
 } >"$md"
+# The RBD comparison needs the Ceph lane (make check-rbd's cluster) and is
+# measured by hand, as docs/bench/rbd.md says; keep it in the document.
+if [ -f "$top_srcdir/docs/bench/rbd.md" ]; then
+    { echo; cat "$top_srcdir/docs/bench/rbd.md"; } >>"$md"
+fi
 say "done in $(( $(date +%s) - started )) s: $md"
