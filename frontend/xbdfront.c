@@ -633,7 +633,10 @@ worker_main(void *arg)
     struct engine *e = w->e;
     double last_progress = 0;
     bool more = true;
-    uint64_t idle_ms = 0;
+    /* Since the last callback.  xbdfront_poll() returns 0 before its
+     * timeout too (a piece of a split request completed, a reconnect woke
+     * the queue): count time, not empty returns. */
+    uint64_t quiet_since = now_ns();
 
     for (;;) {
         int n;
@@ -677,8 +680,10 @@ worker_main(void *arg)
             }
             break;
         }
-        idle_ms = n == 0 ? idle_ms + 1000 : 0;
-        if (idle_ms >= (uint64_t)o.timeout_s * 1000u && w->busy > 0) {
+        if (n > 0)
+            quiet_since = now_ns();
+        else if (w->busy > 0 &&
+                 now_ns() - quiet_since >= (uint64_t)o.timeout_s * 1000000000u) {
             w->err = -ETIMEDOUT;
             snprintf(w->errmsg, sizeof(w->errmsg), "queue %u: no completion "
                      "for %u s with %u requests in flight (is the backend "
