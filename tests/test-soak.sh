@@ -52,7 +52,12 @@ backd_start() {
     cleanup_fn kill_wait $backd_pid
     wait_for 10 test -S "$XBD_SIM_DIR/xbd-backd.sock" || fail "xbd-backd did not start"
 }
-cleanup_fn '[ $? -eq 0 ] || { echo "--- xbd-backd log (tail)"; tail -n 60 "$d/backd.log"; }'
+fail() {
+    echo "--- xbd-backd log (tail)"
+    tail -n 60 "$d/backd.log"
+    echo "$0: FAIL: $*" >&2
+    exit 1
+}
 fds() { ls "/proc/$backd_pid/fd" | wc -l; }
 threads() { ls "/proc/$backd_pid/task" | wc -l; }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$backd_pid/status"; }
