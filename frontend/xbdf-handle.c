@@ -1273,6 +1273,8 @@ xbdfront_connect(struct xbdfront *h, const char *device)
 {
     char *v;
     int64_t deadline;
+    bool resetting;
+    int be;
     int r;
 
     if (h->plat != NULL)
@@ -1329,17 +1331,34 @@ xbdfront_connect(struct xbdfront *h, const char *device)
                            strerror(errno));
         goto fail;
     }
-    r = set_state(h, XenbusStateInitialising);
+    /* A backend still Connected or Closing serves an earlier frontend of
+     * this device, one that died without closing (killed, kexec): those
+     * rings are not ours, and its Connected would let us negotiate and
+     * "connect" before it ever read our nodes.  As Linux's
+     * xenbus_reset_state(), go Closed first and come back as Initialising
+     * once the backend has let the old rings go. */
+    be = be_state(h);
+    resetting = be == XenbusStateConnected || be == XenbusStateClosing;
+    r = set_state(h, resetting ? XenbusStateClosed : XenbusStateInitialising);
     if (r < 0)
         goto fail;
 
     deadline = now_ms() + h->connect_timeout_ms;
     for (;;) {
-        enum xbdf_action a = xbdf_next_action(h->state, be_state(h));
+        enum xbdf_action a = XBDF_WAIT;
         struct pollfd pfd;
         int64_t left;
         char **w;
 
+        be = be_state(h);
+        if (resetting && be != XenbusStateConnected && be != XenbusStateClosing) {
+            resetting = false;
+            r = set_state(h, XenbusStateInitialising);
+            if (r < 0)
+                goto fail;
+        }
+        if (!resetting)
+            a = xbdf_next_action(h->state, be);
         switch (a) {
         case XBDF_NEGOTIATE:
             r = negotiate(h);

@@ -64,7 +64,8 @@ node_is $be/51744/max-ring-page-order 3 || fail "the refused reload changed some
 if command -v xbdfront >/dev/null; then
     printf 'grant-map = yes\nmax-ring-order = 3\n' >"$d/conf"
     kill -HUP $backd_pid
-    wait_for 10 test "$(grep -c 'configuration reloaded' "$d/backd.log")" -ge 2 ||
+    reloaded_twice() { [ "$(grep -c 'configuration reloaded' "$d/backd.log")" -ge 2 ]; }
+    wait_for 10 reloaded_twice ||
         fail "no second reload"
     run_as guest1 xbdfront verify xvdc --size 1M --no-persistent --timeout 10 ||
         fail "verify with grant-map"

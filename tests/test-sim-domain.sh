@@ -19,6 +19,8 @@ cleanup_fn "kill $w2 2>/dev/null"
 # A watch fires once when registered: then it is in place.
 wait_for 10 grep -q . "$d/intro"
 wait_for 10 grep -q . "$d/rel"
+# wait_for runs its command again each time: count inside it.
+fired_twice() { [ "$(grep -c "^$1" "$2")" -ge 2 ]; }
 
 id=$(xbdctl domain-create g1)
 [ "$id" = 1 ] || fail "first domid is $id"
@@ -29,12 +31,12 @@ run_as g1 xenstore-write /local/domain/1/data/x 1 || fail "guest writes its own 
 if run_as g1 xenstore-read /local/domain/0/name 2>/dev/null; then
     fail "guest read dom0's node"
 fi
-wait_for 10 test "$(grep -c '^@introduceDomain' "$d/intro")" -ge 2 ||
+wait_for 10 fired_twice @introduceDomain "$d/intro" ||
     fail "@introduceDomain did not fire"
 
 xbdctl domain-list | grep -q '^1 g1$' || fail "domain-list"
 xbdctl domain-destroy g1
-wait_for 10 test "$(grep -c '^@releaseDomain' "$d/rel")" -ge 2 ||
+wait_for 10 fired_twice @releaseDomain "$d/rel" ||
     fail "@releaseDomain did not fire"
 if xenstore-read /local/domain/1/name 2>/dev/null; then
     fail "/local/domain/1 survived destroy"

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "xbdfront.h"
@@ -178,7 +179,8 @@ run(const char *dev, const struct opts *o)
     struct flush_req fr = { .l = &l };
     struct slot *slots;
     uint64_t rng = o->seed, issued = 0, next_flush = o->flush_every;
-    unsigned int i, idle = 0;
+    unsigned int i;
+    time_t quiet_since = time(NULL);
     int r;
 
     l.logfd = open(o->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -250,11 +252,13 @@ run(const char *dev, const struct opts *o)
         if (r < 0) {
             fprintf(stderr, "xbd-crashload: poll: %s\n", xbdfront_get_error());
             l.err = r;
-        } else if (r == 0 && ++idle >= 120) {
+        } else if (r > 0) {
+            quiet_since = time(NULL);
+        } else if (time(NULL) - quiet_since >= 120) {
+            /* Counted in time: poll returns 0 early on wakeups without a
+             * callback (a reconnect). */
             fprintf(stderr, "xbd-crashload: no completion for 120 s\n");
             l.err = -ETIMEDOUT;
-        } else if (r > 0) {
-            idle = 0;
         }
     }
     if (l.err == 0) {
