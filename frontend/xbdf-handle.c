@@ -916,6 +916,17 @@ check_resize(struct xbdfront *h)
         h->resize_fn(h->resize_data, old, g.size);
 }
 
+/* Is the backend's `online` node 0 (the toolstack is removing it)? */
+static bool
+backend_offline(struct xbdfront *h)
+{
+    char *v = xs_get(h, h->be_dir, XBDK_ONLINE);
+    bool off = v != NULL && strcmp(v, "0") == 0;
+
+    free(v);
+    return off;
+}
+
 /* One step of the level-triggered state machine; false to stop. */
 static bool
 control_step(struct xbdfront *h)
@@ -925,6 +936,11 @@ control_step(struct xbdfront *h)
     bool gone = v == NULL;
 
     free(v);
+    /* An absent or unreadable node (the toolstack removed the directory;
+     * a guest reading under a removed parent gets EACCES) is a removed
+     * device; anything else means the store itself is gone. */
+    if (gone && (e == ENOENT || e == EACCES || e == EPERM))
+        e = ENOENT;
     if (gone && e != ENOENT) {
         /* Not an absent node: the store itself went away. */
         char why[200];
@@ -935,11 +951,28 @@ control_step(struct xbdfront *h)
         fail_queues(h, why);
         return false;
     }
-    if (gone && h->state == XenbusStateConnected) {
-        /* A daemon restart leaves the directory; a detach removes it. */
+    if (gone) {
+        /* A daemon restart leaves the directory; a detach removes it, in
+         * any of our states (often while we recover from its Closing).
+         * Our own directory may be gone too: write nothing that would
+         * re-create what the toolstack removed. */
+        char *fs = xs_get(h, h->fe_dir, XBDK_STATE);
+
         fail_queues(h, "the device was removed (its backend directory is "
                     "gone)");
-        set_state(h, XenbusStateClosed);
+        if (fs != NULL && h->state != XenbusStateClosed)
+            set_state(h, XenbusStateClosed);
+        free(fs);
+        h->state = XenbusStateClosed;
+        return false;
+    }
+    if (be != XenbusStateConnected && backend_offline(h)) {
+        /* online=0: the toolstack is detaching the device, not restarting
+         * its backend: no reconnect, and the callers learn why. */
+        fail_queues(h, "the device was detached by the toolstack "
+                    "(backend online=0)");
+        if (h->state != XenbusStateClosed)
+            set_state(h, XenbusStateClosed);
         return false;
     }
     if (h->recovering && h->state == XenbusStateClosed) {
