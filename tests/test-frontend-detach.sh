@@ -5,18 +5,9 @@
 # message that says the device was detached, and never re-creates the
 # frontend directory the toolstack removed.  The detach itself completes.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires command -v xenstore-read
-requires xbdfront --help
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 512M "$d/disk.img"
-start_backd "$d/backd.log"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
-fe=/local/domain/1/device/vbd/51712
-node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
-wait_for 10 node_is $be/state 2 || fail "the backend did not reach InitWait"
+backd_disk_setup 512M
 
 run_as guest1 xbdfront verify xvda --queues 2 --iodepth 2 --timeout 30 \
     >"$d/verify.out" 2>"$d/verify.err" &
