@@ -523,6 +523,13 @@ conn_release(struct xbdfront *h, struct xbdf_conn *c)
     return r;
 }
 
+/* Connections whose pages a backend still mapped when their handle closed:
+ * the pages stay shared and are never reused (XSA-396), for the life of
+ * the process.  Kept on this list, not dropped, so that the memory stays
+ * reachable: it is held on purpose, and leak checkers must not report it. */
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xbdf_conn *quarantine;
+
 /* Release retired connections; those still mapped stay on the list. */
 static void
 release_retired(struct xbdfront *h, bool last_chance)
@@ -540,7 +547,11 @@ release_retired(struct xbdfront *h, bool last_chance)
                 fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
                         "(%s): left shared, never reused\n", h->fe_dir,
                         xbd_platform_error());
-                continue;       /* leaked on purpose */
+                pthread_mutex_lock(&quarantine_lock);
+                c->next = quarantine;
+                quarantine = c;
+                pthread_mutex_unlock(&quarantine_lock);
+                continue;
             }
             c->next = keep;
             keep = c;

@@ -29,6 +29,8 @@ struct xs_node {
     struct xs_core_perm *perms;  /* >= 1 entry: [0] is the owner */
     size_t nperms;
     uint64_t gen;                /* changes on any change to this node */
+    bool lazy;                   /* in a transaction's view: a copy whose
+                                  * children are not copied yet */
 };
 
 /* One node a transaction looked at: its generation then (0 = absent). */
@@ -54,7 +56,8 @@ struct xs_tx {
     uint32_t id;
     uint32_t domid;
     void *owner;
-    struct xs_node *root;        /* the snapshot, modified by the tx */
+    struct xs_node *root;        /* the tx's view: copied from the live
+                                  * tree on demand, modified by the tx */
     struct tx_access *acc;
     size_t nacc, capacc;
     struct tx_op *ops;
@@ -92,7 +95,7 @@ struct xs_store {
     size_t live_nodes;
 };
 
-/* Context of one operation: the live tree, or a transaction's snapshot. */
+/* Context of one operation: the live tree, or a transaction's view. */
 struct ctx {
     struct xs_store *st;
     struct xs_tx *tx;            /* NULL: live tree */
@@ -266,12 +269,16 @@ node_child(const struct xs_node *n, const char *name, size_t len)
     return NULL;
 }
 
+static int materialize(struct xs_store *st, struct xs_node *n);
+
 /* Walk `path` (canonical, absolute).  Returns the node or NULL; *deepest
  * (may be NULL) receives the deepest existing node on the way and *used the
- * length of the path prefix it corresponds to. */
+ * length of the path prefix it corresponds to.  With `mat` (a transaction's
+ * view of that store) each node's children are copied in before the walk
+ * looks at them; *err (may be NULL without `mat`) is then 0 or -ENOMEM. */
 static struct xs_node *
-lookup(struct xs_node *root, const char *path, struct xs_node **deepest,
-       size_t *used)
+lookup_in(struct xs_store *mat, struct xs_node *root, const char *path,
+          struct xs_node **deepest, size_t *used, int *err)
 {
     struct xs_node *n = root;
     const char *p = path + 1;
@@ -280,10 +287,15 @@ lookup(struct xs_node *root, const char *path, struct xs_node **deepest,
         *deepest = root;
     if (used)
         *used = 1;
+    if (err)
+        *err = 0;
     while (*p != '\0') {
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        struct xs_node *c = node_child(n, p, l);
+        struct xs_node *c;
+        if (mat != NULL && (*err = materialize(mat, n)) < 0)
+            return NULL;
+        c = node_child(n, p, l);
         if (c == NULL)
             return NULL;
         n = c;
@@ -298,8 +310,33 @@ lookup(struct xs_node *root, const char *path, struct xs_node **deepest,
     return n;
 }
 
+/* lookup_in() of the live tree (or of a subtree of it). */
 static struct xs_node *
-node_clone(struct xs_store *st, const struct xs_node *src)
+lookup(struct xs_node *root, const char *path, struct xs_node **deepest,
+       size_t *used)
+{
+    return lookup_in(NULL, root, path, deepest, used, NULL);
+}
+
+/* ======================================================================
+ * Transaction views: copied from the live tree on demand
+ *
+ * A transaction does not copy the tree when it starts.  Its view begins as
+ * a copy of the root alone; a node's children are copied (each without
+ * its own children) the first time the transaction needs them, and the
+ * copies keep the live generations.  So the transaction sees each node as
+ * it was when it first came near it, and it records that generation when
+ * it first looks at the node: anything changed after that conflicts at
+ * commit.  A copy made before the node is recorded can only make the
+ * recorded generation older, never newer, so the check stays sound (at
+ * worst a conflict more).  This is cxenstored's "generation at first
+ * access" rule; the cost of a transaction is now the paths it touches,
+ * not the size of the tree.
+ * ====================================================================== */
+
+/* A copy of `src` without children, to be filled in by materialize(). */
+static struct xs_node *
+node_copy(struct xs_store *st, const struct xs_node *src)
 {
     struct xs_node *n = node_new(st, src->name, strlen(src->name),
                                  src->perms, src->nperms);
@@ -315,15 +352,65 @@ node_clone(struct xs_store *st, const struct xs_node *src)
     memcpy(n->value, src->value, src->len + 1);
     n->len = src->len;
     n->gen = src->gen;
-    for (size_t i = 0; i < src->nchildren; i++) {
-        struct xs_node *c = node_clone(st, src->children[i]);
+    n->lazy = true;
+    return n;
+}
+
+/* The absolute path of a node of a transaction's view.  -EINVAL if it
+ * does not fit (it cannot: every node was created from a canonical
+ * path). */
+static int
+node_path(const struct xs_node *n, char *buf, size_t sz)
+{
+    size_t pos = sz - 1;
+
+    buf[pos] = '\0';
+    if (n->parent == NULL) {
+        if (sz < 2)
+            return -EINVAL;
+        buf[0] = '/';
+        buf[1] = '\0';
+        return 0;
+    }
+    for (; n->parent != NULL; n = n->parent) {
+        size_t l = strlen(n->name);
+        if (pos < l + 1)
+            return -EINVAL;
+        pos -= l;
+        memcpy(buf + pos, n->name, l);
+        buf[--pos] = '/';
+    }
+    memmove(buf, buf + pos, sz - pos);
+    return 0;
+}
+
+/* Give a copied node of a transaction's view the children the live node
+ * at its path has now (none if it is gone from the live tree: then the
+ * transaction conflicts as soon as it uses anything there). */
+static int
+materialize(struct xs_store *st, struct xs_node *n)
+{
+    char path[XENSTORE_ABS_PATH_MAX + 1];
+    const struct xs_node *src;
+    int r;
+
+    if (!n->lazy)
+        return 0;
+    r = node_path(n, path, sizeof(path));
+    if (r < 0)
+        return r;
+    src = lookup(st->root, path, NULL, NULL);
+    for (size_t i = 0; src != NULL && i < src->nchildren; i++) {
+        struct xs_node *c = node_copy(st, src->children[i]);
         if (c == NULL || node_add_child(n, c) < 0) {
             node_free(st, c, false);
-            node_free(st, n, false);
-            return NULL;
+            while (n->nchildren > 0)
+                node_free(st, n->children[--n->nchildren], false);
+            return -ENOMEM;
         }
     }
-    return n;
+    n->lazy = false;
+    return 0;
 }
 
 /* ======================================================================
@@ -598,7 +685,7 @@ tx_unlink(struct xs_store *st, struct xs_tx *t)
     }
 }
 
-/* Set up the context for an operation: live tree or the tx snapshot. */
+/* Set up the context for an operation: live tree or the tx's view. */
 static int
 ctx_init(struct ctx *c, struct xs_store *st, uint32_t domid, void *owner,
          uint32_t tx)
@@ -620,6 +707,19 @@ ctx_init(struct ctx *c, struct xs_store *st, uint32_t domid, void *owner,
  * Node operations
  * ====================================================================== */
 
+/* lookup() in the operation's tree: the live one, or the transaction's
+ * view (copied in as the walk goes).  0 or -ENOMEM. */
+static int
+walk(struct ctx *c, const char *path, struct xs_node **out,
+     struct xs_node **deepest, size_t *used)
+{
+    int err = 0;
+
+    *out = lookup_in(c->tx ? c->st : NULL, c->root, path, deepest, used,
+                     &err);
+    return err;
+}
+
 /* Error for a missing node: EACCES if the caller may not read the nearest
  * existing ancestor (so existence does not leak), else ENOENT. */
 static int
@@ -633,10 +733,11 @@ missing(struct ctx *c, const struct xs_node *deepest)
 static int
 get_readable(struct ctx *c, const char *path, struct xs_node **out)
 {
-    struct xs_node *deep;
-    struct xs_node *n = lookup(c->root, path, &deep, NULL);
-    int r = record(c, path, strlen(path), n);
+    struct xs_node *deep, *n;
+    int r = walk(c, path, &n, &deep, NULL);
 
+    if (r == 0)
+        r = record(c, path, strlen(path), n);
     if (r < 0)
         return r;
     if (n == NULL)
@@ -681,8 +782,9 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
 
     if (is_write && !privileged(c->domid) && len > st->lim.value_size)
         return -ENOSPC;
-    n = lookup(c->root, path, &deep, &used);
-    r = record(c, path, strlen(path), n);
+    r = walk(c, path, &n, &deep, &used);
+    if (r == 0)
+        r = record(c, path, strlen(path), n);
     if (r < 0)
         return r;
     if (n != NULL) {
@@ -724,8 +826,8 @@ do_create(struct ctx *c, const char *path, const void *val, size_t len,
 
     /* In a transaction, record every path about to be created as seen
      * absent, so later accesses in the same transaction do not record the
-     * snapshot's new nodes as "seen"; all of it before creating anything,
-     * so a refused record leaves the snapshot untouched. */
+     * view's new nodes as "seen"; all of it before creating anything,
+     * so a refused record leaves the view untouched. */
     if (c->tx != NULL) {
         for (p = path + used + (path[used] == '/'); *p;) {
             const char *e = strchr(p, '/');
@@ -809,6 +911,36 @@ xs_core_mkdir(struct xs_store *st, uint32_t domid, void *owner, uint32_t tx,
     return r;
 }
 
+/* Before a transaction removes the subtree `n` at `path` from its
+ * view, record every node in it with the generation it has now (the
+ * first record of a path wins, so nodes the transaction looked at or
+ * created earlier keep what they had).  Without this, a node recreated
+ * below `path` later in the same transaction would be recorded as "seen
+ * absent" while the live tree still has it, and the commit would conflict
+ * with itself; and a change another connection makes inside the removed
+ * subtree must conflict, as in cxenstored. */
+static int
+record_subtree(struct ctx *c, char *path, size_t len, struct xs_node *n)
+{
+    int r = record(c, path, len, n);
+
+    if (r == 0)
+        r = materialize(c->st, n);
+    for (size_t i = 0; r == 0 && i < n->nchildren; i++) {
+        struct xs_node *ch = n->children[i];
+        size_t l = strlen(ch->name);
+
+        /* Paths in the tree were canonical when created: they fit. */
+        if (len + 1 + l > XENSTORE_ABS_PATH_MAX)
+            return -EINVAL;
+        path[len] = '/';
+        memcpy(path + len + 1, ch->name, l + 1);
+        r = record_subtree(c, path, len + 1 + l, ch);
+        path[len] = '\0';
+    }
+    return r;
+}
+
 static int
 do_rm(struct ctx *c, const char *path)
 {
@@ -818,8 +950,9 @@ do_rm(struct ctx *c, const char *path)
 
     if (strcmp(path, "/") == 0)
         return -EINVAL;
-    n = lookup(c->root, path, &deep, &used);
-    r = record(c, path, strlen(path), n);
+    r = walk(c, path, &n, &deep, &used);
+    if (r == 0)
+        r = record(c, path, strlen(path), n);
     if (r < 0)
         return r;
     if (n == NULL) {
@@ -847,8 +980,17 @@ do_rm(struct ctx *c, const char *path)
         if (r < 0)
             return r;
     }
-    if (c->tx == NULL)
+    if (c->tx != NULL) {
+        char buf[XENSTORE_ABS_PATH_MAX + 1];
+        size_t len = strlen(path);
+
+        memcpy(buf, path, len + 1);
+        r = record_subtree(c, buf, len, n);
+        if (r < 0)
+            return r;
+    } else {
         fire_rm(c->st, path, n);
+    }
     node_del_child(parent, n);
     parent->gen = ++c->st->gen;
     node_free(c->st, n, c->tx == NULL);
@@ -881,6 +1023,8 @@ xs_core_directory(struct xs_store *st, uint32_t domid, void *owner,
 
     if (r == 0)
         r = get_readable(&c, path, &n);
+    if (r == 0 && c.tx != NULL)
+        r = materialize(st, n);
     if (r < 0)
         return r;
     for (size_t i = 0; i < n->nchildren; i++)
@@ -931,8 +1075,9 @@ do_set_perms(struct ctx *c, const char *path, const struct xs_core_perm *perms,
 
     if (nperms == 0)
         return -EINVAL;
-    n = lookup(c->root, path, &deep, NULL);
-    r = record(c, path, strlen(path), n);
+    r = walk(c, path, &n, &deep, NULL);
+    if (r == 0)
+        r = record(c, path, strlen(path), n);
     if (r < 0)
         return r;
     if (n == NULL)
@@ -1069,8 +1214,9 @@ xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
         if (t->domid == domid)
             dom_open++;
     }
-    /* Each transaction holds a snapshot of the whole tree, so a domain
-     * opening many connections must not multiply them without bound. */
+    /* A transaction's view can grow to a copy of the whole tree, so a
+     * domain opening many connections must not multiply them without
+     * bound. */
     if (!privileged(domid) &&
         (open >= st->lim.transactions ||
          dom_open >= XS_CORE_TX_PER_DOMAIN * st->lim.transactions))
@@ -1078,7 +1224,7 @@ xs_core_tx_start(struct xs_store *st, uint32_t domid, void *owner,
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
-    t->root = node_clone(st, st->root);
+    t->root = node_copy(st, st->root);
     if (t->root == NULL) {
         free(t);
         return -ENOMEM;
@@ -1125,7 +1271,7 @@ xs_core_tx_end(struct xs_store *st, uint32_t domid, void *owner, uint32_t id,
         goto out;
     }
     /* Replay on the live tree; watches fire here.  Nothing it touched
-     * changed, so the permission checks that passed on the snapshot pass
+     * changed, so the permission checks that passed on the view pass
      * again and the quota was checked above: only ENOMEM can stop the
      * replay part way. */
     c.st = st;
@@ -1220,11 +1366,11 @@ xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name)
     struct xs_core_perm perm = { .domid = domid, .perms = XS_CORE_PERM_NONE };
     int r;
 
-    if (domid == 0 || domid >= 0x7FF0)   /* DOMID_FIRST_RESERVED */
+    if (domid >= 0x7FF0)   /* DOMID_FIRST_RESERVED */
         return -EINVAL;
     snprintf(path, sizeof(path), "/local/domain/%u", domid);
     r = xs_core_mkdir(st, 0, NULL, 0, path);
-    if (r == 0)
+    if (r == 0 && domid != 0)
         r = xs_core_set_perms(st, 0, NULL, 0, path, &perm, 1);
     snprintf(sub, sizeof(sub), "%s/domid", path);
     snprintf(idstr, sizeof(idstr), "%u", domid);
@@ -1234,9 +1380,11 @@ xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name)
         snprintf(sub, sizeof(sub), "%s/name", path);
         r = xs_core_write(st, 0, NULL, 0, sub, name, strlen(name));
     }
-    if (r == 0)
+    /* Domain 0 is introduced from the start (xs_core_new); only its
+     * nodes are written, as xen-init-dom0 does at boot. */
+    if (r == 0 && domid != 0)
         r = xs_core_mark_introduced(st, domid, true);
-    if (r == 0)
+    if (r == 0 && domid != 0)
         xs_core_fire_special(st, "@introduceDomain");
     return r;
 }

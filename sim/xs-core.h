@@ -29,9 +29,11 @@
  *    fires watches inside it (with the watch's own path) and above it; an
  *    event is delivered only if the watcher may read the node.  @-watches
  *    (@introduceDomain, @releaseDomain) are delivered to privileged watchers.
- *  - Transactions work on a snapshot copy of the tree; commit fails with
- *    EAGAIN if any node the transaction read or wrote changed meanwhile;
- *    watches fire at commit.
+ *  - A transaction sees each node as it was when the transaction first
+ *    came near it (its view is copied from the live tree on demand, not
+ *    at start); commit fails with EAGAIN if any node the transaction
+ *    read or wrote changed since it first looked at it (cxenstored's
+ *    generation rule); watches fire at commit.
  */
 #ifndef XBD_SIM_XS_CORE_H
 #define XBD_SIM_XS_CORE_H
@@ -67,9 +69,10 @@ struct xs_core_limits {
  * stays bounded however long a guest keeps it open. */
 #define XS_CORE_TX_MAX_NODES 1024u
 
-/* A transaction holds a snapshot copy of the tree: an unprivileged domain
- * may hold at most this many times its per-connection transaction quota
- * open across all its connections (ENOSPC beyond). */
+/* A transaction holds copies of the nodes it walked through and their
+ * siblings (at worst the whole tree): an unprivileged domain may hold at
+ * most this many times its per-connection transaction quota open across
+ * all its connections (ENOSPC beyond). */
 #define XS_CORE_TX_PER_DOMAIN 4u
 
 /* Watch event delivery: `owner` is what was passed to xs_core_watch, `path`
@@ -83,7 +86,7 @@ struct xs_store *xs_core_new(const struct xs_core_limits *limits,
                              xs_core_event_fn *fire, void *opaque);
 void xs_core_free(struct xs_store *st);
 
-/* Nodes allocated right now, in the live tree and in transaction snapshots
+/* Nodes allocated right now, in the live tree and in transactions' views
  * (for leak checks in tests). */
 size_t xs_core_live_nodes(const struct xs_store *st);
 /* Nodes of the live tree owned by domid (what the node quota counts). */
@@ -164,7 +167,10 @@ void xs_core_drop_owner(struct xs_store *st, void *owner);
 /* ---- domains ------------------------------------------------------------- */
 
 /* Create /local/domain/<domid> owned by domid with "domid" and "name" (if
- * name != NULL), mark it introduced and fire @introduceDomain. */
+ * name != NULL), mark it introduced and fire @introduceDomain.  For domid 0
+ * (introduced from the start, its directory owned by itself) only the
+ * "domid" and "name" nodes are written, as xen-init-dom0 does on a Xen
+ * host ("Domain-0"). */
 int xs_core_introduce(struct xs_store *st, uint32_t domid, const char *name);
 /* Mark introduced without touching the tree (wire INTRODUCE). */
 int xs_core_mark_introduced(struct xs_store *st, uint32_t domid, bool on);

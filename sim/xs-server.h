@@ -54,7 +54,8 @@ int xs_server_listen(struct xs_server *srv, uint32_t domid, const char *path);
 /* The toolstack and hypervisor's part of creating a domain: make
  * /local/domain/<domid> owned by it (readable by it), with "domid" and
  * "name" nodes as libxl writes them, mark it introduced
- * (XS_IS_DOMAIN_INTRODUCED says yes) and fire @introduceDomain. */
+ * (XS_IS_DOMAIN_INTRODUCED says yes) and fire @introduceDomain.
+ * domid 0 only gets its "domid" and "name" nodes (xen-init-dom0's part). */
 int xs_server_introduce(struct xs_server *srv, uint32_t domid,
                         const char *name);
 

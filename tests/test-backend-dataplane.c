@@ -516,6 +516,30 @@ test_persistent_edges(void)
     ok(s.pgrant_evictions > 0 && s.err_grant >= 1, "persistent: cache of 4 evicted (%llu), "
        "bad gref counted", (unsigned long long)s.pgrant_evictions);
     fe_stop(&f);
+
+    /* Idle expiry: grants unused for persistent_idle_ms are unmapped while
+     * the queue runs, so the frontend can end access to those pages. */
+    cfg.persistent_max = 64;
+    cfg.persistent_idle_ms = 50;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "persistent expiry: queue started");
+        return;
+    }
+    {
+        struct seg seg = { data_refs[40], 0, 7 };
+
+        fe_rw(&f, BLKIF_OP_WRITE, 400, 4000, &seg, 1);
+        is_int(fe_one(&f, 400), BLKIF_RSP_OKAY, "persistent expiry: a write maps the grant");
+        xbd_queue_get_stats(f.q, &s);
+        is_int(s.grant_maps, 1, "persistent expiry: one grant mapped");
+        WAIT_STATS(f.q, s, s.pgrant_evictions >= 1);
+        is_int(s.pgrant_evictions, 1, "persistent expiry: unmapped after 50 ms idle");
+        fe_rw(&f, BLKIF_OP_WRITE, 401, 4000, &seg, 1);
+        is_int(fe_one(&f, 401), BLKIF_RSP_OKAY, "persistent expiry: mapped again on use");
+        xbd_queue_get_stats(f.q, &s);
+        is_int(s.grant_maps, 2, "persistent expiry: a second map");
+    }
+    fe_stop(&f);
 }
 
 /* Per-request mapping: a bad gref and a read into a read-only grant fail

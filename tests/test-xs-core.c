@@ -389,6 +389,319 @@ test_transactions(struct xs_store *st)
     xs_core_rm(st, 0, NULL, 0, "/z");
 }
 
+/* The frontend's connect transaction: a guest writes its queue-N/
+ * directories, which do not exist yet, into the device directory the
+ * toolstack made for it; and a reconnect removes queue-0/ and writes it
+ * anew.  Neither may conflict unless another connection changed something
+ * the transaction used. */
+static void
+test_tx_queue_layout(void)
+{
+    static const char fe[] = "/local/domain/3/device/vbd/51712";
+    static const char *const keys[] = {
+        "multi-queue-num-queues", "queue-0/ring-ref", "queue-0/event-channel",
+        "queue-1/ring-ref", "queue-1/event-channel", "state",
+    };
+    const struct xs_core_perm fe_perms[2] = {
+        { 3, XS_CORE_PERM_NONE }, { 0, XS_CORE_PERM_READ },
+    };
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char path[128], buf[64];
+    size_t base = xs_core_live_nodes(st);
+    uint32_t t;
+    int r = 0;
+
+    xs_core_introduce(st, 3, "fe");
+    xs_core_mkdir(st, 0, NULL, 0, fe);
+    xs_core_set_perms(st, 0, NULL, 0, fe, fe_perms, 2);
+    snprintf(path, sizeof(path), "%s/state", fe);
+    wr(st, 0, path, "1");
+
+    is_int(xs_core_tx_start(st, 3, &o1, &t), 0, "guest starts a tx");
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && r == 0; i++) {
+        snprintf(path, sizeof(path), "%s/%s", fe, keys[i]);
+        r = xs_core_write(st, 3, &o1, t, path, "7", 1);
+    }
+    is_int(r, 0, "writes creating queue-0/ and queue-1/ in the tx");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "tx creating missing queue-N/ parents commits");
+    snprintf(path, sizeof(path), "%s/queue-1/event-channel", fe);
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0,
+           "queue-1/event-channel applied");
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    is_int(owner_of(st, path), 3, "the created parent belongs to the guest");
+
+    /* Reconnect: remove queue-0/ and recreate part of it. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-0", fe);
+    is_int(xs_core_rm(st, 3, &o1, t, path), 0, "rm queue-0/ in a tx");
+    snprintf(path, sizeof(path), "%s/queue-0/ring-ref", fe);
+    is_int(xs_core_write(st, 3, &o1, t, path, "9", 1), 0,
+           "write queue-0/ring-ref again in the same tx");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "rm and recreate of queue-0/ in one tx commits");
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0, "ring-ref there");
+    ok(strcmp(buf, "9") == 0, "with the new value");
+    snprintf(path, sizeof(path), "%s/queue-0/event-channel", fe);
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), -ENOENT,
+           "the removed child that was not recreated is gone");
+
+    /* Another connection changes a node inside the removed subtree: that
+     * must conflict. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    xs_core_rm(st, 3, &o1, t, path);
+    snprintf(path, sizeof(path), "%s/queue-1/ring-ref", fe);
+    xs_core_write(st, 3, &o1, t, path, "10", 2);
+    snprintf(path, sizeof(path), "%s/queue-1/event-channel", fe);
+    xs_core_write(st, 3, &o2, 0, path, "99", 2);
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), -EAGAIN,
+           "a change inside the removed subtree conflicts");
+    is_int(rd(st, 0, 0, NULL, path, buf, sizeof(buf)), 0,
+           "nothing of the conflicting tx applied");
+    ok(strcmp(buf, "99") == 0, "the other connection's value stays");
+
+    /* ... while a change elsewhere does not. */
+    xs_core_tx_start(st, 3, &o1, &t);
+    snprintf(path, sizeof(path), "%s/queue-1", fe);
+    xs_core_rm(st, 3, &o1, t, path);
+    snprintf(path, sizeof(path), "%s/queue-1/ring-ref", fe);
+    xs_core_write(st, 3, &o1, t, path, "11", 2);
+    wr(st, 3, "/local/domain/3/name", "renamed");
+    is_int(xs_core_tx_end(st, 3, &o1, t, true), 0,
+           "an unrelated change does not conflict with rm + recreate");
+
+    is_int(xs_core_release(st, 3), 0, "release");
+    is_int(xs_core_live_nodes(st), base, "no leaked nodes");
+    xs_core_free(st);
+}
+
+/* Transactions copy the tree on demand, not at start; what they see and
+ * when they conflict follows cxenstored's generation-at-first-access. */
+static void
+test_tx_views(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char path[64], buf[64];
+    size_t before;
+    uint32_t t;
+
+    for (int i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "/big/d%d/leaf", i);
+        wr(st, 0, path, "x");
+    }
+    wr(st, 0, "/gone/child", "g");
+    before = xs_core_live_nodes(st);
+    is_int(xs_core_tx_start(st, 0, &o0, &t), 0, "tx start");
+    is_int(xs_core_live_nodes(st), before + 1,
+           "starting a tx copies the root alone, not the tree");
+    is_int(rd(st, 0, t, &o0, "/big/d7/leaf", buf, sizeof(buf)), 0,
+           "read through the lazily copied view");
+    ok(xs_core_live_nodes(st) < before + 220,
+       "a read copies the nodes on its path and their siblings only");
+
+    /* First access after another connection's change: the new value, and
+     * no conflict. */
+    wr(st, 0, "/big/d8/leaf", "changed-before");
+    is_int(rd(st, 0, t, &o0, "/big/d8/leaf", buf, sizeof(buf)), 0,
+           "first read in the tx");
+    ok(strcmp(buf, "changed-before") == 0,
+       "a node first read after a change shows the change");
+    wr(st, 0, "/big/d7/leaf", "changed-after");
+    is_int(rd(st, 0, t, &o0, "/big/d7/leaf", buf, sizeof(buf)), 0,
+           "second read in the tx");
+    ok(strcmp(buf, "x") == 0,
+       "a node read before a change keeps the value first seen");
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "a change after the first read conflicts");
+
+    xs_core_tx_start(st, 0, &o0, &t);
+    rd(st, 0, t, &o0, "/big/d8/leaf", buf, sizeof(buf));
+    wr(st, 0, "/big/d9/leaf", "unrelated");
+    xs_core_write(st, 0, &o0, t, "/big/d8/leaf", "tx", 2);
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), 0,
+           "a change to a node the tx never read does not conflict");
+    is_int(rd(st, 0, 0, NULL, "/big/d8/leaf", buf, sizeof(buf)), 0, "read");
+    ok(strcmp(buf, "tx") == 0, "the tx's write applied");
+
+    /* A node copied into the view (as a sibling) and then removed from the
+     * live tree: writing below it must conflict, not resurrect it. */
+    xs_core_tx_start(st, 0, &o0, &t);
+    rd(st, 0, t, &o0, "/big", buf, sizeof(buf));    /* copies /gone too */
+    xs_core_rm(st, 0, NULL, 0, "/gone");
+    is_int(xs_core_write(st, 0, &o0, t, "/gone/child2", "r", 1), 0,
+           "write below a node removed live since it was copied");
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "it conflicts");
+    is_int(rd(st, 0, 0, NULL, "/gone", buf, sizeof(buf)), -ENOENT,
+           "and does not bring /gone back");
+
+    /* Directory in a tx: copied once, then stable. */
+    xs_core_tx_start(st, 0, &o0, &t);
+    {
+        char *names;
+        size_t len;
+        is_int(xs_core_directory(st, 0, &o0, t, "/big/d3", &names, &len,
+                                 NULL), 0, "directory in a tx");
+        ok(len == 5 && strcmp(names, "leaf") == 0, "lists the copied child");
+        free(names);
+        wr(st, 0, "/big/d3/new", "n");
+        is_int(xs_core_directory(st, 0, &o0, t, "/big/d3", &names, &len,
+                                 NULL), 0, "directory again");
+        ok(len == 5, "a child created live later does not show");
+        free(names);
+    }
+    is_int(xs_core_tx_end(st, 0, &o0, t, true), -EAGAIN,
+           "and the listed directory's change conflicts");
+    xs_core_rm(st, 0, NULL, 0, "/big");
+    xs_core_free(st);
+}
+
+/* Random operations of three connections, each often inside a
+ * transaction, on a small tree: a transaction reads back what it wrote,
+ * reads a node it saw before unchanged (what another connection did since
+ * stays out of its view), and an aborted one changes nothing.  Under the
+ * sanitizer build this also walks the lazy copying through many shapes. */
+#define RND_CONNS 3
+#define RND_PATHS 12
+static const char *const rnd_paths[RND_PATHS] = {
+    "/r/a", "/r/a/x", "/r/a/y", "/r/a/x/deep", "/r/b", "/r/b/x",
+    "/r/b/y", "/r/c", "/r/c/q0", "/r/c/q0/ring", "/r/c/q1", "/r/c/q1/ring",
+};
+
+static unsigned int rnd_state = 12345;
+static unsigned int
+rnd(unsigned int n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 16) % n;
+}
+
+static void
+test_tx_random(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    static char conn[RND_CONNS];
+    struct {
+        uint32_t tx;
+        int seen[RND_PATHS];             /* 0 unseen, 1 absent, 2 value */
+        char val[RND_PATHS][64];
+    } c[RND_CONNS];
+    size_t base = xs_core_live_nodes(st);
+    unsigned int bad_repeat = 0, bad_own = 0, commits = 0, conflicts = 0;
+    char before[RND_PATHS][64], buf[64];
+    int present[RND_PATHS];
+
+    memset(c, 0, sizeof(c));
+    for (int step = 0; step < 20000; step++) {
+        int k = (int)rnd(RND_CONNS), i = (int)rnd(RND_PATHS);
+        unsigned int op = rnd(10);
+        uint32_t tx = c[k].tx;
+
+        if (tx == 0 && op < 3) {
+            xs_core_tx_start(st, 0, &conn[k], &c[k].tx);
+            memset(c[k].seen, 0, sizeof(c[k].seen));
+            continue;
+        }
+        if (tx != 0 && op == 9) {
+            bool commit = k != 0;       /* connection 0 always aborts */
+            int r;
+            /* What an abort must leave. */
+            for (int j = 0; !commit && j < RND_PATHS; j++)
+                present[j] = rd(st, 0, 0, NULL, rnd_paths[j], before[j],
+                                sizeof(before[j])) == 0;
+            r = xs_core_tx_end(st, 0, &conn[k], tx, commit);
+            c[k].tx = 0;
+            if (commit && r == 0)
+                commits++;
+            else if (commit && r == -EAGAIN)
+                conflicts++;
+            if (!commit)
+                for (int j = 0; j < RND_PATHS; j++) {
+                    int p = rd(st, 0, 0, NULL, rnd_paths[j], buf,
+                               sizeof(buf)) == 0;
+                    if (p != present[j] || (p && strcmp(buf, before[j])))
+                        bad_own++;
+                }
+            continue;
+        }
+        if (op < 5) {                    /* write */
+            char v[16];
+            snprintf(v, sizeof(v), "v%d", step);
+            if (xs_core_write(st, 0, &conn[k], tx, rnd_paths[i], v,
+                              strlen(v)) == 0 && tx != 0) {
+                c[k].seen[i] = 2;
+                memcpy(c[k].val[i], v, sizeof(v));
+                /* Parents now exist in the view. */
+                for (int j = 0; j < RND_PATHS; j++)
+                    if (j != i && strncmp(rnd_paths[i], rnd_paths[j],
+                                          strlen(rnd_paths[j])) == 0 &&
+                        rnd_paths[i][strlen(rnd_paths[j])] == '/' &&
+                        c[k].seen[j] == 1) {
+                        c[k].seen[j] = 2;
+                        c[k].val[j][0] = '\0';
+                    }
+            }
+        } else if (op < 6) {             /* rm */
+            if (xs_core_rm(st, 0, &conn[k], tx, rnd_paths[i]) == 0 && tx)
+                for (int j = 0; j < RND_PATHS; j++)
+                    if (strncmp(rnd_paths[j], rnd_paths[i],
+                                strlen(rnd_paths[i])) == 0 &&
+                        (rnd_paths[j][strlen(rnd_paths[i])] == '\0' ||
+                         rnd_paths[j][strlen(rnd_paths[i])] == '/'))
+                        c[k].seen[j] = 1;
+        } else {                         /* read */
+            int r = rd(st, 0, tx, &conn[k], rnd_paths[i], buf, sizeof(buf));
+            if (tx == 0)
+                continue;
+            if (c[k].seen[i] == 1 && r != -ENOENT)
+                bad_repeat++;
+            else if (c[k].seen[i] == 2 &&
+                     (r != 0 || strcmp(buf, c[k].val[i]) != 0))
+                bad_repeat++;
+            else if (c[k].seen[i] == 0) {
+                c[k].seen[i] = r == 0 ? 2 : 1;
+                if (r == 0)
+                    snprintf(c[k].val[i], sizeof(c[k].val[i]), "%s", buf);
+            }
+        }
+    }
+    is_int(bad_repeat, 0, "inside a tx, every read repeats what it saw or wrote");
+    is_int(bad_own, 0, "an aborted tx left the tree as it found it");
+    ok(commits > 0 && conflicts > 0,
+       "random mix: %u commits, %u conflicts", commits, conflicts);
+    for (int k = 0; k < RND_CONNS; k++)
+        xs_core_drop_owner(st, &conn[k]);
+    xs_core_rm(st, 0, NULL, 0, "/r");
+    is_int(xs_core_live_nodes(st), base, "no leaked nodes after the mix");
+    xs_core_free(st);
+}
+
+/* Domain 0's own nodes, as xen-init-dom0 writes them on a Xen host. */
+static void
+test_dom0_nodes(void)
+{
+    struct xs_store *st = xs_core_new(NULL, capture, NULL);
+    char buf[64];
+
+    xs_core_watch(st, 0, &o0, "@introduceDomain", "i");
+    nev = 0;
+    is_int(xs_core_introduce(st, 0, "Domain-0"), 0, "name domain 0");
+    is_int(rd(st, 0, 0, NULL, "/local/domain/0/name", buf, sizeof(buf)), 0,
+           "/local/domain/0/name exists");
+    ok(strcmp(buf, "Domain-0") == 0, "dom0's name is Domain-0");
+    is_int(rd(st, 0, 0, NULL, "/local/domain/0/domid", buf, sizeof(buf)), 0,
+           "/local/domain/0/domid exists");
+    ok(strcmp(buf, "0") == 0, "dom0's domid is 0");
+    is_int(owner_of(st, "/local/domain/0"), 0, "dom0's dir stays dom0's");
+    ok(xs_core_is_introduced(st, 0), "dom0 is introduced");
+    is_int(nev, 0, "no @introduceDomain for dom0");
+    xs_core_introduce(st, 5, "g");
+    is_int(rd(st, 5, 0, NULL, "/local/domain/0/name", buf, sizeof(buf)),
+           -EACCES, "a guest cannot read dom0's name (n0, as on Xen)");
+    xs_core_free(st);
+}
+
 static void
 test_quotas(void)
 {
@@ -522,5 +835,9 @@ main(void)
            "no leaked nodes: back to the initial count");
     xs_core_free(st);
     test_quotas();
+    test_tx_queue_layout();
+    test_dom0_nodes();
+    test_tx_views();
+    test_tx_random();
     return done_testing();
 }

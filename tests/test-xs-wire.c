@@ -345,6 +345,68 @@ test_transactions(struct xs_handle *h1)
         xs_close(h2);
 }
 
+/* What libxbdfront does on connect and on reconnect, as guest 5 in the
+ * device directory the toolstack made for it: one transaction that
+ * creates queue-N/ (missing at first), then one that removes queue-0/ and
+ * writes it anew.  Each must commit at the first attempt: nothing else
+ * touches these nodes. */
+static int
+fe_tx(struct xs_handle *g, bool rm_first)
+{
+    static const char fe[] = "/local/domain/5/device/vbd/51712";
+    static const char *const keys[] = {
+        "multi-queue-num-queues", "queue-0/ring-ref", "queue-0/event-channel",
+        "queue-1/ring-ref", "queue-1/event-channel", "state",
+    };
+    char path[128];
+    xs_transaction_t t = xs_transaction_start(g);
+    bool good = t != XBT_NULL;
+
+    if (good && rm_first) {
+        snprintf(path, sizeof(path), "%s/queue-0", fe);
+        good = xs_rm(g, t, path);
+    }
+    for (size_t i = 0; good && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", fe, keys[i]);
+        good = xs_write(g, t, path, "3", 1);
+    }
+    if (t == XBT_NULL)
+        return -1;
+    if (!good) {
+        xs_transaction_end(g, t, true);
+        return -1;
+    }
+    errno = 0;
+    return xs_transaction_end(g, t, false) ? 0 : -errno;
+}
+
+static void
+test_tx_frontend_layout(struct xs_handle *h0)
+{
+    struct xs_handle *g = open_as(5);
+    struct xs_permissions fe_perms[2] = {
+        { .id = 5, .perms = XS_PERM_NONE }, { .id = 0, .perms = XS_PERM_READ },
+    };
+    static const char fe[] = "/local/domain/5/device/vbd/51712";
+
+    ok(g != NULL, "guest 5 connects");
+    if (g == NULL)
+        return;
+    xs_mkdir(h0, XBT_NULL, fe);
+    xs_set_permissions(h0, XBT_NULL, fe, fe_perms, 2);
+    xs_write(h0, XBT_NULL, "/local/domain/5/device/vbd/51712/state", "1", 1);
+    is_int(fe_tx(g, false), 0,
+           "guest tx creating the missing queue-N/ parents commits");
+    ok(rd_is(h0, XBT_NULL, "/local/domain/5/device/vbd/51712/queue-1/"
+             "event-channel", "3"), "its nodes are there");
+    is_int(fe_tx(g, true), 0,
+           "guest tx removing and rewriting queue-0/ commits");
+    ok(rd_is(h0, XBT_NULL, "/local/domain/5/device/vbd/51712/queue-0/"
+             "ring-ref", "3"), "queue-0/ring-ref rewritten");
+    xs_rm(h0, XBT_NULL, "/local/domain/5/device");
+    xs_close(g);
+}
+
 static void
 test_domain_calls(struct xs_handle *h)
 {
@@ -621,6 +683,7 @@ main(void)
     test_guest(h);
     test_watch(h);
     test_transactions(h);
+    test_tx_frontend_layout(h);
     test_domain_calls(h);
     test_big_directory(h);
     test_raw(h);

@@ -19,7 +19,18 @@
  *                      response's id (completed already, its slot maybe
  *                      reused) and never answered itself
  *   --lie overflow     ... is followed by more responses than requests
+ *   --lie out-of-range-id  ... carries an id whose slot is beyond the ring
+ *   --lie stale-id     ... carries the id of a request already answered
+ *   --lie keep-mapped  never unmap the frontend's rings (XSA-396: it must
+ *                      not reuse pages we still map)
+ *   --lie storm        notify 100 extra times with every batch of
+ *                      responses (XSA-391), answering honestly
  *   --lie-at N         which response lies (default 1, the first)
+ *   --lie-value N      the operation wrong-op echoes, the status
+ *                      bad-status sends (as an int16; default 7)
+ *   --node KEY=VALUE   publish this node of ours verbatim, over whatever
+ *                      the options above would write (repeatable): junk
+ *                      limits and properties for the frontend to survive
  *   --sectors STRING   publish this `sectors` value verbatim (e.g. 0, abc)
  *   --bounce N         after N requests, drop the ring with whatever is in
  *                      flight unanswered, go Closed, and when the frontend
@@ -73,7 +84,12 @@ union req {
 };
 
 enum lie { LIE_NONE, LIE_BAD_ID, LIE_WRONG_OP, LIE_BAD_STATUS, LIE_REPLAY,
-           LIE_OVERFLOW, LIE_REPLAY_LATER };
+           LIE_OVERFLOW, LIE_REPLAY_LATER, LIE_RANGE_ID, LIE_STALE_ID,
+           LIE_KEEP_MAPPED, LIE_STORM };
+
+#define MAX_NODES 16
+#define OPT_NODE 256
+#define OPT_LIE_VALUE 257
 
 struct fq {
     blkif_back_ring_t br;
@@ -112,6 +128,16 @@ static struct {
     .max_queues2 = 4, .persistent = true, .flush = true, .discard = true,
     .size = 8u << 20, .sector_size = 512, .lie_at = 1,
 };
+
+/* --node and --lie-value */
+static struct {
+    const char *key[MAX_NODES], *val[MAX_NODES];
+    unsigned int n;
+    bool have_value;
+    int64_t value;
+    uint64_t last_id;
+    bool have_last_id;
+} X;
 
 static volatile sig_atomic_t stop;
 
@@ -183,6 +209,14 @@ fe_uint(const char *key)
     return r < 0 ? -1 : (int64_t)x;
 }
 
+/* --node: what the frontend must survive, over our honest values. */
+static void
+publish_overrides(void)
+{
+    for (unsigned int i = 0; i < X.n; i++)
+        wr(X.key[i], "%s", X.val[i]);
+}
+
 static void
 publish_limits(void)
 {
@@ -199,6 +233,7 @@ publish_limits(void)
         xs_rm(B.xs, XBT_NULL, path);
     }
     wr("feature-persistent", "%u", B.persistent);
+    publish_overrides();
     set_state(XenbusStateInitWait);
 }
 
@@ -217,6 +252,7 @@ publish_props(void)
         wr("discard-granularity", "%u", B.sector_size);
         wr("discard-alignment", "0");
     }
+    publish_overrides();
 }
 
 /* ======================================================================
@@ -227,7 +263,7 @@ static void
 disconnect(void)
 {
     for (unsigned int i = 0; i < B.nq; i++) {
-        if (B.q[i].sring != NULL)
+        if (B.q[i].sring != NULL && B.lie != LIE_KEEP_MAPPED)
             xbd_gnttab_unmap(B.gt, B.q[i].sring, B.q[i].pages);
         if (B.q[i].lport >= 0)
             xbd_evtchn_unbind(B.ev, (uint32_t)B.q[i].lport);
@@ -452,6 +488,8 @@ push(struct fq *q)
     RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&q->br, notify);
     if (notify)
         xbd_evtchn_notify(B.ev, (uint32_t)q->lport);
+    for (int i = 0; B.lie == LIE_STORM && i < 100; i++)
+        xbd_evtchn_notify(B.ev, (uint32_t)q->lport);
 }
 
 /* Serve one queue; returns false when a --bounce should happen now. */
@@ -478,18 +516,29 @@ serve(struct fq *q)
             if (B.bounce != 0 && !B.bounced && B.requests > B.bounce)
                 return false;   /* this one stays unanswered */
             st = handle(&req, &op);
-            if (B.lie != LIE_NONE && !B.lied && B.responses + 1 >= B.lie_at) {
+            if (B.lie != LIE_NONE && B.lie < LIE_KEEP_MAPPED && !B.lied &&
+                B.responses + 1 >= B.lie_at) {
                 B.lied = true;
                 switch (B.lie) {
                 case LIE_BAD_ID:
                     respond(q, req.rw.id ^ UINT64_C(0x5a5a00000000), op, st);
                     break;
                 case LIE_WRONG_OP:
-                    respond(q, req.rw.id, op == BLKIF_OP_READ
-                            ? BLKIF_OP_WRITE : BLKIF_OP_READ, st);
+                    respond(q, req.rw.id, X.have_value ? (uint8_t)X.value
+                            : op == BLKIF_OP_READ ? BLKIF_OP_WRITE : BLKIF_OP_READ, st);
                     break;
                 case LIE_BAD_STATUS:
-                    respond(q, req.rw.id, op, 7);
+                    respond(q, req.rw.id, op, X.have_value ? (int16_t)X.value : 7);
+                    break;
+                case LIE_RANGE_ID:
+                    /* the slot half of the id far beyond any ring */
+                    respond(q, (req.rw.id & ~UINT64_C(0xffffffff)) | 0xfffffff0u,
+                            op, st);
+                    break;
+                case LIE_STALE_ID:
+                    if (!X.have_last_id)
+                        die("--lie stale-id needs --lie-at 2 or later");
+                    respond(q, X.last_id, op, st);
                     break;
                 case LIE_REPLAY:
                     respond(q, req.rw.id, op, st);
@@ -504,11 +553,15 @@ serve(struct fq *q)
                         respond(q, k, BLKIF_OP_READ, BLKIF_RSP_OKAY);
                     break;
                 case LIE_NONE:
+                case LIE_KEEP_MAPPED:   /* not lies about a response */
+                case LIE_STORM:
                     break;
                 }
             } else {
                 respond(q, req.rw.id, op, st);
             }
+            X.last_id = req.rw.id;
+            X.have_last_id = true;
             if (B.resize_at != 0 && !B.resized && B.requests >= B.resize_at) {
                 B.resized = true;
                 push(q);
@@ -561,13 +614,40 @@ react(void)
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.served2))
+            if (B.served && (B.bounce == 0 || B.served2) &&
+                B.lie != LIE_KEEP_MAPPED)      /* keep them until SIGTERM */
                 stop = 1;
         }
         break;
     default:
         break;
     }
+}
+
+/* --node KEY=VALUE (VALUE may be anything, even empty) and --lie-value
+ * N (signed). */
+static void
+take_string_option(int c, const char *arg)
+{
+    if (c == OPT_LIE_VALUE) {
+        char *end;
+
+        errno = 0;
+        X.value = strtoll(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0')
+            die("--lie-value \"%s\": not a number", arg);
+        X.have_value = true;
+        return;
+    }
+    const char *eq = strchr(arg, '=');
+
+    if (eq == NULL || eq == arg || X.n == MAX_NODES)
+        die("--node \"%s\": KEY=VALUE, at most %d times", arg, MAX_NODES);
+    X.key[X.n] = strndup(arg, (size_t)(eq - arg));
+    X.val[X.n] = eq + 1;
+    if (X.key[X.n] == NULL)
+        die("out of memory");
+    X.n++;
 }
 
 static void
@@ -581,6 +661,7 @@ int
 main(int argc, char **argv)
 {
     static const struct option lo[] = {
+        { "node", 1, NULL, OPT_NODE }, { "lie-value", 1, NULL, OPT_LIE_VALUE },
         { "max-order", 1, NULL, 'o' }, { "max-queues", 1, NULL, 'q' },
         { "max-order2", 1, NULL, 'O' }, { "max-queues2", 1, NULL, 'Q' },
         { "indirect", 1, NULL, 'i' }, { "persistent", 1, NULL, 'p' },
@@ -596,6 +677,10 @@ main(int argc, char **argv)
     int c;
 
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (c == OPT_NODE || c == OPT_LIE_VALUE) {
+            take_string_option(c, optarg);
+            continue;
+        }
         uint64_t x = 0;
 
         if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != '?' &&
@@ -625,6 +710,10 @@ main(int argc, char **argv)
                     : strcmp(optarg, "replay") == 0 ? LIE_REPLAY
                     : strcmp(optarg, "overflow") == 0 ? LIE_OVERFLOW
                     : strcmp(optarg, "replay-later") == 0 ? LIE_REPLAY_LATER
+                    : strcmp(optarg, "out-of-range-id") == 0 ? LIE_RANGE_ID
+                    : strcmp(optarg, "stale-id") == 0 ? LIE_STALE_ID
+                    : strcmp(optarg, "keep-mapped") == 0 ? LIE_KEEP_MAPPED
+                    : strcmp(optarg, "storm") == 0 ? LIE_STORM
                     : LIE_NONE;
             if (B.lie == LIE_NONE)
                 die("--lie %s: unknown", optarg);

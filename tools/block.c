@@ -360,7 +360,10 @@ xbdctl_block_detach(int argc, char **argv)
     h = store();
     snprintf(fe_dir, sizeof(fe_dir), "/local/domain/%u/device/vbd/%ld", fe, devid);
     snprintf(lx_dir, sizeof(lx_dir), "/libxl/%u/device/vbd/%ld", fe, devid);
-    snprintf(be_path, sizeof(be_path), "%s/%s", fe_dir, XBDK_BACKEND);
+    /* The backend path from libxl's dom0-only copy, never from the
+     * frontend directory: the guest owns that one and may have removed it
+     * or pointed its `backend` node at another guest's disk. */
+    snprintf(be_path, sizeof(be_path), "%s/%s", lx_dir, XBDK_BACKEND);
     be = xs_read(h, XBT_NULL, be_path, &len);
     if (be == NULL) {
         fprintf(stderr, "xbdctl: block-detach: domain %s has no disk %s "
@@ -420,11 +423,14 @@ xbdctl_block_list(int argc, char **argv)
 {
     uint32_t fe = xbdctl_resolve_domain(argv[1]);
     struct xs_handle *h = store();
-    char dir[128];
+    char dir[128], fe_dir[128];
     unsigned int n;
     char **ents;
 
-    snprintf(dir, sizeof(dir), "/local/domain/%u/device/vbd", fe);
+    /* The disks and their backends from libxl's dom0-only copy; only the
+     * frontend's state comes from the guest's own directory. */
+    snprintf(dir, sizeof(dir), "/libxl/%u/device/vbd", fe);
+    snprintf(fe_dir, sizeof(fe_dir), "/local/domain/%u/device/vbd", fe);
     ents = xs_directory(h, XBT_NULL, dir, &n);
     printf("%-10s %-6s %-13s %-13s %s\n", "DEVID", "VDEV", "BE-STATE", "FE-STATE",
            "BACKEND");
@@ -438,7 +444,7 @@ xbdctl_block_list(int argc, char **argv)
             snprintf(p, sizeof(p), "%s/%s", be, XBDK_DEV);
             dev = xs_read(h, XBT_NULL, p, &len);
         }
-        snprintf(p, sizeof(p), "%s/%s", dir, ents[i]);
+        snprintf(p, sizeof(p), "%s/%s", fe_dir, ents[i]);
         printf("%-10s %-6s %-13s %-13s %s\n", ents[i], dev ? dev : "-",
                state_name(be ? read_state(h, be) : -1), state_name(read_state(h, p)),
                be ? be : "-");

@@ -2,12 +2,9 @@
  * indirect pages), any ABI, any limits; whatever parses must satisfy the
  * invariants the data path relies on, or the target aborts.
  *
- * Built two ways:
- *   fuzz-backend-request   with -fsanitize=fuzzer (clang, HAVE_LIBFUZZER):
- *                          ./fuzz-backend-request [corpus dir]
- *   test-backend-request-random   a plain program for `make check` that
- *                          feeds the target seeded random and mutated valid
- *                          inputs, and prints TAP.
+ * This file is the make-check driver: it feeds the target seeded random
+ * and mutated valid inputs and prints TAP.  (With -DXBD_LIBFUZZER it is
+ * a bare target; the harness CI fuzzes is tests/fuzz/fuzz-backend-request.c.)
  *
  * Input layout: byte 0 picks the ABI and limits, the next
  * XBD_REQ_SLOT_MAX bytes are the slot, the rest (zero-padded) the
