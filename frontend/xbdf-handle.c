@@ -1227,6 +1227,27 @@ wait_backend(struct xbdfront *h, int want, unsigned int ms)
     }
 }
 
+/* Wait (until deadline, in ms) for the backend to leave Connected and
+ * Closing: Closed, InitWait, Initialising or gone. */
+static void
+wait_backend_left(struct xbdfront *h, int64_t deadline)
+{
+    for (;;) {
+        int be = be_state(h);
+        struct pollfd pfd = { .fd = xs_fileno(h->xs), .events = POLLIN };
+        int64_t left = deadline - now_ms();
+        char **w;
+
+        if ((be != XenbusStateConnected && be != XenbusStateClosing) ||
+            left <= 0)
+            return;
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            return;
+        while ((w = xs_check_watch(h->xs)) != NULL)
+            free(w);
+    }
+}
+
 /* Tell the backend we are going (Closing, then Closed) and give it a
  * bounded time to mirror each, so that it has unmapped our rings before
  * they are unshared; what it still maps then is quarantined. */
@@ -1355,16 +1376,33 @@ xbdfront_connect(struct xbdfront *h, const char *device)
                            strerror(errno));
         goto fail;
     }
+    deadline = now_ms() + h->connect_timeout_ms;
+    /* A backend still Connected (or Closing) belongs to an earlier
+     * frontend of this device that went away without closing (a killed
+     * process): it serves the old rings.  Close first, so it lets them go,
+     * and start over only once it has. */
+    if (be_state(h) == XenbusStateConnected ||
+        be_state(h) == XenbusStateClosing) {
+        r = set_state(h, XenbusStateClosed);
+        if (r < 0)
+            goto fail;
+        wait_backend_left(h, deadline);
+    }
     r = set_state(h, XenbusStateInitialising);
     if (r < 0)
         goto fail;
 
-    deadline = now_ms() + h->connect_timeout_ms;
     for (;;) {
-        enum xbdf_action a = xbdf_next_action(h->state, be_state(h));
+        int be = be_state(h);
+        enum xbdf_action a = xbdf_next_action(h->state, be);
         struct pollfd pfd;
         int64_t left;
         char **w;
+
+        /* From Initialising, only a backend in InitWait has seen us: one
+         * that is Connected is stale (it has not noticed us yet). */
+        if (a == XBDF_NEGOTIATE && be != XenbusStateInitWait)
+            a = XBDF_WAIT;
 
         switch (a) {
         case XBDF_NEGOTIATE:
