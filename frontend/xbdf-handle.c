@@ -29,6 +29,10 @@
  *                 ATTACH (a new connection is ready in `next`), RESIZE,
  *                 FAIL (the device is gone for good)
  *
+ * Connecting: a backend found Connected or Closing serves an earlier
+ * frontend of the device that died without closing; it is sent Closed
+ * first, and from Initialising only InitWait starts a negotiation.
+ *
  * Recovery (Linux blkfront's blkif_recover idea), level-triggered on the
  * control thread, with the state table of xbdf-negotiate.h:
  *   Connected, backend not Connected  -> every queue gets DETACH; we go
@@ -40,6 +44,8 @@
  *       limit may differ; the queue count is kept), share new rings
  *   Initialised, backend Connected    -> read the properties, every queue
  *       gets ATTACH, Connected
+ * A backend that leaves with online=0 is being detached by the toolstack:
+ * no recovery, every queue gets FAIL.
  * Each queue's owner applies DETACH (what was on the ring becomes pending
  * again) and ATTACH (re-issued on the new ring) the next time it enters
  * the library: callers see a delay, never an error.  The old connection
