@@ -452,6 +452,9 @@ set_state(struct xbdfront *h, int state)
  * Connections: rings, pools, channels
  * ====================================================================== */
 
+/* The ring size when the caller asks for none. */
+#define XBDF_AUTO_RING_PAGES 64u
+
 /* The most pages one queue's pool holds (4 MiB): what a queue bounces at
  * once, and what bounds the indirect segments a request may carry. */
 #define XBDF_POOL_MAX_PAGES 1024u
@@ -668,6 +671,10 @@ negotiate(struct xbdfront *h)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
         o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+    /* "The largest both allow" stops at 64 pages (2048 slots) unless asked
+     * for more: each page is a grant and a xenstore node per queue. */
+    if (o.ring_pages == 0)
+        o.ring_pages = XBDF_AUTO_RING_PAGES;
     xbdf_choose(&h->limits, &o, &c);
     /* A full request's data and indirect pages must fit one pool (two
      * indirect pages carry up to 1024 segments). */

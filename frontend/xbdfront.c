@@ -1123,7 +1123,7 @@ usage(FILE *f)
                 commands[i].usage, commands[i].help);
     fprintf(f, "\nOptions for every command:\n"
             "  --ring-pages N    ring pages per queue (power of two; default:"
-            " the most both sides allow)\n"
+            " the most both sides allow, up to 64)\n"
             "  --queues N        queues (default 1; verify and bench use one "
             "thread per queue)\n"
             "  --indirect N      indirect segments per request (0: none; "
