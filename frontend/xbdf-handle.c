@@ -29,6 +29,10 @@
  *                 ATTACH (a new connection is ready in `next`), RESIZE,
  *                 FAIL (the device is gone for good)
  *
+ * Connecting: a backend found Connected or Closing serves an earlier
+ * frontend of the device that died without closing; it is sent Closed
+ * first, and from Initialising only InitWait starts a negotiation.
+ *
  * Recovery (Linux blkfront's blkif_recover idea), level-triggered on the
  * control thread, with the state table of xbdf-negotiate.h:
  *   Connected, backend not Connected  -> every queue gets DETACH; we go
@@ -40,6 +44,8 @@
  *       limit may differ; the queue count is kept), share new rings
  *   Initialised, backend Connected    -> read the properties, every queue
  *       gets ATTACH, Connected
+ * A backend that leaves with online=0 is being detached by the toolstack:
+ * no recovery, every queue gets FAIL.
  * Each queue's owner applies DETACH (what was on the ring becomes pending
  * again) and ATTACH (re-issued on the new ring) the next time it enters
  * the library: callers see a delay, never an error.  The old connection
@@ -927,6 +933,17 @@ check_resize(struct xbdfront *h)
         h->resize_fn(h->resize_data, old, g.size);
 }
 
+/* Is the backend's `online` node 0 (the toolstack is removing it)? */
+static bool
+backend_offline(struct xbdfront *h)
+{
+    char *v = xs_get(h, h->be_dir, XBDK_ONLINE);
+    bool off = v != NULL && strcmp(v, "0") == 0;
+
+    free(v);
+    return off;
+}
+
 /* One step of the level-triggered state machine; false to stop. */
 static bool
 control_step(struct xbdfront *h)
@@ -936,6 +953,11 @@ control_step(struct xbdfront *h)
     bool gone = v == NULL;
 
     free(v);
+    /* An absent or unreadable node (the toolstack removed the directory;
+     * a guest reading under a removed parent gets EACCES) is a removed
+     * device; anything else means the store itself is gone. */
+    if (gone && (e == ENOENT || e == EACCES || e == EPERM))
+        e = ENOENT;
     if (gone && e != ENOENT) {
         /* Not an absent node: the store itself went away. */
         char why[200];
@@ -946,11 +968,28 @@ control_step(struct xbdfront *h)
         fail_queues(h, why);
         return false;
     }
-    if (gone && h->state == XenbusStateConnected) {
-        /* A daemon restart leaves the directory; a detach removes it. */
+    if (gone) {
+        /* A daemon restart leaves the directory; a detach removes it, in
+         * any of our states (often while we recover from its Closing).
+         * Our own directory may be gone too: write nothing that would
+         * re-create what the toolstack removed. */
+        char *fs = xs_get(h, h->fe_dir, XBDK_STATE);
+
         fail_queues(h, "the device was removed (its backend directory is "
                     "gone)");
-        set_state(h, XenbusStateClosed);
+        if (fs != NULL && h->state != XenbusStateClosed)
+            set_state(h, XenbusStateClosed);
+        free(fs);
+        h->state = XenbusStateClosed;
+        return false;
+    }
+    if (be != XenbusStateConnected && backend_offline(h)) {
+        /* online=0: the toolstack is detaching the device, not restarting
+         * its backend: no reconnect, and the callers learn why. */
+        fail_queues(h, "the device was detached by the toolstack "
+                    "(backend online=0)");
+        if (h->state != XenbusStateClosed)
+            set_state(h, XenbusStateClosed);
         return false;
     }
     if (h->recovering && h->state == XenbusStateClosed) {
@@ -1201,6 +1240,27 @@ wait_backend(struct xbdfront *h, int want, unsigned int ms)
     }
 }
 
+/* Wait (until deadline, in ms) for the backend to leave Connected and
+ * Closing: Closed, InitWait, Initialising or gone. */
+static void
+wait_backend_left(struct xbdfront *h, int64_t deadline)
+{
+    for (;;) {
+        int be = be_state(h);
+        struct pollfd pfd = { .fd = xs_fileno(h->xs), .events = POLLIN };
+        int64_t left = deadline - now_ms();
+        char **w;
+
+        if ((be != XenbusStateConnected && be != XenbusStateClosing) ||
+            left <= 0)
+            return;
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            return;
+        while ((w = xs_check_watch(h->xs)) != NULL)
+            free(w);
+    }
+}
+
 /* Tell the backend we are going (Closing, then Closed) and give it a
  * bounded time to mirror each, so that it has unmapped our rings before
  * they are unshared; what it still maps then is quarantined. */
@@ -1273,8 +1333,6 @@ xbdfront_connect(struct xbdfront *h, const char *device)
 {
     char *v;
     int64_t deadline;
-    bool resetting;
-    int be;
     int r;
 
     if (h->plat != NULL)
@@ -1331,34 +1389,34 @@ xbdfront_connect(struct xbdfront *h, const char *device)
                            strerror(errno));
         goto fail;
     }
-    /* A backend still Connected or Closing serves an earlier frontend of
-     * this device, one that died without closing (killed, kexec): those
-     * rings are not ours, and its Connected would let us negotiate and
-     * "connect" before it ever read our nodes.  As Linux's
-     * xenbus_reset_state(), go Closed first and come back as Initialising
-     * once the backend has let the old rings go. */
-    be = be_state(h);
-    resetting = be == XenbusStateConnected || be == XenbusStateClosing;
-    r = set_state(h, resetting ? XenbusStateClosed : XenbusStateInitialising);
+    deadline = now_ms() + h->connect_timeout_ms;
+    /* A backend still Connected (or Closing) belongs to an earlier
+     * frontend of this device that went away without closing (a killed
+     * process): it serves the old rings.  Close first, so it lets them go,
+     * and start over only once it has. */
+    if (be_state(h) == XenbusStateConnected ||
+        be_state(h) == XenbusStateClosing) {
+        r = set_state(h, XenbusStateClosed);
+        if (r < 0)
+            goto fail;
+        wait_backend_left(h, deadline);
+    }
+    r = set_state(h, XenbusStateInitialising);
     if (r < 0)
         goto fail;
 
-    deadline = now_ms() + h->connect_timeout_ms;
     for (;;) {
-        enum xbdf_action a = XBDF_WAIT;
+        int be = be_state(h);
+        enum xbdf_action a = xbdf_next_action(h->state, be);
         struct pollfd pfd;
         int64_t left;
         char **w;
 
-        be = be_state(h);
-        if (resetting && be != XenbusStateConnected && be != XenbusStateClosing) {
-            resetting = false;
-            r = set_state(h, XenbusStateInitialising);
-            if (r < 0)
-                goto fail;
-        }
-        if (!resetting)
-            a = xbdf_next_action(h->state, be);
+        /* From Initialising, only a backend in InitWait has seen us: one
+         * that is Connected is stale (it has not noticed us yet). */
+        if (a == XBDF_NEGOTIATE && be != XenbusStateInitWait)
+            a = XBDF_WAIT;
+
         switch (a) {
         case XBDF_NEGOTIATE:
             r = negotiate(h);

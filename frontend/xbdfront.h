@@ -37,9 +37,11 @@
  *   enters the library (xbdfront_queue_fd() turns readable to say so).
  *   Callers see no error, only a delay.  The queue count stays what the
  *   first connect chose: if the backend comes back offering fewer queues,
- *   the queues beyond fail with -ENODEV and a message saying so.  If the
- *   device is removed (its backend directory vanishes), every queue fails
- *   with -ENODEV.  Each reconnect logs one line on stderr.
+ *   the queues beyond fail with -ENODEV and a message saying so.  A
+ *   backend going away with `online` 0 is the toolstack detaching the
+ *   device, not a restart: no reconnect, every queue fails with -ENODEV;
+ *   so it does when the device's directories vanish or the store itself
+ *   goes away.  Each reconnect logs one line on stderr.
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion

@@ -46,6 +46,9 @@ fakeback_run --image "$d/disk.img" --max-order 31 --max-queues 4000000000 \
 cat "$d/info"
 grep -q '"ring_pages": 64, "queues": 4, "indirect_segments": 1022' "$d/info" ||
     fail "absurd backend limits not clamped"
+# More ring-ref nodes than the domain's xenstore quota: refused, saying so.
+expect_failure "xenstore quota: ask for fewer ring pages or queues" \
+    --max-order 8 --max-queues 8 -- xbdfront info xvda --queues 8 --ring-pages 256
 
 # After all that, an honest backend still gets an honest frontend.
 fakeback_run --image "$d/disk.img" -- xbdfront verify xvda --timeout 5 ||

@@ -11,18 +11,9 @@
 #     Closed, so - as a supervisor would after a crash - dom0 writes the
 #     device's backend state to Closed (6) before starting the new daemon.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires command -v xenstore-read
-requires xbdfront --help
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 512M "$d/disk.img"
-be=/local/domain/0/backend/qdisk/1/51712
-node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
-
-start_backd "$d/backd0.log"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-wait_for 10 node_is $be/state 2 || fail "the backend did not reach InitWait"
+backd_disk_setup 512M
 
 n=0
 restart_mid_verify() {

@@ -9,17 +9,9 @@
 # and verify passes with the backend mapping grants per request
 # (--grant-map) too.
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires command -v xenstore-read
-requires xbdfront --help
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 4M "$d/disk.img"
-start_backd "$d/backd.log"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
-node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
-wait_for 10 node_is $be/state 2 || fail "the backend did not reach InitWait"
+backd_disk_setup 4M
 
 verify() {
     run_as guest1 xbdfront verify xvda --timeout 10 "$@" ||
