@@ -51,6 +51,8 @@ struct xbd_config {
     unsigned int max_queues;        /* advertised multi-queue-max-queues */
     unsigned int max_indirect;      /* feature-max-indirect-segments; 0: none */
     unsigned int persistent_max;    /* per-queue grant cache; 0: no persistent */
+    bool grant_map;                 /* map each request's grants instead of
+                                       copying (without persistent grants) */
     unsigned int poll_start_rate;   /* requests/s before polling starts */
     unsigned int poll_idle_us;      /* idle time that stops polling; 0: off */
     unsigned int uring_depth;       /* 0: sized from the ring */

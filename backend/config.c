@@ -53,6 +53,9 @@ static const struct opt opts[] = {
     { "persistent-max", OPT_UINT, U(persistent_max), 0, 1u << 20, 1024, 0, "N",
       "keep up to N persistent grants mapped per queue\n"
       "(default 1024; 0: do not offer feature-persistent)" },
+    { "grant-map", OPT_BOOL, U(grant_map), 0, 1, 0, 0, NULL,
+      "without persistent grants, map each request's\n"
+      "grants instead of copying them (the default)" },
     { "poll-start-rate", OPT_UINT, U(poll_start_rate), 0, UINT32_MAX, 20000, 0, "N",
       "poll a ring once requests arrive faster than N\n"
       "per second (default 20000)" },

@@ -6,6 +6,13 @@
  *        │                                              ▼
  *   respond ◄── move data out (reads) ◄── completion ◄── io_uring (driver)
  *
+ * Moving data: batched grant copy into our buffers by default; with
+ * feature-persistent, memcpy through a cache of long-lived mappings; with
+ * cfg.grant_map, one map/unmap per request.  Measured on xbd-sim (4 KiB
+ * random reads, iodepth 32, null driver): copy 610k IOPS, persistent 545k,
+ * map per request 50k; the guest's pages never reach the kernel's I/O
+ * (O_DIRECT included), so a request's data cannot change under it.
+ *
  * Objects and lifetimes (all owned by struct xbd_queue, created in
  * xbd_queue_start, destroyed in xbd_queue_stop after the thread is joined):
  *
@@ -61,8 +68,8 @@
 #define BUF_BUDGET_MAX          (64u << 20)
 /* Buffer size classes: 1, 2, 4, ... 4096 pages (a 16 MiB request). */
 #define BUF_CLASSES             13
-/* Persistent grants unused this long are unmapped. */
-#define PGRANT_IDLE_NS          (60ull * 1000000000)
+/* Persistent grants unused this long are unmapped, unless configured. */
+#define DEFAULT_PGRANT_IDLE_MS  60000u
 /* Spurious wakeups in a row before we stop listening for a while; the
  * pause doubles while the storm goes on, up to the maximum. */
 #define SPURIOUS_STORM          64u
@@ -89,6 +96,8 @@ struct pgrant {
 struct pgrant_cache {
     unsigned int max, count;
     unsigned int nbuckets;          /* power of two */
+    uint64_t idle_ns;               /* expiry of unused entries */
+    uint64_t check_ns;              /* how often to look: idle/2, at most 1 s */
     struct pgrant **buckets;
     struct pgrant *lru_head, *lru_tail;     /* head: least recently used */
 };
@@ -309,13 +318,15 @@ pgc_put(struct xbd_queue *q, struct pgrant *g)
         lru_append(&q->pgc, g);
 }
 
-/* Unmap entries idle for PGRANT_IDLE_NS (the LRU head is the oldest). */
+/* Unmap entries idle for idle_ns (the LRU head is the oldest). */
 static void
 pgc_expire(struct xbd_queue *q, uint64_t now)
 {
     while (q->pgc.lru_head != NULL &&
-           now - q->pgc.lru_head->last_used_ns > PGRANT_IDLE_NS)
+           now - q->pgc.lru_head->last_used_ns > q->pgc.idle_ns) {
         pgc_evict(q, q->pgc.lru_head);
+        STAT_ADD(q, pgrant_evictions, 1);
+    }
 }
 
 static void
@@ -937,7 +948,7 @@ queue_thread(void *arg)
         push_responses(q);
         now = now_ns();
         account_rate(q, taken, now);
-        if (q->cfg.persistent && now - q->last_expiry_ns > 1000000000) {
+        if (q->cfg.persistent && now - q->last_expiry_ns > q->pgc.check_ns) {
             pgc_expire(q, now);
             q->last_expiry_ns = now;
         }
@@ -976,7 +987,7 @@ queue_thread(void *arg)
             }
         }
         if (timeout < 0 && q->pgc.lru_head != NULL)
-            timeout = 1000;             /* wake to expire idle grants */
+            timeout = (int)(q->pgc.check_ns / 1000000);     /* expire idle grants */
         pfd[nfds++] = (struct pollfd){ .fd = q->wake_fd, .events = POLLIN };
         pfd[nfds++] = (struct pollfd){ .fd = xbd_ioq_fd(q->ioq), .events = POLLIN };
         if (!storm)
@@ -1170,6 +1181,11 @@ xbd_queue_start(const struct xbd_queue_cfg *cfg, struct xbd_queue **out,
     }
     if (cfg->persistent) {
         q->pgc.max = cfg->persistent_max ? cfg->persistent_max : DEFAULT_PGRANT_MAX;
+        q->pgc.idle_ns = (uint64_t)(cfg->persistent_idle_ms ? cfg->persistent_idle_ms :
+                                    DEFAULT_PGRANT_IDLE_MS) * 1000000;
+        q->pgc.check_ns = q->pgc.idle_ns / 2 < 1000000000 ? q->pgc.idle_ns / 2 : 1000000000;
+        if (q->pgc.check_ns < 1000000)
+            q->pgc.check_ns = 1000000;
         q->pgc.nbuckets = 64;
         while (q->pgc.nbuckets < q->pgc.max && q->pgc.nbuckets < (1u << 16))
             q->pgc.nbuckets *= 2;

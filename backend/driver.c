@@ -32,11 +32,13 @@ xbd_backing_error(char *err, size_t errlen, int rc, const char *fmt, ...)
  *   /path            a raw image or block device (file driver)
  *   raw:/path        the same; "aio:", "file:" and "phy:" are aliases
  *                    (QEMU maps aio to raw; libxl writes phy paths bare)
- *   raw:TARGET       raw data over another driver: "aio:nbd://host/x" is
- *                    what libxl writes for a qdisk with target=nbd://host/x
+ *   raw:TARGET       raw data over another driver: "aio:nbd://host/x" and
+ *                    "aio:rbd:pool/image" are what libxl writes for a qdisk
+ *                    whose target is not a path
  *   null:k=v,...     no storage (null driver)
  *   nbd:URI          an NBD export, when built with libnbd; a bare NBD URI
  *                    (nbd://, nbds://, nbd+unix://, ...) too
+ *   rbd:POOL/IMAGE   a Ceph RBD image, when built with librbd (rbd.c)
  *
  * Image formats we do not parse ourselves get a message that says how to
  * serve them anyway.
@@ -55,6 +57,9 @@ static const struct prefix prefixes[] = {
     { "null", &xbd_driver_null, false },
 #ifdef XBD_NBD_DRIVER
     { "nbd", &xbd_driver_nbd, false },
+#endif
+#ifdef XBD_RBD_DRIVER
+    { "rbd", &xbd_driver_rbd, false },
 #endif
 };
 
@@ -84,7 +89,8 @@ open_params(const char *params, const struct xbd_backing_opts *opts,
     if (colon == NULL)
         return xbd_backing_error(err, errlen, -EINVAL,
                                  "params '%s' is neither an absolute path nor "
-                                 "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI)",
+                                 "TYPE:ARGS (raw:/path, null:size=1G, nbd:URI, "
+                                 "rbd:POOL/IMAGE)",
                                  params);
     n = (size_t)(colon - params);
     if (strncmp(colon, "://", 3) == 0) {
@@ -128,6 +134,12 @@ open_params(const char *params, const struct xbd_backing_opts *opts,
         return xbd_backing_error(err, errlen, -ENOTSUP,
                                  "nbd backing not built in: rebuild with libnbd "
                                  "(apt-get install libnbd-dev)");
+#endif
+#ifndef XBD_RBD_DRIVER
+    if (n == 3 && strncmp(params, "rbd", 3) == 0)
+        return xbd_backing_error(err, errlen, -ENOTSUP,
+                                 "rbd backing not built in: rebuild with librbd "
+                                 "(apt-get install librbd-dev)");
 #endif
     return xbd_backing_error(err, errlen, -EINVAL,
                              "unknown backing type '%.*s' in params '%s'",

@@ -63,7 +63,7 @@ struct xbd_io {
  * complete of one backing may run on several queue threads at once and
  * must not touch shared mutable state. */
 struct xbd_driver {
-    const char *name;               /* "file", "null", "nbd" */
+    const char *name;               /* "file", "null", "nbd", "rbd" */
 
     /* Open `arg` (params after the prefix).  On failure fill err. */
     int (*open)(const char *arg, const struct xbd_backing_opts *opts,
@@ -115,6 +115,9 @@ extern const struct xbd_driver xbd_driver_file;
 extern const struct xbd_driver xbd_driver_null;
 #ifdef XBD_NBD_DRIVER
 extern const struct xbd_driver xbd_driver_nbd;
+#endif
+#ifdef XBD_RBD_DRIVER
+extern const struct xbd_driver xbd_driver_rbd;
 #endif
 
 /* Write a message into err (like snprintf) and return `rc`. */

@@ -118,6 +118,8 @@ struct xbd_queue_cfg {
                                      * default batched grant copy */
     unsigned int max_indirect;      /* segments advertised; 0 = no indirect */
     unsigned int persistent_max;    /* per-queue cache bound, in grants */
+    unsigned int persistent_idle_ms;    /* unmap a grant unused this long;
+                                         * 0: 60000 */
 
     /* Adaptive polling: poll the ring instead of sleeping once requests
      * arrive faster than poll_start_rate per second; stop after poll_idle_us

@@ -688,6 +688,7 @@ fill_cfg(struct device *dev, struct xbd_queue_cfg *c, char *name, size_t namelen
     c->fe_domid = dev->fdom;
     c->max_indirect = dev->max_indirect;
     c->persistent_max = k->persistent_max;
+    c->grant_map = k->grant_map;
     c->poll_start_rate = k->poll_start_rate;
     c->poll_idle_us = k->poll_idle_us;
     c->batch_budget = k->batch_budget;
@@ -1479,9 +1480,10 @@ xbd_daemon_status_json(struct xbd_daemon *d, bool with_stats)
             sep = ",";
         }
     fprintf(f, "],\"max_ring_order\":%u,\"max_queues\":%u,\"max_indirect\":%u,"
-            "\"persistent_max\":%u,\"poll_start_rate\":%u,\"poll_idle_us\":%u},"
-            "\"devices\":[", d->cfg.max_ring_order, d->cfg.max_queues,
-            d->cfg.max_indirect, d->cfg.persistent_max, d->cfg.poll_start_rate,
+            "\"persistent_max\":%u,\"grant_map\":%s,\"poll_start_rate\":%u,"
+            "\"poll_idle_us\":%u},\"devices\":[", d->cfg.max_ring_order,
+            d->cfg.max_queues, d->cfg.max_indirect, d->cfg.persistent_max,
+            d->cfg.grant_map ? "true" : "false", d->cfg.poll_start_rate,
             d->cfg.poll_idle_us);
     sep = "";
     for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {

@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,13 +189,28 @@ xen_gntshr_unshare(struct xbd_gntshr *s, void *addr, uint32_t count)
 
 /* ---- evtchn --------------------------------------------------------------- */
 
+/* libxenevtchn opens /dev/xen/evtchn blocking, and xenevtchn_pending() is a
+ * read(2) of it: with nothing pending it would wait for the next event
+ * instead of failing with EAGAIN, and callers that drain pending ports in a
+ * loop (the contract in xbd-platform.h) would hang after the last one.  The
+ * device honours O_NONBLOCK; binding, notifying and unmasking are ioctls
+ * and writes that it does not affect. */
 static int
 xen_evtchn_open(struct xbd_evtchn *e)
 {
     xenevtchn_handle *h = xenevtchn_open(NULL, 0);
+    int fd, fl;
 
     if (h == NULL)
         return errno_fail("xenevtchn_open (/dev/xen/evtchn)");
+    fd = xenevtchn_fd(h);
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int r = errno_fail("event channel device: setting O_NONBLOCK");
+
+        xenevtchn_close(h);
+        return r;
+    }
     e->priv = h;
     return 0;
 }

@@ -11,9 +11,11 @@
  * Objects and who owns what:
  *
  *   struct xbdfront (the handle)
- *     ├─ control thread: the only user of the xenstore handle and of the
- *     │  grant-sharing handle once connected; it shares new connections
- *     │  and releases retired ones.
+ *     ├─ control thread: the only user of the xenstore handle once
+ *     │  connected; it shares new connections and releases retired ones
+ *     │  and freed buffers the backend still mapped.
+ *     ├─ bufs    zero-copy buffers (xbdfront_buffer_alloc), each granted
+ *     │          for its life, with an in-flight count; bufs_lock
  *     └─ hq[nq]  one per queue, driven by the caller's queue thread:
  *          q      the queue engine (xbdf-queue.c)     owner only
  *          geom   the owner's copy of the device geometry
@@ -44,8 +46,11 @@
  * goes back to the control thread, which unshares it; pages the old backend
  * still maps are retried later and never reused (XSA-396).
  *
- * Lock order: h->lock only; never held across xenstore or platform calls
- * that can block for long.
+ * Locks, never nested: h->lock (hand-overs, retired lists, what the
+ * getters read), gs_lock (the one grant-sharing handle, used by the
+ * control thread and buffer_alloc/free), bufs_lock (taken for reading by
+ * the I/O calls only while buffers exist).  None is held across xenstore
+ * calls.
  */
 #include <config.h>
 
@@ -412,8 +417,10 @@ write_nodes(struct xbdfront *h, const struct xbdf_node *nodes, int n,
             int e = errno;
 
             xs_transaction_end(h->xs, t, true);
-            return xbdf_set_error(-e, "cannot write %s: %s", path,
-                                  strerror(e));
+            return xbdf_set_error(-e, "cannot write %s: %s%s", path,
+                                  strerror(e), e == ENOSPC
+                                  ? " (the domain's xenstore quota: ask for "
+                                    "fewer ring pages or queues)" : "");
         }
         if (xs_transaction_end(h->xs, t, false))
             return 0;
@@ -439,6 +446,13 @@ set_state(struct xbdfront *h, int state)
  * Connections: rings, pools, channels
  * ====================================================================== */
 
+/* The ring size when the caller asks for none. */
+#define XBDF_AUTO_RING_PAGES 64u
+
+/* The most pages one queue's pool holds (4 MiB): what a queue bounces at
+ * once, and what bounds the indirect segments a request may carry. */
+#define XBDF_POOL_MAX_PAGES 1024u
+
 /* Pages in a queue's pool: enough for a full indirect request and a good
  * part of the ring, bounded so that rings + pools stay within gntalloc's
  * default of 1024 grants for a small setup. */
@@ -450,8 +464,10 @@ pool_size(const struct xbdf_choice *c)
 
     if (p > 256)
         p = 256;
-    if (c->indirect_segs > 0 && p < c->indirect_segs + 1)
-        p = c->indirect_segs + 1;
+    if (c->indirect_segs > 0 && p < c->indirect_segs + 2)
+        p = c->indirect_segs + 2;
+    if (p > XBDF_POOL_MAX_PAGES)
+        p = XBDF_POOL_MAX_PAGES;
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
 }
 
@@ -507,6 +523,13 @@ conn_release(struct xbdfront *h, struct xbdf_conn *c)
     return r;
 }
 
+/* Connections whose pages a backend still mapped when their handle closed:
+ * the pages stay shared and are never reused (XSA-396), for the life of
+ * the process.  Kept on this list, not dropped, so that the memory stays
+ * reachable: it is held on purpose, and leak checkers must not report it. */
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xbdf_conn *quarantine;
+
 /* Release retired connections; those still mapped stay on the list. */
 static void
 release_retired(struct xbdfront *h, bool last_chance)
@@ -524,7 +547,11 @@ release_retired(struct xbdfront *h, bool last_chance)
                 fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
                         "(%s): left shared, never reused\n", h->fe_dir,
                         xbd_platform_error());
-                continue;       /* leaked on purpose */
+                pthread_mutex_lock(&quarantine_lock);
+                c->next = quarantine;
+                quarantine = c;
+                pthread_mutex_unlock(&quarantine_lock);
+                continue;
             }
             c->next = keep;
             keep = c;
@@ -638,7 +665,15 @@ negotiate(struct xbdfront *h)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
         o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+    /* "The largest both allow" stops at 64 pages (2048 slots) unless asked
+     * for more: each page is a grant and a xenstore node per queue. */
+    if (o.ring_pages == 0)
+        o.ring_pages = XBDF_AUTO_RING_PAGES;
     xbdf_choose(&h->limits, &o, &c);
+    /* A full request's data and indirect pages must fit one pool (two
+     * indirect pages carry up to 1024 segments). */
+    if (c.indirect_segs > XBDF_POOL_MAX_PAGES - 2)
+        c.indirect_segs = XBDF_POOL_MAX_PAGES - 2;
     pthread_mutex_lock(&h->lock);       /* the getters read it */
     h->choice = c;
     pthread_mutex_unlock(&h->lock);
@@ -1657,7 +1692,25 @@ sync_wait(struct xbdfront *h, unsigned int queue, struct sync_wait *s)
         if (n < 0)
             return n;
     }
-    return s->err < 0 ? xbdf_set_error(s->err, "I/O failed") : 0;
+    switch (s->err) {
+    case 0:
+        return 0;
+    case -EIO:
+        return xbdf_set_error(-EIO, "the backend reported an I/O error");
+    case -EOPNOTSUPP:
+        return xbdf_set_error(-EOPNOTSUPP, "the backend refused the "
+                              "operation (EOPNOTSUPP)");
+    case -ENODEV: {
+        /* The queue said why on this thread when it failed the request. */
+        char why[512];
+
+        snprintf(why, sizeof(why), "%s", xbdfront_get_error());
+        return xbdf_set_error(-ENODEV, "%s", why[0] != '\0' ? why
+                              : "the device is broken or gone");
+    }
+    default:
+        return xbdf_set_error(s->err, "I/O failed: %s", strerror(-s->err));
+    }
 }
 
 int

@@ -45,6 +45,8 @@ struct opts {
     const char *rw;
     uint64_t bs;
     unsigned int iodepth, seconds;
+    unsigned int poll_us;
+    bool poll_set;
 };
 
 static struct opts o = {
@@ -188,6 +190,13 @@ open_dev(const char *dev)
         r = xbdfront_set_indirect_segments(h, o.indirect);
     if (r >= 0 && o.no_persistent)
         r = xbdfront_set_persistent(h, 0);
+    if (r >= 0 && o.poll_set)
+        r = xbdfront_set_poll_us(h, o.poll_us);
+    /* verify and bench keep --iodepth requests in flight per queue: the
+     * library must accept that many, even beyond its default of four
+     * rings' worth (the excess waits for ring space inside it). */
+    if (r >= 0 && o.iodepth != 0)
+        r = xbdfront_set_max_pending(h, o.iodepth);
     if (r < 0)
         die("%s", xbdfront_get_error());
     r = xbdfront_connect(h, dev);
@@ -471,6 +480,9 @@ struct worker {
     unsigned int queue;
     struct slot *slots;
     unsigned int nslots, busy;
+    unsigned int *idle;         /* indexes of the free slots, a stack of */
+    unsigned int nidle;         /* nidle: refilling costs O(completions),
+                                 * not O(iodepth) */
     uint64_t rnd;
     uint64_t seq_pos;           /* bench, sequential */
     uint64_t ios, bytes;
@@ -559,6 +571,7 @@ slot_done(void *ud, int err)
 
     s->busy = false;
     w->busy--;
+    w->idle[w->nidle++] = (unsigned int)(s - w->slots);
     if (err < 0) {
         if (w->err == 0) {
             w->err = err;
@@ -638,16 +651,15 @@ worker_main(void *arg)
     for (;;) {
         int n;
 
-        for (unsigned int i = 0; more && w->err == 0 && i < w->nslots; i++) {
-            struct slot *s = &w->slots[i];
+        while (more && w->err == 0 && w->nidle > 0) {
+            struct slot *s = &w->slots[w->idle[w->nidle - 1]];
             int r;
 
-            if (s->busy)
-                continue;
             if (!next_job(w, s)) {
                 more = false;
                 break;
             }
+            w->nidle--;
             s->busy = true;
             w->busy++;
             s->start_ns = now_ns();
@@ -659,6 +671,7 @@ worker_main(void *arg)
             if (r < 0) {
                 s->busy = false;
                 w->busy--;
+                w->idle[w->nidle++] = (unsigned int)(s - w->slots);
                 w->err = r;
                 snprintf(w->errmsg, sizeof(w->errmsg), "cannot submit on "
                          "queue %u: %s", w->queue, xbdfront_get_error());
@@ -739,11 +752,13 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
         w->rnd = e->seed * 131 + q;
         w->seq_pos = e->size / nq * q / (e->bs ? e->bs : 1) * (e->bs ? e->bs : 1);
         w->slots = calloc(depth, sizeof(*w->slots));
-        if (w->slots == NULL)
+        w->idle = calloc(depth, sizeof(*w->idle));
+        if (w->slots == NULL || w->idle == NULL)
             die("out of memory");
         for (unsigned int i = 0; i < depth; i++) {
             w->slots[i].w = w;
             w->slots[i].buf = slot_buffer(e->h, slot_len);
+            w->idle[w->nidle++] = depth - 1 - i;
         }
     }
     e->start = now_s();
@@ -776,6 +791,7 @@ engine_free(struct worker *ws, unsigned int n)
             else
                 free(ws[q].slots[i].buf);
         free(ws[q].slots);
+        free(ws[q].idle);
     }
     free(ws);
 }
@@ -940,7 +956,7 @@ cmd_bench(struct xbdfront *h, const char *dev, int argc, char **argv)
     struct hist all;
     struct rusage ru0, ru1;
     unsigned int n, depth = o.iodepth ? o.iodepth : 32;
-    uint64_t ios = 0, bytes = 0, notes = 0;
+    uint64_t ios = 0, bytes = 0, sent = 0, received = 0;
     double t0, el, cpu;
 
     (void)argv;
@@ -995,36 +1011,45 @@ cmd_bench(struct xbdfront *h, const char *dev, int argc, char **argv)
         bytes += ws[q].bytes;
         for (size_t i = 0; i < 64 * HSUB; i++)
             all.b[i] += ws[q].hist.b[i];
-        if (xbdfront_get_stats(h, q, &st, sizeof(st)) == 0)
-            notes += st.notify_sent + st.notify_received;
+        if (xbdfront_get_stats(h, q, &st, sizeof(st)) == 0) {
+            sent += st.notify_sent;
+            received += st.notify_received;
+        }
     }
     engine_free(ws, n);
     cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
                    ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
           (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
                    ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    /* Notifications: sent is this side's kicks to the backend (requests),
+     * received the backend's to us (responses). */
     if (o.json)
         printf("{\"device\": \"%s\", \"rw\": \"%s\", \"bs\": %" PRIu64 ", "
                "\"iodepth\": %u, \"queues\": %u, \"seconds\": %.3f, "
                "\"ios\": %" PRIu64 ", \"iops\": %.0f, \"mb_per_s\": %.2f, "
                "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, "
                "\"lat_p999_us\": %.1f, \"cpu_us_per_io\": %.2f, "
-               "\"notifications_per_io\": %.3f}\n", dev, o.rw, e.bs, depth,
-               n, el, ios, ios / el, bytes / el / 1e6,
+               "\"notifications_per_io\": %.3f, \"notify_sent\": %" PRIu64
+               ", \"notify_received\": %" PRIu64 "}\n", dev, o.rw, e.bs,
+               depth, n, el, ios, ios / el, bytes / el / 1e6,
                hist_quantile(&all, 0.5) / 1e3, hist_quantile(&all, 0.99) / 1e3,
                hist_quantile(&all, 0.999) / 1e3,
                ios ? cpu * 1e6 / (double)ios : 0.0,
-               ios ? (double)notes / (double)ios : 0.0);
+               ios ? (double)(sent + received) / (double)ios : 0.0, sent,
+               received);
     else
         printf("%s: %s bs=%" PRIu64 " iodepth=%u queues=%u: %" PRIu64 " I/Os "
                "in %.2f s\n  IOPS %.0f, %.2f MB/s\n  latency p50 %.1f us, p99 "
                "%.1f us, p99.9 %.1f us\n  CPU %.2f us/IO, %.3f notifications"
-               "/IO\n", dev, o.rw, e.bs, depth, n, ios, el, ios / el,
-               bytes / el / 1e6, hist_quantile(&all, 0.5) / 1e3,
+               "/IO (%.3f sent, %.3f received)\n", dev, o.rw, e.bs, depth, n,
+               ios, el, ios / el, bytes / el / 1e6,
+               hist_quantile(&all, 0.5) / 1e3,
                hist_quantile(&all, 0.99) / 1e3,
                hist_quantile(&all, 0.999) / 1e3,
                ios ? cpu * 1e6 / (double)ios : 0.0,
-               ios ? (double)notes / (double)ios : 0.0);
+               ios ? (double)(sent + received) / (double)ios : 0.0,
+               ios ? (double)sent / (double)ios : 0.0,
+               ios ? (double)received / (double)ios : 0.0);
     return 0;
 }
 
@@ -1098,12 +1123,15 @@ usage(FILE *f)
                 commands[i].usage, commands[i].help);
     fprintf(f, "\nOptions for every command:\n"
             "  --ring-pages N    ring pages per queue (power of two; default:"
-            " the most both sides allow)\n"
+            " the most both sides allow, up to 64)\n"
             "  --queues N        queues (default 1; verify and bench use one "
             "thread per queue)\n"
             "  --indirect N      indirect segments per request (0: none; "
             "default 256)\n"
             "  --no-persistent   do not use persistent grants\n"
+            "  --poll-us US      busy-poll the ring up to US microseconds "
+            "before sleeping\n                    on the event channel "
+            "(default 0: never)\n"
             "  --timeout S       seconds to wait for the backend to connect "
             "or answer (default 30)\n"
             "  --iodepth N       requests in flight per queue (verify: 8, "
@@ -1123,7 +1151,7 @@ main(int argc, char **argv)
 {
     enum { O_RING = 256, O_QUEUES, O_INDIRECT, O_NOPERS, O_TIMEOUT, O_SEED,
            O_SIZE, O_PHASE, O_RW, O_BS, O_DEPTH, O_SECONDS, O_JSON,
-           O_VERSION, O_ZC };
+           O_POLL, O_VERSION, O_ZC };
     static const struct option lopts[] = {
         { "ring-pages", required_argument, NULL, O_RING },
         { "queues", required_argument, NULL, O_QUEUES },
@@ -1139,6 +1167,7 @@ main(int argc, char **argv)
         { "seconds", required_argument, NULL, O_SECONDS },
         { "json", no_argument, NULL, O_JSON },
         { "zero-copy", no_argument, NULL, O_ZC },
+        { "poll-us", required_argument, NULL, O_POLL },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
@@ -1173,10 +1202,14 @@ main(int argc, char **argv)
         case O_PHASE: o.phase = optarg; break;
         case O_RW: o.rw = optarg; break;
         case O_BS: o.bs = size_arg("--bs", optarg); break;
-        case O_DEPTH: o.iodepth = uint_arg("--iodepth", optarg, 1, 4096); break;
+        case O_DEPTH: o.iodepth = uint_arg("--iodepth", optarg, 1, 65536); break;
         case O_SECONDS: o.seconds = uint_arg("--seconds", optarg, 1, 86400); break;
         case O_JSON: o.json = true; break;
         case O_ZC: o.zero_copy = true; break;
+        case O_POLL:
+            o.poll_us = uint_arg("--poll-us", optarg, 0, 1000000);
+            o.poll_set = true;
+            break;
         default:
             usage(stderr);
             return 2;

@@ -152,9 +152,9 @@ extern void xbdfront_close(struct xbdfront *h);
 /* ---- Options (before xbdfront_connect) --------------------------------- */
 
 /* Ring pages per queue: a power of two, or 0 (the default) for the largest
- * both sides allow.  Asking for more than the backend offers is not an
- * error: the backend's limit wins and xbdfront_get_ring_pages() says what
- * was used. */
+ * both sides allow up to 64 (each page is a grant and a xenstore node).
+ * Asking for more than the backend offers is not an error: the backend's
+ * limit wins and xbdfront_get_ring_pages() says what was used. */
 extern int xbdfront_set_ring_pages(struct xbdfront *h, unsigned int pages);
 
 /* Queues wanted (>= 1, default 1); clamped to the backend's

@@ -1114,6 +1114,51 @@ accept_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
 
 /* ---- The host ----------------------------------------------------------------- */
 
+/* What the status report counts for one domain (see host.h). */
+static void
+domain_report(const struct domain *d, FILE *f)
+{
+    const struct host *h = d->h;
+    const struct conn *c;
+    const struct share *s;
+    unsigned long granted = 0, mapped = 0, ports = 0, bound = 0, deferred = 0;
+    unsigned long clients = 0;
+    uint32_t r, p;
+
+    for (r = NR_RESERVED_REFS; r < d->nr_grants; r++) {
+        if (bit_test(d->ref_map, r))
+            granted++;
+        if (__atomic_load_n(&d->act[r].pin_rd, __ATOMIC_RELAXED) != 0 ||
+            __atomic_load_n(&d->act[r].pin_wr, __ATOMIC_RELAXED) != 0)
+            mapped++;
+    }
+    for (p = 1; p < HOST_MAX_PORTS; p++) {
+        if (!d->ports[p].used)
+            continue;
+        ports++;
+        if (d->ports[p].bound)
+            bound++;
+    }
+    for (s = d->deferred; s != NULL; s = s->next)
+        deferred += s->count;
+    for (c = h->conns; c != NULL; c = c->next)
+        if (c->d == d)
+            clients++;
+    fprintf(f, "domain %u name %s granted %lu mapped %lu ports %lu bound %lu "
+            "deferred %lu clients %lu\n", d->domid, d->name, granted, mapped,
+            ports, bound, deferred, clients);
+}
+
+int
+host_report(struct host *h, FILE *f)
+{
+    const struct domain *d;
+
+    for (d = h->domains; d != NULL; d = d->next)
+        domain_report(d, f);
+    return ferror(f) ? -EIO : 0;
+}
+
 struct host *
 host_new(struct sim_loop *loop, struct xs_server *xs, const struct host_config *cfg)
 {

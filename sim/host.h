@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct sim_loop;
 struct xs_server;
@@ -52,6 +53,14 @@ void host_free(struct host *h);
 int host_domain_create(struct host *h, const char *name, uint32_t *domid_out,
                        char *err, size_t errlen);
 int host_domain_destroy(struct host *h, uint32_t domid, char *err, size_t errlen);
+
+/* The status report (xbd-sim(8), STATUS): one line per live domain,
+ *   domain ID name NAME granted G mapped M ports P bound B deferred D clients C
+ * G: grant refs the domain has shared (refs 0-7 excluded); M: its entries
+ * some process has pinned (mapped or being copied); P: event-channel ports
+ * allocated, B of them bound interdomain; D: pages of ended shares still
+ * pinned by a peer; C: host-socket clients.  -EIO on a write error. */
+int host_report(struct host *h, FILE *f);
 
 
 #endif /* XBD_SIM_HOST_H */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -67,7 +68,33 @@ struct sim {
     int sfd;
     pid_t child;
     int status;
+    struct host *h;
+    const char *dir;
 };
+
+/* SIGUSR1: write the status report to DIR/status, whole or not at all (a
+ * temporary file renamed into place), so a reader that removed the old one
+ * and waits for the name to reappear reads a complete report. */
+static void
+write_status(const struct sim *s)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    FILE *f;
+    int rc;
+
+    snprintf(tmp, sizeof(tmp), "%s/status.tmp", s->dir);
+    snprintf(path, sizeof(path), "%s/status", s->dir);
+    f = fopen(tmp, "we");
+    if (f == NULL) {
+        fprintf(stderr, "xbd-sim: %s: %s\n", tmp, strerror(errno));
+        return;
+    }
+    rc = host_report(s->h, f);
+    if (fclose(f) != 0 || rc < 0 || rename(tmp, path) < 0) {
+        fprintf(stderr, "xbd-sim: cannot write %s\n", path);
+        unlink(tmp);
+    }
+}
 
 static void
 signal_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
@@ -87,6 +114,9 @@ signal_cb(struct sim_loop *loop, int fd, uint32_t events, void *opaque)
                                                       : 128 + WTERMSIG(st));
                 }
             }
+        } else if (si.ssi_signo == SIGUSR1) {
+            if (s->h != NULL)
+                write_status(s);
         } else if (s->child > 0) {
             kill(s->child, (int)si.ssi_signo);  /* captive: the command decides */
         } else {
@@ -174,6 +204,7 @@ main(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -192,6 +223,8 @@ main(int argc, char **argv)
     h = host_new(s.loop, xs, &cfg);
     if (h == NULL)
         return 1;
+    s.h = h;
+    s.dir = cfg.dir;
     for (i = 0; i < ndoms; i++) {
         uint32_t domid;
 

@@ -93,7 +93,7 @@ kill_wait() {
     local pid=$1 i
     kill "$pid" 2>/dev/null || return 0
     for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || :; return 0; }
         sleep 0.05
     done
     kill -9 "$pid" 2>/dev/null || :

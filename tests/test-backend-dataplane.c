@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -515,6 +516,30 @@ test_persistent_edges(void)
     ok(s.pgrant_evictions > 0 && s.err_grant >= 1, "persistent: cache of 4 evicted (%llu), "
        "bad gref counted", (unsigned long long)s.pgrant_evictions);
     fe_stop(&f);
+
+    /* Idle expiry: grants unused for persistent_idle_ms are unmapped while
+     * the queue runs, so the frontend can end access to those pages. */
+    cfg.persistent_max = 64;
+    cfg.persistent_idle_ms = 50;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "persistent expiry: queue started");
+        return;
+    }
+    {
+        struct seg seg = { data_refs[40], 0, 7 };
+
+        fe_rw(&f, BLKIF_OP_WRITE, 400, 4000, &seg, 1);
+        is_int(fe_one(&f, 400), BLKIF_RSP_OKAY, "persistent expiry: a write maps the grant");
+        xbd_queue_get_stats(f.q, &s);
+        is_int(s.grant_maps, 1, "persistent expiry: one grant mapped");
+        WAIT_STATS(f.q, s, s.pgrant_evictions >= 1);
+        is_int(s.pgrant_evictions, 1, "persistent expiry: unmapped after 50 ms idle");
+        fe_rw(&f, BLKIF_OP_WRITE, 401, 4000, &seg, 1);
+        is_int(fe_one(&f, 401), BLKIF_RSP_OKAY, "persistent expiry: mapped again on use");
+        xbd_queue_get_stats(f.q, &s);
+        is_int(s.grant_maps, 2, "persistent expiry: a second map");
+    }
+    fe_stop(&f);
 }
 
 /* Per-request mapping: a bad gref and a read into a read-only grant fail
@@ -544,6 +569,223 @@ test_mapped_errors(void)
     is_int(fe_one(&f, 3), BLKIF_RSP_OKAY, "mapped: write from a read-only grant: OKAY");
     fe_stop(&f);
     is_int(xbd_gntshr_unshare(fe_sh, ro, 1), 0, "mapped: read-only page unshared");
+}
+
+/* Two queues of one device, one backing, each with its own thread and
+ * ring, writing disjoint halves at once. */
+static void
+test_two_queues(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct fe f[2];
+    int bad = 0;
+
+    for (unsigned int k = 0; k < 2; k++) {
+        cfg.index = k;
+        cfg.ring_pages = 2;
+        if (fe_start(&f[k], cfg) < 0) {
+            ok(0, "two queues: queue %u started", k);
+            return;
+        }
+    }
+    fill_pattern(data, 64 * 4096, 99);
+    for (unsigned int k = 0; k < 2; k++) {
+        for (unsigned int i = 0; i < 32; i++) {
+            struct seg seg = { data_refs[32 * k + i], 0, 7 };
+
+            fe_rw(&f[k], BLKIF_OP_WRITE, 500 + i, 8192 + 8 * (32 * k + i), &seg, 1);
+        }
+        fe_push(&f[k]);
+    }
+    for (unsigned int k = 0; k < 2; k++)
+        bad += fe_wait_ok(&f[k], 32, 500);
+    is_int(bad, 0, "two queues: 32 writes on each answered OKAY");
+    ok(disk_matches(8192 * 512ull, data, 64 * 4096), "two queues: both halves on the disk");
+    fe_stop(&f[0]);
+    fe_stop(&f[1]);
+}
+
+/* A hostile frontend fills the ring with random bytes (opcodes kept small
+ * so every path is hit): every slot gets a response with a status the
+ * protocol knows, and the queue keeps working. */
+static void
+test_random_slots(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct seg seg = { data_refs[0], 0, 7 };
+    uint64_t rng = 0x2545f4914f6cdd1dull;
+    unsigned int round, got = 0, bad_status = 0;
+    struct fe f;
+
+    cfg.max_indirect = 64;
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "random: queue started");
+        return;
+    }
+    for (round = 0; round < 20; round++) {
+        unsigned int n = f.fr.nr_ents;
+
+        for (unsigned int i = 0; i < n; i++) {
+            uint8_t *slot = fe_slot(&f);
+
+            for (size_t k = 0; k < f.esz; k++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                slot[k] = (uint8_t)rng;
+            }
+            /* Mostly plausible: small opcodes, counts and sectors, sector
+             * numbers inside pages, grefs we shared; any field may still
+             * be wrong in any way. */
+            slot[0] &= 7;
+            slot[1] = slot[0] == BLKIF_OP_INDIRECT ? slot[1] & 1 : slot[1] % 12;
+            slot[2] %= 65;
+            slot[3] = 0;
+            memset(slot + f.sector_off + 1, 0, 7);
+            if (slot[0] == BLKIF_OP_DISCARD) {
+                memset(slot + f.nr_sectors_off + 1, 0, 7);
+            } else if (slot[0] == BLKIF_OP_INDIRECT) {
+                memcpy(slot + f.ind_grefs_off, &data_refs[rng % DATA_PAGES], 4);
+            } else {
+                for (unsigned int k = 0; k < BLKIF_MAX_SEGMENTS_PER_REQUEST; k++) {
+                    uint8_t *sg = slot + f.seg_off + 8 * k;
+
+                    if ((rng >> k) & 1)
+                        memcpy(sg, &data_refs[(rng >> 16) % DATA_PAGES], 4);
+                    sg[4] &= 7;
+                    sg[5] |= (uint8_t)(((rng >> (k + 20)) & 1) ? 7 : 0);
+                    sg[5] &= 7;
+                }
+            }
+        }
+        fe_push(&f);
+        /* Count responses, whatever their ids; check each status. */
+        while (got < (round + 1) * n) {
+            RING_IDX rp = f.fr.sring->rsp_prod;
+            int more;
+
+            xen_rmb();
+            for (; f.fr.rsp_cons != rp; f.fr.rsp_cons++, got++) {
+                int16_t st;
+
+                memcpy(&st, f.ring + 64 + (size_t)(f.fr.rsp_cons & (n - 1)) * f.esz + 10, 2);
+                bad_status += st != BLKIF_RSP_OKAY && st != BLKIF_RSP_ERROR &&
+                              st != BLKIF_RSP_EOPNOTSUPP;
+            }
+            if (got >= (round + 1) * n)
+                break;
+            RING_FINAL_CHECK_FOR_RESPONSES(&f.fr, more);
+            if (!more) {
+                struct pollfd pfd = { .fd = xbd_evtchn_fd(fe_ev), .events = POLLIN };
+
+                if (poll(&pfd, 1, 10000) != 1) {
+                    struct xbd_queue_stats st;
+
+                    xbd_queue_get_stats(f.q, &st);
+                    diag("random: stuck at %u of %u: in flight %llu, failed %d, "
+                         "rsp_prod %u req_prod %u", got, (round + 1) * n,
+                         (unsigned long long)st.in_flight, failed_calls,
+                         f.fr.sring->rsp_prod, f.fr.sring->req_prod);
+                    round = 20;
+                    break;
+                }
+                int port = xbd_evtchn_pending(fe_ev);
+
+                if (port >= 0)
+                    xbd_evtchn_unmask(fe_ev, (uint32_t)port);
+            }
+        }
+    }
+    is_int(got, 20 * f.fr.nr_ents, "random: every one of %u random requests answered",
+           20 * f.fr.nr_ents);
+    is_int(bad_status, 0, "random: only OKAY, ERROR and EOPNOTSUPP");
+    is_int(failed_calls, 0, "random: the ring was not declared broken");
+    {
+        struct xbd_queue_stats st;
+
+        xbd_queue_get_stats(f.q, &st);
+        diag("random: %llu reads, %llu writes, %llu flushes, %llu barriers, %llu discards, "
+             "%llu indirect; %llu bad, %llu grant errors, %llu unsupported",
+             (unsigned long long)st.req_read, (unsigned long long)st.req_write,
+             (unsigned long long)st.req_flush, (unsigned long long)st.req_barrier,
+             (unsigned long long)st.req_discard, (unsigned long long)st.req_indirect,
+             (unsigned long long)st.err_bad_request, (unsigned long long)st.err_grant,
+             (unsigned long long)st.req_unsupported);
+    }
+    fe_rw(&f, BLKIF_OP_READ, 77, 0, &seg, 1);
+    is_int(fe_one(&f, 77), BLKIF_RSP_OKAY, "random: a good read afterwards");
+    fe_stop(&f);
+}
+
+/* The frontend rewrites its slots while the backend reads them (the
+ * double-fetch attack): a flipper thread toggles operation, segment count
+ * and sector of every slot between a valid read and nonsense.  Whatever
+ * the backend copied, each request gets one valid answer and the ring
+ * survives. */
+struct flipper {
+    struct fe *f;
+    volatile int stop;
+};
+
+static void *
+flip_slots(void *arg)
+{
+    struct flipper *fl = arg;
+    struct fe *f = fl->f;
+    uint64_t good = 8, bad = ~0ull - 3;
+
+    while (!fl->stop) {
+        for (unsigned int i = 0; i < f->fr.nr_ents; i++) {
+            uint8_t *slot = f->ring + 64 + (size_t)i * f->esz;
+            int odd = (i ^ (unsigned int)(uintptr_t)&good) & 1;
+
+            __atomic_store_n(&slot[0], odd ? 0x42 : BLKIF_OP_READ, __ATOMIC_RELAXED);
+            __atomic_store_n(&slot[1], odd ? 200 : 1, __ATOMIC_RELAXED);
+            memcpy(slot + f->sector_off, odd ? &bad : &good, 8);
+            __atomic_store_n(&slot[0], BLKIF_OP_READ, __ATOMIC_RELAXED);
+            __atomic_store_n(&slot[1], 1, __ATOMIC_RELAXED);
+            memcpy(slot + f->sector_off, &good, 8);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_double_fetch(void)
+{
+    struct xbd_queue_cfg cfg = base_cfg();
+    struct seg seg = { data_refs[0], 0, 7 };
+    struct flipper fl;
+    pthread_t t;
+    struct fe f;
+    unsigned int n, bad = 0;
+
+    if (fe_start(&f, cfg) < 0) {
+        ok(0, "double fetch: queue started");
+        return;
+    }
+    n = f.fr.nr_ents;
+    fl.f = &f;
+    fl.stop = 0;
+    for (unsigned int round = 0; round < 50; round++) {
+        int16_t *st = calloc(n, sizeof(*st));
+
+        for (unsigned int i = 0; i < n; i++)
+            fe_rw(&f, BLKIF_OP_READ, 1000 * round + i, 8, &seg, 1);
+        if (round == 0 && pthread_create(&t, NULL, flip_slots, &fl) != 0)
+            bail_out("pthread_create");
+        fe_push(&f);
+        memset(st, 0x7f, n * sizeof(*st));
+        if (fe_wait(&f, n, 1000 * round, st) < 0)
+            bad += n;
+        free(st);
+    }
+    fl.stop = 1;
+    pthread_join(t, NULL);
+    is_int(bad, 0, "double fetch: 50 rounds of %u requests rewritten under the backend, "
+           "all answered", n);
+    is_int(failed_calls, 0, "double fetch: the ring survives");
+    fe_rw(&f, BLKIF_OP_READ, 99999, 0, &seg, 1);
+    is_int(fe_one(&f, 99999), BLKIF_RSP_OKAY, "double fetch: a good read afterwards");
+    fe_stop(&f);
 }
 
 static void
@@ -965,6 +1207,10 @@ main(int argc, char **argv)
     test_ops();
     test_persistent_edges();
     test_mapped_errors();
+    test_two_queues();
+    failed_calls = 0;
+    test_random_slots();
+    test_double_fetch();
     test_read_only();
     test_hostile_prod();
     test_prod_backwards();

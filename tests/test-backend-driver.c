@@ -347,7 +347,7 @@ test_blockdev(const char *dir, unsigned int ss)
         ok(memcmp(wbuf, rbuf, 65536) == 0, "blockdev %u: read back", ss);
         if (info.discard) {
             is_int(run_one(q, XBD_IO_DISCARD, 65536, 16384, NULL), 0,
-                   "blockdev %u: BLKDISCARD (granularity %u)", ss, info.discard_granularity);
+                   "blockdev %u: discard (granularity %u)", ss, info.discard_granularity);
             run_one(q, XBD_IO_READ, 65536, 65536, rbuf);
             ok(rbuf[0] == 0 && rbuf[16383] == 0 && memcmp(rbuf + 16384, wbuf + 16384, 49152) == 0,
                "blockdev %u: discarded range reads zeros, the rest is intact", ss);

@@ -59,6 +59,21 @@ xbdctl block-attach guest1 "$d/disk.img" vdev=xvdc >/dev/null
 wait_for 10 node_is $be/51744/state 2 || fail "no InitWait after a refused reload"
 node_is $be/51744/max-ring-page-order 3 || fail "the refused reload changed something"
 
+# grant-map by reload: the next connection without persistent grants maps
+# each request's grants instead of copying.
+if command -v xbdfront >/dev/null; then
+    printf 'grant-map = yes\nmax-ring-order = 3\n' >"$d/conf"
+    kill -HUP $backd_pid
+    wait_for 10 test "$(grep -c 'configuration reloaded' "$d/backd.log")" -ge 2 ||
+        fail "no second reload"
+    run_as guest1 xbdfront verify xvdc --size 1M --no-persistent --timeout 10 ||
+        fail "verify with grant-map"
+    xbdctl stats --json >"$d/stats.json"
+    grep -q '"grant_map":true' "$d/stats.json" || fail "status does not show grant-map"
+    grep -Eq '"name":"qdisk/1/51744".*"totals":\{[^}]*"grant_maps":[1-9]' "$d/stats.json" ||
+        fail "no grant maps counted: $(cat "$d/stats.json")"
+fi
+
 kill -TERM $backd_pid
 wait $backd_pid || fail "exit status after SIGTERM"
 test ! -e "$d/pid" || fail "pidfile left behind"

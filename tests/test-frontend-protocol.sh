@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # libxbdfront against a lying backend (tests/xbdf-fakeback as dom0): a
 # response with an id never issued, a wrong operation echo, an unknown
-# status, a replayed response, more responses than requests, and nonsense
+# status, a replayed response (at once, and later when its id may be
+# reused), more responses than requests, and nonsense
 # in xenstore (sectors 0, not a number, beyond 64 bits; a sector size that
-# is not a power of two).  Each time the library marks the device broken
+# is not a power of two; limits in the billions, which are clamped).  Each time the library marks the device broken
 # (or refuses to connect) with a message that says what the backend did,
 # the tool exits 1 - no crash, no hang - and the frontend ends Closed.
 source "$srcdir/functions.sh"
@@ -22,14 +23,29 @@ expect_failure() {
 }
 
 expect_failure 'matches no request in flight' --lie bad-id --lie-at 3 -- xbdfront verify xvda
+# The synchronous path (read) carries the same reason.
+expect_failure 'read of 1048576 bytes at 0 failed: the device is broken: .*matches no request' \
+    --lie bad-id -- xbdfront read xvda 0 1M
 expect_failure 'echoes operation' --lie wrong-op --lie-at 3 -- xbdfront verify xvda
 expect_failure 'unknown status 7' --lie bad-status -- xbdfront verify xvda
 expect_failure 'device is broken' --lie replay --lie-at 2 -- xbdfront verify xvda
 expect_failure 'responses with only' --lie overflow -- xbdfront verify xvda --queues 2
+expect_failure 'completed twice, or never issued' --lie replay-later --lie-at 4 -- \
+    xbdfront verify xvda --iodepth 16
 expect_failure 'sectors = 0 is not a usable size' --sectors 0 -- xbdfront info xvda
 expect_failure 'not a decimal 64-bit number' --sectors abc -- xbdfront info xvda
 expect_failure 'not a usable size' --sectors 18446744073709551615 -- xbdfront info xvda
 expect_failure 'sector-size' --sector-size 1000 -- xbdfront info xvda
+
+# Absurd limits are clamped, not trusted: 2^31 ring pages, 4 billion queues
+# and indirect segments become 64 pages (the default ceiling), the queues
+# asked for, and what one queue's pool can carry.
+fakeback_run --image "$d/disk.img" --max-order 31 --max-queues 4000000000 \
+    --indirect 4000000000 -- \
+    xbdfront info xvda --queues 4 --indirect 4096 --json --timeout 5 >"$d/info"
+cat "$d/info"
+grep -q '"ring_pages": 64, "queues": 4, "indirect_segments": 1022' "$d/info" ||
+    fail "absurd backend limits not clamped"
 
 # After all that, an honest backend still gets an honest frontend.
 fakeback_run --image "$d/disk.img" -- xbdfront verify xvda --timeout 5 ||

@@ -3,9 +3,11 @@
 # serving a sparse image.  verify passes on ring pages 1 to 64, 1 and 2
 # queues, persistent grants, indirect descriptors and zero-copy buffers on
 # and off, each run a reconnect of the same device; xbd-check-tree finds
-# the connected tree sound; `info` reports what was asked for; and the image, read from dom0
-# after a write phase, holds exactly the pattern (xbdfront pattern); a disk
-# attached with trusted=0 gets no persistent grants.
+# the connected tree sound; `info` reports what was asked for; a disk
+# attached with trusted=0 gets no persistent grants; the image, read from
+# dom0 after a write phase, holds exactly the pattern (xbdfront pattern);
+# and verify passes with the backend mapping grants per request
+# (--grant-map) too.
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
@@ -73,3 +75,10 @@ run_as guest1 xbdfront verify xvdb --timeout 10 || fail "verify untrusted xvdb"
 verify --phase write --seed 77 --queues 2
 xbdfront pattern --seed 77 --size 4M >"$d/expect"
 cmp "$d/expect" "$d/disk.img" || fail "the image differs from the pattern"
+
+# The backend's other data path (per-request grant mapping instead of grant
+# copy), bounced and zero-copy: a restarted daemon adopts the device.
+kill_wait $backd_pid
+start_backd "$d/backd-map.log" --grant-map
+verify --queues 2 --seed 90
+verify --queues 2 --zero-copy --no-persistent --seed 91

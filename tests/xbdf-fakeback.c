@@ -15,6 +15,9 @@
  *   --lie wrong-op     ... echoes the wrong operation
  *   --lie bad-status   ... has a status blkif does not define
  *   --lie replay       ... is sent twice
+ *   --lie replay-later the Nth request is answered with the previous
+ *                      response's id (completed already, its slot maybe
+ *                      reused) and never answered itself
  *   --lie overflow     ... is followed by more responses than requests
  *   --lie out-of-range-id  ... carries an id whose slot is beyond the ring
  *   --lie stale-id     ... carries the id of a request already answered
@@ -81,7 +84,8 @@ union req {
 };
 
 enum lie { LIE_NONE, LIE_BAD_ID, LIE_WRONG_OP, LIE_BAD_STATUS, LIE_REPLAY,
-           LIE_OVERFLOW, LIE_RANGE_ID, LIE_STALE_ID, LIE_KEEP_MAPPED, LIE_STORM };
+           LIE_OVERFLOW, LIE_REPLAY_LATER, LIE_RANGE_ID, LIE_STALE_ID,
+           LIE_KEEP_MAPPED, LIE_STORM };
 
 #define MAX_NODES 16
 #define OPT_NODE 256
@@ -117,6 +121,8 @@ static struct {
     unsigned int nq;
     uint64_t requests, responses;
     bool lied, bounced, resized, served, served2;
+    uint64_t last_id;               /* of the last response sent */
+    uint8_t last_op;
 } B = {
     .max_order = 2, .max_queues = 4, .indirect = 64, .max_order2 = 2,
     .max_queues2 = 4, .persistent = true, .flush = true, .discard = true,
@@ -468,6 +474,8 @@ respond(struct fq *q, uint64_t id, uint8_t op, int16_t st)
     r->id = id;
     r->operation = op;
     r->status = st;
+    B.last_id = id;
+    B.last_op = op;
     q->br.rsp_prod_pvt++;
     B.responses++;
 }
@@ -535,6 +543,9 @@ serve(struct fq *q)
                 case LIE_REPLAY:
                     respond(q, req.rw.id, op, st);
                     respond(q, req.rw.id, op, st);
+                    break;
+                case LIE_REPLAY_LATER:
+                    respond(q, B.last_id, B.last_op, BLKIF_RSP_OKAY);
                     break;
                 case LIE_OVERFLOW:
                     respond(q, req.rw.id, op, st);
@@ -698,6 +709,7 @@ main(int argc, char **argv)
                     : strcmp(optarg, "bad-status") == 0 ? LIE_BAD_STATUS
                     : strcmp(optarg, "replay") == 0 ? LIE_REPLAY
                     : strcmp(optarg, "overflow") == 0 ? LIE_OVERFLOW
+                    : strcmp(optarg, "replay-later") == 0 ? LIE_REPLAY_LATER
                     : strcmp(optarg, "out-of-range-id") == 0 ? LIE_RANGE_ID
                     : strcmp(optarg, "stale-id") == 0 ? LIE_STALE_ID
                     : strcmp(optarg, "keep-mapped") == 0 ? LIE_KEEP_MAPPED

@@ -5,11 +5,12 @@
  * Regular files: size from fstat (rounded down to 512 bytes), discard by
  * punching holes (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) when the
  * file system supports it.  Block devices: size, logical and physical
- * sector size and rotational from their ioctls, discard through BLKDISCARD
- * (synchronously, on the queue thread: io_uring has no discard operation
- * on the liburing we build against) when the device's queue says it
- * discards.  Both: reads and writes through io_uring, flush as
- * IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync).
+ * sector size and rotational from their ioctls, discard when the device's
+ * queue says it discards: through io_uring's block discard command
+ * (IORING_OP_URING_CMD, Linux 6.12 and later), and on kernels without it
+ * through BLKDISCARD, synchronously on the queue thread (the first refusal
+ * switches the backing over).  Both: reads and writes through io_uring,
+ * flush as IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync).
  *
  * O_DIRECT when opts->direct_io; a file system that refuses it is opened
  * buffered instead, with a log line.  Buffers the data path passes are
@@ -34,12 +35,20 @@
 #include "driver.h"
 #include "xbd-parse.h"
 
+/* The block layer's io_uring discard command (<linux/blkdev.h> of Linux
+ * 6.12, which our build headers may predate): sqe->addr is the start,
+ * sqe->addr3 the length, both in bytes. */
+#ifndef BLOCK_URING_CMD_DISCARD
+#define BLOCK_URING_CMD_DISCARD _IO(0x12, 0)
+#endif
+
 struct file_backing {
     struct xbd_backing b;           /* first: the function table */
     int fd;
     bool blockdev;
     bool read_only;
     bool discard;                   /* opts allow it and the backing can */
+    bool uring_discard;             /* atomic: the kernel takes discard commands */
     uint32_t discard_granularity;
     char path[];
 };
@@ -131,6 +140,7 @@ file_open(const char *arg, const struct xbd_backing_opts *opts,
                                                                "discard_granularity");
             f->discard = sysfs_queue_u64(st.st_rdev, "discard_max_bytes") > 0 &&
                          f->discard_granularity > 0;
+            f->uring_discard = true;    /* until the kernel says otherwise */
         } else {
             /* Probe hole punching past the end: harmless with KEEP_SIZE. */
             uint64_t end = (uint64_t)st.st_size + XBD_PAGE_SIZE;
@@ -221,6 +231,13 @@ file_prep(struct xbd_backing *b, struct io_uring_sqe *sqe, struct xbd_io *io)
                                     io->offset, io->len);
             return 0;
         }
+        if (__atomic_load_n(&f->uring_discard, __ATOMIC_RELAXED)) {
+            io_uring_prep_rw(IORING_OP_URING_CMD, sqe, f->fd, NULL, 0, 0);
+            sqe->cmd_op = BLOCK_URING_CMD_DISCARD;
+            sqe->addr = io->offset;
+            sqe->addr3 = io->len;
+            return 0;
+        }
         io_uring_prep_nop(sqe);
         io->sync_done = true;
         io->sync_result = ioctl(f->fd, BLKDISCARD, range) < 0 ? -errno : 0;
@@ -229,10 +246,30 @@ file_prep(struct xbd_backing *b, struct io_uring_sqe *sqe, struct xbd_io *io)
     return -EINVAL;
 }
 
+static int64_t
+file_complete(struct xbd_backing *b, struct xbd_io *io, int res)
+{
+    struct file_backing *f = (struct file_backing *)b;
+    uint64_t range[2] = { io->offset, io->len };
+
+    /* A kernel without block discard commands refuses the opcode or the
+     * command: do this one with the ioctl, and switch over if that works. */
+    if (f->blockdev && io->op == XBD_IO_DISCARD && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        if (ioctl(f->fd, BLKDISCARD, range) < 0)
+            return -errno;
+        if (__atomic_exchange_n(&f->uring_discard, false, __ATOMIC_RELAXED))
+            xbd_log(LOG_INFO, "%s: no io_uring discard in this kernel: using BLKDISCARD",
+                    f->path);
+        return 0;
+    }
+    return res;
+}
+
 const struct xbd_driver xbd_driver_file = {
     .name = "file",
     .open = file_open,
     .info = file_info,
     .close = file_close,
     .prep = file_prep,
+    .complete = file_complete,
 };

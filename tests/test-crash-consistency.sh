@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Crash consistency across daemon crashes (issue 7).  For each seed: a
+# guest runs xbd-crashload (versioned, checksummed 4 KiB writes, 16 in
+# flight, a flush every 32 acknowledgements, a log of acknowledgements and
+# completed flushes) while xbd-backd is killed with SIGKILL at seeded random
+# points and restarted, as a supervisor would: dom0 writes the dead
+# daemon's backend state to Closed first (xbd-backd(8), CLAIM RULE).  The
+# library must reconnect and re-issue, and the workload must finish with no
+# error returned to it.  Then, with everything stopped, dom0 checks the
+# image: no torn block, every write acknowledged before the last completed
+# flush present (or a later acknowledged one), every block at its last
+# acknowledged generation.  A failure prints the seed and the first bad
+# block.
+#
+#   CRASH_SEEDS="1 2 3" CRASH_KILLS=3 CRASH_WRITES=N   override the defaults
+source "$srcdir/functions.sh"
+set -e
+requires command -v xenstore-read
+requires xbd-backd --help
+load="$builddir/xbd-crashload"
+[ -x "$load" ] || skip "xbd-crashload is not built"
+d=$(test_tmpdir)
+start_sim "$d/sim" --domain guest1
+be=/local/domain/0/backend/qdisk/1/51712
+node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+acks() { grep -c '^W' "$1" 2>/dev/null || :; }
+acks_ge() { [ "$(acks "$1")" -ge "$2" ]; }
+
+seeds=${CRASH_SEEDS:-"1 2 3"}
+kills_per_seed=${CRASH_KILLS:-3}
+writes=${CRASH_WRITES:-100000}
+blocks=2048
+total_kills=0
+n=0
+for seed in $seeds; do
+    RANDOM=$seed
+    img="$d/disk$seed.img" log="$d/load$seed.log"
+    truncate -s 16M "$img"
+    n=$((n + 1))
+    start_backd "$d/backd$n.log"
+    xbdctl block-attach guest1 "$img" >/dev/null
+    wait_for 10 node_is $be/state 2 || fail "seed $seed: the backend did not reach InitWait"
+    run_as guest1 "$load" run xvda --seed "$seed" --log "$log" --blocks $blocks \
+        --writes "$writes" --iodepth 16 --flush-every 32 \
+        --ring-pages $(( 1 << (seed % 3) )) 2>"$d/load$seed.err" &
+    lpid=$!
+    cleanup_fn kill_wait $lpid
+    kills=0
+    for k in $(seq "$kills_per_seed"); do
+        # A seeded point: kill k of K after about k/(K+1) of the writes
+        # (up to a quarter of a slice earlier), then a pause of 0 to 49 ms,
+        # so the kill lands mid-write or mid-flush alike.
+        slice=$(( writes / (kills_per_seed + 1) ))
+        wait_for 30 node_is $be/state 4 || fail "seed $seed: the device did not connect"
+        wait_for 60 acks_ge "$log" $(( k * slice - RANDOM % (slice / 4) )) || break
+        sleep "0.0$(( RANDOM % 50 ))"
+        grep -q '^D' "$log" && break
+        kill -9 $backd_pid
+        wait $backd_pid 2>/dev/null || :
+        xenstore-write $be/state 6
+        kills=$((kills + 1))
+        n=$((n + 1))
+        start_backd "$d/backd$n.log"
+    done
+    rc=0
+    wait $lpid || rc=$?
+    cat "$d/load$seed.err"
+    [ $rc -eq 0 ] || fail "seed $seed: the workload failed (exit $rc) after $kills kills"
+    [ $kills -eq "$kills_per_seed" ] ||
+        fail "seed $seed: the workload finished after $kills of $kills_per_seed kills (raise CRASH_WRITES)"
+    [ "$(grep -c reconnected "$d/load$seed.err")" -eq $kills ] ||
+        fail "seed $seed: not one reconnect per kill"
+    total_kills=$((total_kills + kills))
+    # Everything stopped: the device detached, the daemon gone.
+    xbdctl block-detach guest1 xvda >/dev/null 2>&1 || :
+    kill_wait $backd_pid
+    "$load" check "$img" --seed "$seed" --log "$log" --blocks $blocks ||
+        fail "seed $seed: the image is not consistent after $kills kills (log: $log)"
+    echo "seed $seed: $kills SIGKILLs survived"
+    xenstore-rm /local/domain/0/backend/qdisk/1 2>/dev/null || :
+    xenstore-rm /local/domain/1/device/vbd 2>/dev/null || :
+done
+echo "$total_kills SIGKILLs survived over seeds: $seeds"
