@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -210,7 +211,19 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
         free(q);
         return xbd_backing_error(err, errlen, r, "eventfd: %s", strerror(-r));
     }
+    /* The rings are physically contiguous kernel memory: on a loaded or
+     * fragmented host a large one can fail with ENOMEM.  A smaller ring
+     * only means submitting in more calls (xbd_ioq_add submits when it is
+     * full; completions beyond the CQ are kept by the kernel), so halve it
+     * rather than fail the device. */
     r = io_uring_queue_init(entries, &q->ring, 0);
+    while (r == -ENOMEM && entries > 64) {
+        entries /= 2;
+        r = io_uring_queue_init(entries, &q->ring, 0);
+        if (r == 0)
+            xbd_log(LOG_WARNING, "io_uring of %u entries: not enough contiguous "
+                    "kernel memory, using %u", depth, entries);
+    }
     if (r < 0) {
         close(q->efd);
         free(q);

@@ -1097,7 +1097,7 @@ static void
 test_nbd(const char *tmp)
 {
     struct xbd_backing_opts opts = { .discard_enable = true };
-    char sock[300], params[400];
+    char sock[300], pidfile[300], params[400];
     pid_t pid;
 
     if (system("nbdkit --version >/dev/null 2>&1") != 0) {
@@ -1105,14 +1105,17 @@ test_nbd(const char *tmp)
         return;
     }
     snprintf(sock, sizeof(sock), "%s/nbd.sock", tmp);
+    snprintf(pidfile, sizeof(pidfile), "%s/nbd.pid", tmp);
     fflush(NULL);
     pid = fork();
     if (pid == 0) {
-        execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", "8M",
-               (char *)NULL);
+        execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock,
+               "-P", pidfile, "memory", "8M", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 1000 && access(sock, F_OK) != 0; i++)
+    /* nbdkit writes its pidfile once it accepts connections; the socket
+     * file alone appears at bind(), before listen(). */
+    for (int i = 0; i < 3000 && access(pidfile, F_OK) != 0; i++)
         usleep(10000);
     snprintf(params, sizeof(params), "nbd:nbd+unix:///?socket=%s", sock);
     if (xbd_backing_open(params, &opts, &rw_backing, errbuf, sizeof(errbuf)) < 0) {
@@ -1126,6 +1129,7 @@ test_nbd(const char *tmp)
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     unlink(sock);
+    unlink(pidfile);
 }
 #endif
 

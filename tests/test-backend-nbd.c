@@ -34,33 +34,39 @@ cleanup(void)
         }
         snprintf(path, sizeof(path), "%s/s%d", dir, i);
         unlink(path);
+        snprintf(path, sizeof(path), "%s/s%d.pid", dir, i);
+        unlink(path);
     }
     rmdir(dir);
 }
 
-/* Start nbdkit (memory plugin, 8M) on dir/s<n>; 0 when its socket is up. */
+/* Start nbdkit (memory plugin, 8M) on dir/s<n>; 0 once it accepts
+ * connections: nbdkit writes its pidfile then, whereas the socket file
+ * appears at bind(), before listen() (a connect in between is refused). */
 static int
 start_nbdkit(int n, bool read_only)
 {
-    char sock[256];
+    char sock[256], pidfile[256];
     struct stat st;
 
     snprintf(sock, sizeof(sock), "%s/s%d", dir, n);
+    snprintf(pidfile, sizeof(pidfile), "%s/s%d.pid", dir, n);
+    unlink(pidfile);
     fflush(NULL);
     nbdkit_pid[n] = fork();
     if (nbdkit_pid[n] == 0) {
         if (read_only)
             execlp("nbdkit", "nbdkit", "-f", "-r", "--exit-with-parent", "-U", sock,
-                   "memory", "8M", (char *)NULL);
+                   "-P", pidfile, "memory", "8M", (char *)NULL);
         else
             execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock,
-                   "memory", "8M", (char *)NULL);
+                   "-P", pidfile, "memory", "8M", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < 3000; i++) {
         int status;
 
-        if (stat(sock, &st) == 0)
+        if (stat(pidfile, &st) == 0)
             return 0;
         if (waitpid(nbdkit_pid[n], &status, WNOHANG) == nbdkit_pid[n]) {
             nbdkit_pid[n] = 0;

@@ -54,7 +54,7 @@ HOST_PACKAGES="qemu-system-x86 busybox-static cpio kmod gzip util-linux bash
     xen-utils-$XENVER xenstore-utils e2fsprogs"
 
 log() { echo "[xen-lane $(date +%T)] $*" >&2; }
-skip() { echo "SKIP: check-xen: $*" >&2; exit 77; }
+skip() { echo "SKIP: check-xen: $*" >&2; echo "0 passed, 0 failed, 1 skipped"; exit 77; }
 
 # ------------------------------------------------------------- 1. host
 need_root_and_qemu() {
