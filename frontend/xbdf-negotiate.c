@@ -93,7 +93,11 @@ xbdf_next_action(int our, int be)
 
     switch (our) {
     case XenbusStateInitialising:
-        if (be == XenbusStateInitWait || be == XenbusStateConnected)
+        /* Only after the backend's InitWait: a Connected backend is still
+         * serving an earlier ring (a frontend process that died); it
+         * starts over when it sees our Initialising, and would not if we
+         * hurried on to Initialised between two of its looks. */
+        if (be == XenbusStateInitWait)
             return XBDF_NEGOTIATE;
         return XBDF_WAIT;
     case XenbusStateInitialised:

@@ -125,7 +125,7 @@ test_states(void)
     static const struct { int our, be; enum xbdf_action want; } t[] = {
         { XenbusStateInitialising, XenbusStateInitialising, XBDF_WAIT },
         { XenbusStateInitialising, XenbusStateInitWait, XBDF_NEGOTIATE },
-        { XenbusStateInitialising, XenbusStateConnected, XBDF_NEGOTIATE },
+        { XenbusStateInitialising, XenbusStateConnected, XBDF_WAIT },
         { XenbusStateInitialising, XenbusStateClosed, XBDF_WAIT },
         { XenbusStateInitialised, XenbusStateInitWait, XBDF_WAIT },
         { XenbusStateInitialised, XenbusStateConnected, XBDF_CONNECT },
