@@ -77,6 +77,13 @@ blk() {
 # Disk layout as for lane=blk; verify's seeded pattern covers [0, 16 MiB).
 XF="--ring-pages 16 --queues $queues --timeout 60"
 [ "$persistent" = 0 ] && XF="$XF --no-persistent"
+# xbdfront CMD...: the tool, killed after 150 s (a hang becomes a failure
+# with a message instead of a lane timeout)
+xbdfront() {
+    timeout 150 xbdfront "$@"; rc=$?   # timeout runs the program, not this function
+    [ $rc = 143 ] && echo "DOMU-INFO xbdfront $1: killed after 150 s" >&2
+    return $rc
+}
 xbdfront_lane() {
     for m in xen-gntalloc xen-evtchn xen-gntdev; do modprobe $m; done
     for d in gntalloc evtchn xenbus; do
