@@ -260,12 +260,15 @@ scn_xbdfront_kernel_blkback() {
 
 # backd_start: OUR xbd-backd as a standing daemon serving vbd and qdisk,
 # with the kernel's blkback unloaded (it would serve backend/vbd itself).
-# Its log is kept as the section backd-log at the end.
+# Its log goes to our console as it comes, as "@@BACKD line" (lane.sh
+# makes logs/backd.log of them), so that it survives a hang.
 backd_start() {
     [ -n "${BACKD_PID:-}" ] && return 0
     rmmod xen_blkback 2>/dev/null
     [ -d /sys/module/xen_blkback ] && { WHY="cannot unload xen_blkback"; return 1; }
-    xbd-backd --platform xen --kind vbd,qdisk --debug > /tmp/backd.log 2>&1 &
+    rm -f /tmp/backd.fifo; mkfifo /tmp/backd.fifo
+    while IFS= read -r line; do printf '@@BACKD %s\n' "$line"; done < /tmp/backd.fifo &
+    xbd-backd --platform xen --kind vbd,qdisk > /tmp/backd.fifo 2>&1 &
     BACKD_PID=$!
     mark xbd-backd started pid=$BACKD_PID
 }
@@ -274,7 +277,6 @@ backd_stop() {
     kill $BACKD_PID; wait $BACKD_PID
     mark xbd-backd stopped rc=$?
     BACKD_PID=
-    dump backd-log cat /tmp/backd.log
 }
 
 # reattach NAME DOMID KIND SPEC: xl block-detach must succeed (libxl gives

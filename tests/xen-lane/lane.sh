@@ -308,13 +308,15 @@ boot() {
 
 # --------------------------------------------------------- 5. results
 # Sections between "@@BEGIN name" and "@@END name" become $W/logs/name.txt
-# (xenstore dumps, checker output, daemon logs); "@@DOMU name line" lines
-# become $W/logs/name-console.txt (each domU's console).
+# (xenstore dumps, checker output); "@@DOMU name line" lines become
+# $W/logs/name-console.txt (each domU's console), "@@BACKD line" lines
+# $W/logs/backd.log (xbd-backd's log).
 split_log() {
     awk -v dir="$W/logs" '
         /@@BEGIN /{f=$0; sub(/.*@@BEGIN /,"",f); sub(/[ ].*/,"",f); next}
         /@@END /{f=""; next}
         /^@@DOMU /{n=$2; l=$0; sub(/^@@DOMU [^ ]* /,"",l); print l > (dir "/" n "-console.txt"); next}
+        /^@@BACKD /{l=$0; sub(/^@@BACKD /,"",l); print l > (dir "/backd.log"); next}
         f!=""{print > (dir "/" f ".txt")}' "$W/logs/serial.log"
 }
 
