@@ -241,11 +241,15 @@ scn_xbdfront_kernel_blkback() {
     if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
             "lane=xbdfront md5=$DISK_MD5 queues=2 ${XBDFRONT_DOMU_ARGS:-}"; then
         # while the domU's xbdfront write holds the device connected
-        domu_hold $s $DOMID || FAILS="$FAILS hold:$DOMU_RES"
-        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
-        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
-        domu_release $DOMID
-        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        if domu_hold $s $DOMID; then
+            check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
+            check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+            domu_release $DOMID
+            domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        else
+            FAILS="$FAILS hold:$DOMU_RES"
+            dump $s-xenstore xenstore-ls -fp
+        fi
     else
         FAILS="xl-create-rc=$CREATE_RC"
     fi

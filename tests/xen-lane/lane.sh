@@ -42,14 +42,16 @@ W=${XEN_LANE_DIR:-/tmp/xbd-xen-lane}
 ALL_SCENARIOS="kernel-blkback-tree xbdfront-kernel-blkback backd-phy backd-qdisk"
 SCENARIOS=${XEN_LANE_SCENARIOS:-$ALL_SCENARIOS}
 TIMEOUT=${XEN_LANE_TIMEOUT:-540}
-# One host thread for all vCPUs: with multi-threaded TCG on a loaded host,
-# user processes in dom0 died of random SIGSEGVs (in busybox grep, tr, awk,
-# ash), consistent with a lost cross-vCPU TLB flush.
-TCG_THREAD=${XEN_LANE_TCG_THREAD:-single}
-# The virtual CPU.  "max" offers AVX/AVX2/AVX-512 and XSAVE, which QEMU 7.2's
-# TCG emulates newly; guests under load then died of SIGSEGVs at addresses
-# made of text, as if vector registers were mixed up between processes.
+# The virtual CPU.  With "max" (AVX/AVX2/AVX-512 and XSAVE, which QEMU 7.2's
+# TCG emulates newly) processes in dom0 and the domUs of a loaded host died
+# of SIGSEGVs at addresses made of text (busybox grep, tr, awk, sleep, ash)
+# or of heap corruption, as if vector registers were mixed up between
+# processes; with Nehalem (no AVX, no XSAVE) that was not seen again.
 QEMU_CPU=${XEN_LANE_CPU:-Nehalem}
+# TCG threading.  "single" (one host thread for all vCPUs) was tried first
+# against those SIGSEGVs and did not stop them; the lane was then run with
+# it and Nehalem.  "multi" is faster on an idle machine.
+TCG_THREAD=${XEN_LANE_TCG_THREAD:-single}
 XENVER=4.17
 ARCH_TRIPLET=x86_64-linux-gnu
 # Host packages: qemu to boot; busybox/cpio/kmod to make the images; the Xen
