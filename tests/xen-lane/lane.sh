@@ -323,15 +323,16 @@ split_log() {
 }
 
 report() {
-    local s line verdict npass=0 nfail=0 nskip=0 done=0
+    local s line verdict why npass=0 nfail=0 nskip=0 done=0
     grep -aq '@@MARK all-scenarios-done' "$W/logs/serial.log" && done=1
     for s in $SCENARIOS; do
         line=$(grep -a "@@RESULT $s " "$W/logs/serial.log" | tail -1 | sed 's/.*@@RESULT //' || true)
         verdict=$(echo "$line" | awk '{print $2}')
+        why=$(echo "$line" | cut -d' ' -f3-)
         case $verdict in
-            PASS) npass=$((npass + 1)); echo "PASS: $line" ;;
-            SKIP) nskip=$((nskip + 1)); echo "SKIP: $line" ;;
-            FAIL) nfail=$((nfail + 1)); echo "FAIL: $line" ;;
+            PASS) npass=$((npass + 1)); echo "PASS: $s: $why" ;;
+            SKIP) nskip=$((nskip + 1)); echo "SKIP: $s: $why" ;;
+            FAIL) nfail=$((nfail + 1)); echo "FAIL: $s: $why" ;;
             *)    nfail=$((nfail + 1)); echo "FAIL: $s (no verdict: dom0 did not get this far)" ;;
         esac
     done
