@@ -102,10 +102,11 @@ xbdfront_lane() {
 
     # 3. a pattern at 24 MiB.  The write holds the device connected while it
     #    waits for its standard input: dom0 checks the live tree meanwhile
-    #    and then writes lane/release into our xenstore home.
+    #    and then writes lane/release into our xenstore home.  (HOLD goes
+    #    to stderr, the console: stdout is the data.)
     dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
     want=$(md5sum /tmp/pat | cut -d' ' -f1)
-    { say "HOLD"; wait_node lane/release; cat /tmp/pat; } |
+    { say "HOLD" >&2; wait_node lane/release; cat /tmp/pat; } |
         xbdfront write xvda $((24 << 20)) $XF || result FAIL "xbdfront write"
     back=$(xbdfront read xvda $((24 << 20)) $((4 << 20)) $XF | md5sum | cut -d' ' -f1)
     [ "$back" = "$want" ] || result FAIL "pattern read back $back, wrote $want"
