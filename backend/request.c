@@ -369,6 +369,11 @@ parse_indirect(const struct wire *w, const struct xbd_req_limits *lim,
 {
     unsigned int pages;
 
+    /* The response echoes the inner operation, as Linux blkback does:
+     * Linux blkfront disables the device on a response that says
+     * BLKIF_OP_INDIRECT ("response has wrong operation (6 instead of 0)",
+     * seen in tests/xen-lane). */
+    out->operation = w->flag;
     if (lim->max_indirect == 0)
         FAIL(-EOPNOTSUPP, "indirect request, but indirect segments not advertised");
     if (w->flag == BLKIF_OP_READ)

@@ -68,7 +68,7 @@ enum xbd_req_kind {
  * limits->max_indirect) entries. */
 struct xbd_req {
     uint64_t id;                    /* echoed in the response */
-    uint8_t operation;              /* the wire opcode, echoed too */
+    uint8_t operation;              /* echoed: the wire opcode (the inner one of BLKIF_OP_INDIRECT) */
     enum xbd_req_kind kind;
     bool indirect;                  /* came as BLKIF_OP_INDIRECT */
     bool secure;                    /* discard: secure erase asked and allowed */

@@ -84,7 +84,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(why != NULL);
     CHECK(rc == XBD_REQ_OK || rc == XBD_REQ_NEED_INDIRECT || rc == -EINVAL ||
           rc == -EOPNOTSUPP);
-    CHECK(r.operation == slot[0]);
+    /* echoed: the wire opcode, or for an indirect request its inner one */
+    CHECK(r.operation == (slot[0] == BLKIF_OP_INDIRECT ? slot[1] : slot[0]));
     if (rc == XBD_REQ_NEED_INDIRECT) {
         size_t rest = size - 1 - sizeof(slot);
 

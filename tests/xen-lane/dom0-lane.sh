@@ -241,11 +241,15 @@ scn_xbdfront_kernel_blkback() {
     if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
             "lane=xbdfront md5=$DISK_MD5 queues=2 ${XBDFRONT_DOMU_ARGS:-}"; then
         # while the domU's xbdfront write holds the device connected
-        domu_hold $s $DOMID || FAILS="$FAILS hold:$DOMU_RES"
-        check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
-        check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
-        domu_release $DOMID
-        domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        if domu_hold $s $DOMID; then
+            check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
+            check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
+            domu_release $DOMID
+            domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
+        else
+            FAILS="$FAILS hold:$DOMU_RES"
+            dump $s-xenstore xenstore-ls -fp
+        fi
     else
         FAILS="xl-create-rc=$CREATE_RC"
     fi
@@ -260,12 +264,15 @@ scn_xbdfront_kernel_blkback() {
 
 # backd_start: OUR xbd-backd as a standing daemon serving vbd and qdisk,
 # with the kernel's blkback unloaded (it would serve backend/vbd itself).
-# Its log is kept as the section backd-log at the end.
+# Its log goes to our console as it comes, as "@@BACKD line" (lane.sh
+# makes logs/backd.log of them), so that it survives a hang.
 backd_start() {
     [ -n "${BACKD_PID:-}" ] && return 0
     rmmod xen_blkback 2>/dev/null
     [ -d /sys/module/xen_blkback ] && { WHY="cannot unload xen_blkback"; return 1; }
-    xbd-backd --platform xen --kind vbd,qdisk --debug > /tmp/backd.log 2>&1 &
+    rm -f /tmp/backd.fifo; mkfifo /tmp/backd.fifo
+    while IFS= read -r line; do printf '@@BACKD %s\n' "$line"; done < /tmp/backd.fifo &
+    xbd-backd --platform xen --kind vbd,qdisk > /tmp/backd.fifo 2>&1 &
     BACKD_PID=$!
     mark xbd-backd started pid=$BACKD_PID
 }
@@ -274,7 +281,6 @@ backd_stop() {
     kill $BACKD_PID; wait $BACKD_PID
     mark xbd-backd stopped rc=$?
     BACKD_PID=
-    dump backd-log cat /tmp/backd.log
 }
 
 # reattach NAME DOMID KIND SPEC: xl block-detach must succeed (libxl gives

@@ -77,6 +77,13 @@ blk() {
 # Disk layout as for lane=blk; verify's seeded pattern covers [0, 16 MiB).
 XF="--ring-pages 16 --queues $queues --timeout 60"
 [ "$persistent" = 0 ] && XF="$XF --no-persistent"
+# xbdfront CMD...: the tool, killed after 150 s (a hang becomes a failure
+# with a message instead of a lane timeout)
+xbdfront() {
+    timeout 150 xbdfront "$@"; rc=$?   # timeout runs the program, not this function
+    [ $rc = 143 ] && echo "DOMU-INFO xbdfront $1: killed after 150 s" >&2
+    return $rc
+}
 xbdfront_lane() {
     for m in xen-gntalloc xen-evtchn xen-gntdev; do modprobe $m; done
     for d in gntalloc evtchn xenbus; do
@@ -95,10 +102,11 @@ xbdfront_lane() {
 
     # 3. a pattern at 24 MiB.  The write holds the device connected while it
     #    waits for its standard input: dom0 checks the live tree meanwhile
-    #    and then writes lane/release into our xenstore home.
+    #    and then writes lane/release into our xenstore home.  (HOLD goes
+    #    to stderr, the console: stdout is the data.)
     dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
     want=$(md5sum /tmp/pat | cut -d' ' -f1)
-    { say "HOLD"; wait_node lane/release; cat /tmp/pat; } |
+    { say "HOLD" >&2; wait_node lane/release; cat /tmp/pat; } |
         xbdfront write xvda $((24 << 20)) $XF || result FAIL "xbdfront write"
     back=$(xbdfront read xvda $((24 << 20)) $((4 << 20)) $XF | md5sum | cut -d' ' -f1)
     [ "$back" = "$want" ] || result FAIL "pattern read back $back, wrote $want"

@@ -26,6 +26,7 @@
 #   XEN_LANE_DIR=/tmp/xbd-xen-lane   work directory: downloads, images, logs
 #   XEN_LANE_SCENARIOS="..."         scenarios to run (default: all, in order)
 #   XEN_LANE_TIMEOUT=540             seconds before qemu is killed
+#   XEN_LANE_CPU=Nehalem             qemu's -cpu model
 #   XEN_LANE_TCG_THREAD=single       qemu's TCG threading (multi: one thread per vCPU)
 #   XEN_LANE_LOGLEVEL=6              dom0 kernel console loglevel (7: more)
 #   XEN_LANE_XBDFRONT_DOMU_ARGS=     extra domU command line of scenario 2
@@ -41,9 +42,15 @@ W=${XEN_LANE_DIR:-/tmp/xbd-xen-lane}
 ALL_SCENARIOS="kernel-blkback-tree xbdfront-kernel-blkback backd-phy backd-qdisk"
 SCENARIOS=${XEN_LANE_SCENARIOS:-$ALL_SCENARIOS}
 TIMEOUT=${XEN_LANE_TIMEOUT:-540}
-# One host thread for all vCPUs: with multi-threaded TCG on a loaded host,
-# user processes in dom0 died of random SIGSEGVs (in busybox grep, tr, awk,
-# ash), consistent with a lost cross-vCPU TLB flush.
+# The virtual CPU.  With "max" (AVX/AVX2/AVX-512 and XSAVE, which QEMU 7.2's
+# TCG emulates newly) processes in dom0 and the domUs of a loaded host died
+# of SIGSEGVs at addresses made of text (busybox grep, tr, awk, sleep, ash)
+# or of heap corruption, as if vector registers were mixed up between
+# processes; with Nehalem (no AVX, no XSAVE) that was not seen again.
+QEMU_CPU=${XEN_LANE_CPU:-Nehalem}
+# TCG threading.  "single" (one host thread for all vCPUs) was tried first
+# against those SIGSEGVs and did not stop them; the lane was then run with
+# it and Nehalem.  "multi" is faster on an idle machine.
 TCG_THREAD=${XEN_LANE_TCG_THREAD:-single}
 XENVER=4.17
 ARCH_TRIPLET=x86_64-linux-gnu
@@ -143,15 +150,25 @@ busybox_root() {
     echo 'root:x:0:' > "$R/etc/group"
 }
 
-# add_ours ROOT: our installed tree (prefix as configured) and the host
-# libraries it links (libxenstore, libxengnttab, liburing, ...).  An
+# add_ours ROOT [NAME...]: our installed tree (prefix as configured), or
+# only the files called NAME (globs), and the host libraries they link
+# (libxenstore, libxengnttab, liburing, libnbd and its gnutls, ...).  An
 # ld.so.cache made for ROOT lets the loader find libxbdfront under the
 # configured libdir whatever the environment (libxl spawns device models
 # with a clean one).
 add_ours() {
-    local R=$1 f
-    cp -a "$W/stage"/. "$R"/
-    find "$W/stage" -type f -perm -u+x | while read -r f; do
+    local R=$1 f n keep; shift
+    if [ $# = 0 ]; then
+        cp -a "$W/stage"/. "$R"/
+    else
+        (cd "$W/stage" && find . \( -type f -o -type l \) -print) | while read -r f; do
+            keep=0
+            for n in "$@"; do case ${f##*/} in $n) keep=1;; esac; done
+            if [ $keep = 1 ]; then mkdir -p "$(dirname "$R/$f")"; cp -a "$W/stage/$f" "$R/$f"; fi
+        done
+    fi
+    find "$R" -path "$R/proc" -prune -o -type f -perm -u+x -print | while read -r f; do
+        [ -e "$W/stage${f#"$R"}" ] || continue        # ours only
         file "$f" | grep -q 'ELF.*dynamically linked' || continue
         LD_LIBRARY_PATH=$STAGE_LIBDIRS ldd "$f" | grep -o '/[^ )]*' | while read -r lib; do
             case $lib in "$W/stage"/*) continue;; esac
@@ -164,10 +181,11 @@ add_ours() {
     echo "$LIBDIRS" > "$R/etc/ld.so.conf"
     ldconfig -r "$R"
     # every program of ours must load inside the image as it is
-    find "$W/stage" -type f -perm -u+x | while read -r f; do
+    find "$R" -path "$R/proc" -prune -o -type f -perm -u+x -print | while read -r f; do
+        [ -e "$W/stage${f#"$R"}" ] || continue
         file "$f" | grep -q 'ELF.*dynamically linked' || continue
-        if chroot "$R" /lib64/ld-linux-x86-64.so.2 --list "${f#"$W/stage"}" | grep 'not found'; then
-            echo "FAIL: check-xen: ${f#"$W/stage"} does not load in $R" >&2; exit 1
+        if chroot "$R" /lib64/ld-linux-x86-64.so.2 --list "${f#"$R"}" | grep 'not found'; then
+            echo "FAIL: check-xen: ${f#"$R"} does not load in $R" >&2; exit 1
         fi
     done
 }
@@ -210,7 +228,8 @@ build_images() {
     log "domU image"
     busybox_root "$D"
     copy_mods "$D" xen-blkfront xen-gntalloc xen-gntdev xen-evtchn ext4
-    add_ours "$D"
+    # the domU needs only the frontend (xbd-backd's libnbd brings 40 MB)
+    add_ours "$D" xbdfront 'libxbdfront.so*' xbd-check-tree
     copy_bin "$D" /bin/bash
     copy_bin "$D" /usr/bin/xenstore
     ln -sf xenstore "$D/usr/bin/xenstore-read"
@@ -268,14 +287,14 @@ boot() {
     local serial="$W/logs/serial.log" rc
     log "boot (TCG, timeout ${TIMEOUT}s); console in $serial"
     if [ "${XEN_LANE_SHELL:-0}" = 1 ]; then
-        qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu max -machine q35 -m 3G -smp 2 \
+        qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu $QEMU_CPU -machine q35 -m 3G -smp 2 \
             -display none -monitor none -serial mon:stdio -no-reboot -nic none \
             -kernel "$W/xen" -append "$(echo $xen_cmd)" \
             -initrd "$W/vmlinuz $dom0_cmd,$W/dom0.cpio.gz"
         exit 0
     fi
     set +e
-    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu max \
+    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=$TCG_THREAD -cpu $QEMU_CPU \
         -machine q35 -m 3G -smp 2 \
         -display none -monitor none -serial stdio -no-reboot -nic none \
         -kernel "$W/xen" -append "$(echo $xen_cmd)" \
@@ -291,26 +310,29 @@ boot() {
 
 # --------------------------------------------------------- 5. results
 # Sections between "@@BEGIN name" and "@@END name" become $W/logs/name.txt
-# (xenstore dumps, checker output, daemon logs); "@@DOMU name line" lines
-# become $W/logs/name-console.txt (each domU's console).
+# (xenstore dumps, checker output); "@@DOMU name line" lines become
+# $W/logs/name-console.txt (each domU's console), "@@BACKD line" lines
+# $W/logs/backd.log (xbd-backd's log).
 split_log() {
     awk -v dir="$W/logs" '
         /@@BEGIN /{f=$0; sub(/.*@@BEGIN /,"",f); sub(/[ ].*/,"",f); next}
         /@@END /{f=""; next}
         /^@@DOMU /{n=$2; l=$0; sub(/^@@DOMU [^ ]* /,"",l); print l > (dir "/" n "-console.txt"); next}
+        /^@@BACKD /{l=$0; sub(/^@@BACKD /,"",l); print l > (dir "/backd.log"); next}
         f!=""{print > (dir "/" f ".txt")}' "$W/logs/serial.log"
 }
 
 report() {
-    local s line verdict npass=0 nfail=0 nskip=0 done=0
+    local s line verdict why npass=0 nfail=0 nskip=0 done=0
     grep -aq '@@MARK all-scenarios-done' "$W/logs/serial.log" && done=1
     for s in $SCENARIOS; do
-        line=$(grep -a "@@RESULT $s " "$W/logs/serial.log" | tail -1 | sed 's/.*@@RESULT //')
+        line=$(grep -a "@@RESULT $s " "$W/logs/serial.log" | tail -1 | sed 's/.*@@RESULT //' || true)
         verdict=$(echo "$line" | awk '{print $2}')
+        why=$(echo "$line" | cut -d' ' -f3-)
         case $verdict in
-            PASS) npass=$((npass + 1)); echo "PASS: $line" ;;
-            SKIP) nskip=$((nskip + 1)); echo "SKIP: $line" ;;
-            FAIL) nfail=$((nfail + 1)); echo "FAIL: $line" ;;
+            PASS) npass=$((npass + 1)); echo "PASS: $s: $why" ;;
+            SKIP) nskip=$((nskip + 1)); echo "SKIP: $s: $why" ;;
+            FAIL) nfail=$((nfail + 1)); echo "FAIL: $s: $why" ;;
             *)    nfail=$((nfail + 1)); echo "FAIL: $s (no verdict: dom0 did not get this far)" ;;
         esac
     done
