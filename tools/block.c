@@ -15,12 +15,15 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <xenstore.h>
 
@@ -454,4 +457,134 @@ xbdctl_block_list(int argc, char **argv)
     free(ents);
     xs_close(h);
     return 0;
+}
+
+/* ---- resize ---------------------------------------------------------------- */
+
+/* "64M", "1G", "4096": bytes; 0 on success. */
+static int
+parse_size(const char *s, uint64_t *out)
+{
+    char digits[32];
+    size_t n = strspn(s, "0123456789");
+    uint64_t v, mult = 1;
+
+    if (n == 0 || n >= sizeof(digits))
+        return -1;
+    memcpy(digits, s, n);
+    digits[n] = '\0';
+    if (xbd_parse_u64(digits, &v) < 0)
+        return -1;
+    switch (s[n]) {
+    case '\0': break;
+    case 'k': case 'K': mult = 1ull << 10; break;
+    case 'M': mult = 1ull << 20; break;
+    case 'G': mult = 1ull << 30; break;
+    case 'T': mult = 1ull << 40; break;
+    default: return -1;
+    }
+    if (s[n] != '\0' && s[n + 1] != '\0')
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+/* Grow a file-backed disk: the file is extended and xbd-backd, which
+ * re-reads its backings' sizes every second, rewrites `sectors` and tells
+ * the frontend (state Connected again), as Linux blkback does. */
+int
+xbdctl_block_resize(int argc, char **argv)
+{
+    uint32_t fe = xbdctl_resolve_domain(argv[1]);
+    long devid = parse_devid(argv[2]);
+    char p[300], *be, *params, *v;
+    const char *path;
+    uint64_t size, sectors = 0;
+    struct stat st;
+    struct xs_handle *h;
+    unsigned int len;
+    int r = 0;
+
+    if (argc != 4)
+        return -1;
+    if (devid < 0) {
+        fprintf(stderr, "xbdctl: block-resize: \"%s\" is neither a vdev name nor a devid\n",
+                argv[2]);
+        return 2;
+    }
+    if (parse_size(argv[3], &size) < 0 || size == 0 || size % 512 != 0) {
+        fprintf(stderr, "xbdctl: block-resize: size \"%s\": expected bytes, a multiple "
+                "of 512, with an optional k, M, G or T suffix\n", argv[3]);
+        return 2;
+    }
+
+    h = store();
+    snprintf(p, sizeof(p), "/libxl/%u/device/vbd/%ld/%s", fe, devid, XBDK_BACKEND);
+    be = xs_read(h, XBT_NULL, p, &len);
+    if (be == NULL) {
+        fprintf(stderr, "xbdctl: block-resize: domain %s has no disk %s "
+                "(see xbdctl block-list %s)\n", argv[1], argv[2], argv[1]);
+        xs_close(h);
+        return 1;
+    }
+    snprintf(p, sizeof(p), "%s/%s", be, XBDK_PARAMS);
+    params = xs_read(h, XBT_NULL, p, &len);
+    path = params;
+    /* The raw-file prefixes libxl and xbd-backd know (xbd-backd(8)). */
+    for (const char *const *pre = (const char *const[]){ "aio:", "raw:", "file:",
+                                                          "phy:", NULL };
+         path != NULL && *pre != NULL; pre++)
+        if (strncmp(path, *pre, strlen(*pre)) == 0)
+            path += strlen(*pre);
+    if (path == NULL || path[0] != '/' || stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "xbdctl: block-resize: the disk's backing (params \"%s\") is not "
+                "a regular file: resize it with its own tool (lvextend, rbd resize, "
+                "qemu-img resize behind nbd); xbd-backd notices within a second\n",
+                params ? params : "");
+        r = 1;
+        goto out;
+    }
+    if ((uint64_t)st.st_size > size) {
+        fprintf(stderr, "xbdctl: block-resize: %s is %lld bytes; shrinking a disk under "
+                "a guest destroys its data, so it is refused\n", path,
+                (long long)st.st_size);
+        r = 1;
+        goto out;
+    }
+    if (truncate(path, (off_t)size) < 0) {
+        fprintf(stderr, "xbdctl: block-resize: cannot extend %s: %s\n", path,
+                strerror(errno));
+        r = 1;
+        goto out;
+    }
+    /* A connected backend publishes the new size within its poll period. */
+    if (read_state(h, be) == XenbusStateConnected) {
+        double end = now() + 10.0;
+
+        snprintf(p, sizeof(p), "%s/%s", be, XBDK_SECTORS);
+        do {
+            v = xs_read(h, XBT_NULL, p, &len);
+            if (v == NULL || xbd_parse_u64(v, &sectors) < 0)
+                sectors = 0;
+            free(v);
+            if (sectors == size / 512)
+                break;
+            nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+        } while (now() < end);
+        if (sectors != size / 512) {
+            fprintf(stderr, "xbdctl: block-resize: %s now has %" PRIu64 " bytes, but the "
+                    "backend still publishes %" PRIu64 " sectors after 10 s: is xbd-backd "
+                    "serving it?\n", path, size, sectors);
+            r = 1;
+            goto out;
+        }
+    }
+    printf("%s: %" PRIu64 " bytes (%" PRIu64 " sectors)\n", argv[2], size, size / 512);
+out:
+    free(params);
+    free(be);
+    xs_close(h);
+    return r;
 }

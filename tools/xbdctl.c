@@ -161,6 +161,9 @@ static const struct command {
       xbdctl_block_detach },
     { "block-list", 1, "DOMAIN",
       "list a domain's disks with backend and frontend states", xbdctl_block_list },
+    { "block-resize", 3, "DOMAIN VDEV|DEVID SIZE",
+      "grow a file-backed disk to SIZE (k, M, G suffixes); waits until the backend\n"
+      "      publishes the new size to a connected frontend", xbdctl_block_resize },
     { "status", -3, "",
       "every device xbd-backd serves: states, ring, queues, features, errors",
       xbdctl_status },

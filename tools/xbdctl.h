@@ -11,6 +11,7 @@ uint32_t xbdctl_resolve_domain(const char *what);
 int xbdctl_block_attach(int argc, char **argv);
 int xbdctl_block_detach(int argc, char **argv);
 int xbdctl_block_list(int argc, char **argv);
+int xbdctl_block_resize(int argc, char **argv);
 
 /* status.c: ask xbd-backd on its control socket. */
 int xbdctl_status(int argc, char **argv);
