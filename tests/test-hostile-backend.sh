@@ -13,15 +13,9 @@
 # shared, never reused (XSA-396); one that storms the event channel with
 # every answer changes nothing (XSA-391).
 source "$srcdir/functions.sh"
+source "$srcdir/frontend-functions.sh"
 set -e
-requires xbd-sim --help
-requires command -v xenstore-read
-d=$(test_tmpdir)
-start_sim "$d/sim" --domain guest1
-truncate -s 8M "$d/disk.img"
-xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-be=/local/domain/0/backend/qdisk/1/51712
-fe=/local/domain/1/device/vbd/51712
+fake_disk_setup
 n=0
 
 # run FAKEBACK-ARGS -- XBDFRONT-ARGS: sets rc; output in $d/out, $d/err

@@ -331,15 +331,35 @@ rm_tree(struct xs_handle *h, const char *const *paths, int n)
     }
 }
 
+/* The backend path of a guest's disk, from libxl's dom0-only copy, never
+ * from the frontend directory: the guest owns that one and may have removed
+ * it or pointed its `backend` node at another guest's disk.  NULL, with a
+ * message, when the domain has no such disk. */
+static char *
+libxl_backend(struct xs_handle *h, const char *cmd, const char *dom,
+              const char *disk, uint32_t fe, long devid)
+{
+    char path[128];
+    unsigned int len;
+    char *be;
+
+    snprintf(path, sizeof(path), "/libxl/%u/device/vbd/%ld/%s", fe, devid,
+             XBDK_BACKEND);
+    be = xs_read(h, XBT_NULL, path, &len);
+    if (be == NULL)
+        fprintf(stderr, "xbdctl: %s: domain %s has no disk %s "
+                "(see xbdctl block-list %s)\n", cmd, dom, disk, dom);
+    return be;
+}
+
 int
 xbdctl_block_detach(int argc, char **argv)
 {
     uint32_t fe = xbdctl_resolve_domain(argv[1]);
     long devid = parse_devid(argv[2]);
     double timeout = 10.0;          /* LIBXL_DESTROY_TIMEOUT */
-    char fe_dir[128], be_path[256], lx_dir[128];
+    char fe_dir[128], lx_dir[128];
     struct xs_handle *h;
-    unsigned int len;
     char *be;
     int last = -1, r = 0;
     bool closed;
@@ -363,14 +383,8 @@ xbdctl_block_detach(int argc, char **argv)
     h = store();
     snprintf(fe_dir, sizeof(fe_dir), "/local/domain/%u/device/vbd/%ld", fe, devid);
     snprintf(lx_dir, sizeof(lx_dir), "/libxl/%u/device/vbd/%ld", fe, devid);
-    /* The backend path from libxl's dom0-only copy, never from the
-     * frontend directory: the guest owns that one and may have removed it
-     * or pointed its `backend` node at another guest's disk. */
-    snprintf(be_path, sizeof(be_path), "%s/%s", lx_dir, XBDK_BACKEND);
-    be = xs_read(h, XBT_NULL, be_path, &len);
+    be = libxl_backend(h, "block-detach", argv[1], argv[2], fe, devid);
     if (be == NULL) {
-        fprintf(stderr, "xbdctl: block-detach: domain %s has no disk %s "
-                "(see xbdctl block-list %s)\n", argv[1], argv[2], argv[1]);
         xs_close(h);
         return 1;
     }
@@ -521,11 +535,8 @@ xbdctl_block_resize(int argc, char **argv)
     }
 
     h = store();
-    snprintf(p, sizeof(p), "/libxl/%u/device/vbd/%ld/%s", fe, devid, XBDK_BACKEND);
-    be = xs_read(h, XBT_NULL, p, &len);
+    be = libxl_backend(h, "block-resize", argv[1], argv[2], fe, devid);
     if (be == NULL) {
-        fprintf(stderr, "xbdctl: block-resize: domain %s has no disk %s "
-                "(see xbdctl block-list %s)\n", argv[1], argv[2], argv[1]);
         xs_close(h);
         return 1;
     }
