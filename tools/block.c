@@ -7,7 +7,8 @@
  * Xen; this file only writes it in one transaction and, on detach, plays
  * libxl's teardown: online=0 and state=Closing in the backend directory,
  * wait up to 10 s (LIBXL_DESTROY_TIMEOUT) for the backend to reach Closed,
- * then remove the directories.
+ * then remove the directories and the empty parents they leave, as
+ * libxl__device_destroy does.
  *
  * Not done here: hotplug scripts.  In xbd-sim nothing runs `script=`; the
  * node is still written because libxl writes it.
@@ -102,6 +103,29 @@ free_vdev(struct xs_handle *h, unsigned fe, char *buf, size_t len)
     }
     fprintf(stderr, "xbdctl: block-attach: xvda..xvdz are all in use; give vdev=\n");
     exit(1);
+}
+
+/* /local/domain/<fdom>/device as libxl's domain build (libxl__domain_make)
+ * leaves it: owned by dom0, readable by the guest.  The frontend's
+ * device/vbd directory is created implicitly below it and inherits these
+ * permissions, as under xl; a sim domain is born without it.  An existing
+ * directory is left alone. */
+static bool
+domain_device_dir(struct xs_handle *h, xs_transaction_t t, unsigned fe)
+{
+    struct xs_permissions perms[2] = {
+        { .id = 0, .perms = XS_PERM_NONE },
+        { .id = fe, .perms = XS_PERM_READ },
+    };
+    char path[64];
+
+    snprintf(path, sizeof(path), "/local/domain/%u/device", fe);
+    if (exists(h, t, path))
+        return true;
+    if (xs_mkdir(h, t, path) && xs_set_permissions(h, t, path, perms, 2))
+        return true;
+    fprintf(stderr, "xbdctl: block-attach: creating %s: %s\n", path, strerror(errno));
+    return false;
 }
 
 int
@@ -210,6 +234,7 @@ xbdctl_block_attach(int argc, char **argv)
             r = 1;
             goto out;
         }
+        ok = domain_device_dir(h, t, spec.frontend_domid);
         for (size_t i = 0; ok && i < set.n; i++) {
             struct xs_permissions perms[2];
             const struct xbd_set_node *n = &set.nodes[i];
@@ -316,6 +341,33 @@ wait_closed(struct xs_handle *h, const char *be, double timeout, int *last)
     return closed;
 }
 
+/* Remove path, then each parent left with an empty value and no children,
+ * as libxl__xs_path_cleanup does (so a guest's last disk takes its empty
+ * device/vbd and backend/<kind>/<fdom> directories with it). */
+static void
+path_cleanup(struct xs_handle *h, xs_transaction_t t, const char *path)
+{
+    char p[256], *slash;
+
+    snprintf(p, sizeof(p), "%s", path);
+    if (!xs_rm(h, t, p))
+        return;                         /* ENOENT: already gone */
+    while ((slash = strrchr(p, '/')) != NULL && slash != p) {
+        unsigned int len, nents;
+        char *v, **ents;
+        bool empty;
+
+        *slash = '\0';
+        v = xs_read(h, t, p, &len);
+        ents = v != NULL && len == 0 ? xs_directory(h, t, p, &nents) : NULL;
+        empty = ents != NULL && nents == 0;
+        free(v);
+        free(ents);
+        if (!empty || !xs_rm(h, t, p))
+            break;
+    }
+}
+
 static void
 rm_tree(struct xs_handle *h, const char *const *paths, int n)
 {
@@ -325,7 +377,7 @@ rm_tree(struct xs_handle *h, const char *const *paths, int n)
         if (t == XBT_NULL)
             break;
         for (int i = 0; i < n; i++)
-            xs_rm(h, t, paths[i]);      /* ENOENT is fine: already gone */
+            path_cleanup(h, t, paths[i]);
         if (xs_transaction_end(h, t, false) || errno != EAGAIN)
             return;
     }
@@ -413,7 +465,8 @@ xbdctl_block_detach(int argc, char **argv)
         r = 1;
     }
     {
-        const char *paths[] = { be, fe_dir, lx_dir };
+        /* libxl__device_destroy's order. */
+        const char *paths[] = { fe_dir, lx_dir, be };
 
         rm_tree(h, paths, 3);
     }
