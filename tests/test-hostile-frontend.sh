@@ -10,6 +10,10 @@
 # within 16 MiB of it, and logged its "buggy or malicious frontend" lines
 # rate-limited (at most 20 per case, not thousands).
 #
+# The cases that attack request fields run twice: in the native layout
+# (protocol x86_64-abi) and as CASE/x86_32-abi, with every request in the
+# x86_32 layout (xbd-evil-front --list shows both).
+#
 #   HOSTILE_CASES="case ..."  run only these (default: every case but
 #                             destroy-inflight, then destroy-inflight last)
 source "$srcdir/functions.sh"
@@ -67,7 +71,7 @@ cleanup_fn "touch '$d/stop'; kill_wait $g2"
 
 run_case() {
     local c=$1 rc=0 lines cpu disk=("$d/disk1.img")
-    case $c in
+    case ${c%%/*} in
     write-readonly) disk+=(mode=r) ;;
     unaligned-4k) disk=(size=8M,sector-size=4096 format=null) ;;
     esac

@@ -62,6 +62,7 @@ static struct {
     uint32_t max_indirect, max_queues, max_order;
     bool flush, barrier, discard;
     uint64_t next_id;
+    const struct abi *abi;      /* the protocol we announce and speak */
 } E;
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -96,6 +97,94 @@ die(const char *fmt, ...)
     say("", fmt, ap);
     va_end(ap);
     exit(1);
+}
+
+/* ---- the three request layouts ---------------------------------------------
+ *
+ * blkif.h defines one set of structs, laid out by the compiler's ABI; a
+ * frontend announces which ABI its ring uses in `protocol`
+ * (io/protocols.h).  Requests are built here with blkif.h's native structs
+ * and put on the ring in the announced layout:
+ *
+ * - x86_64-abi is the native layout of an x86_64 build (asserted below),
+ *   and XEN_IO_PROTO_ABI_NATIVE names it: every case announces it unless
+ *   told otherwise, so there is no separate x86_64 variant;
+ * - x86_32-abi aligns uint64_t to 4 bytes, so the 4-byte hole after the
+ *   first 32-bit word (operation, nr_segments/flag/indirect_op, handle or
+ *   nr_segments) is gone and every later field sits 4 bytes lower: id at
+ *   4, sector_number at 12, seg[] / nr_sectors / indirect handle at 20,
+ *   indirect_grefs at 24.  The slot is 108 bytes (the largest request);
+ *   a response is id, operation, status in 12 bytes.
+ *
+ * The ring header is the same for all; only the slot size differs.
+ */
+struct abi {
+    const char *protocol;       /* the `protocol` node's value */
+    size_t req_size;            /* bytes per ring slot */
+    size_t rsp_size;            /* bytes of a response */
+    bool drop_hole;             /* x86_32: drop native bytes 4..7 */
+};
+
+#if defined(__x86_64__)
+_Static_assert(offsetof(struct blkif_request, id) == 8 &&
+               offsetof(struct blkif_request, sector_number) == 16 &&
+               offsetof(struct blkif_request, seg) == 24 &&
+               offsetof(struct blkif_request_discard, nr_sectors) == 24 &&
+               offsetof(struct blkif_request_indirect, handle) == 24 &&
+               offsetof(struct blkif_request_indirect, indirect_grefs) == 28 &&
+               sizeof(union blkif_sring_entry) == 112 &&
+               sizeof(struct blkif_response) == 16 &&
+               offsetof(struct blkif_response, status) == 10,
+               "native blkif is the x86_64 layout");
+#define HOLE 4                  /* bytes x86_32 does not have */
+static const struct abi abis[] = {
+    { XEN_IO_PROTO_ABI_NATIVE, sizeof(union blkif_sring_entry),
+      sizeof(struct blkif_response), false },
+    { XEN_IO_PROTO_ABI_X86_32, sizeof(struct blkif_request) - HOLE,
+      offsetof(struct blkif_response, status) + sizeof(int16_t), true },
+};
+#else
+static const struct abi abis[] = {
+    { XEN_IO_PROTO_ABI_NATIVE, sizeof(union blkif_sring_entry),
+      sizeof(struct blkif_response), false },
+};
+#endif
+
+/* Entries of a ring of `bytes` in our layout: (bytes - header) / slot,
+ * rounded down to a power of two, as the backend computes it. */
+static unsigned int
+abi_ring_entries(size_t bytes)
+{
+    size_t n = (bytes - offsetof(struct blkif_sring, ring)) / E.abi->req_size;
+    unsigned int p2 = 1;
+
+    while ((size_t)p2 * 2 <= n)
+        p2 *= 2;
+    return p2;
+}
+
+/* The ring slot of index idx, requests and responses alike. */
+static unsigned char *
+slot_at(RING_IDX idx)
+{
+    return (unsigned char *)E.ring.sring + offsetof(struct blkif_sring, ring) +
+           (size_t)(idx & (RING_SIZE(&E.ring) - 1)) * E.abi->req_size;
+}
+
+/* A native request (with its id set) into the slot, in our layout. */
+static void
+encode_request(const union blkif_sring_entry *native, unsigned char *slot)
+{
+    const unsigned char *b = (const unsigned char *)native;
+
+    if (!E.abi->drop_hole) {
+        memcpy(slot, b, E.abi->req_size);
+        return;
+    }
+#ifdef HOLE
+    memcpy(slot, b, HOLE);
+    memcpy(slot + HOLE, b + 2 * HOLE, E.abi->req_size - HOLE);
+#endif
 }
 
 static char *
@@ -147,6 +236,16 @@ rm_node(const char *key)
 
     snprintf(path, sizeof(path), "%s/%s", E.fe, key);
     xs_rm(E.xs, XBT_NULL, path);
+}
+
+static bool
+fe_gone(void)
+{
+    unsigned int len;
+    char *v = xs_read(E.xs, XBT_NULL, E.fe, &len);
+
+    free(v);
+    return v == NULL;
 }
 
 static int
@@ -269,6 +368,15 @@ share_pages(void)
     E.ind = share(E.bdom, 2, 0, E.ind_ref);
 }
 
+/* A fresh ring of `bytes` in shared memory, sized for our layout. */
+static void
+init_ring(void *page, size_t bytes)
+{
+    SHARED_RING_INIT((struct blkif_sring *)page);
+    FRONT_RING_INIT(&E.ring, (struct blkif_sring *)page, bytes);
+    E.ring.nr_ents = abi_ring_entries(bytes);
+}
+
 /* An honest one-page ring and event channel; nodes written, not yet
  * Initialised. */
 static void
@@ -276,14 +384,13 @@ share_ring(void)
 {
     void *page = share(E.bdom, 1, 1, &E.ring_ref);
 
-    SHARED_RING_INIT((struct blkif_sring *)page);
-    FRONT_RING_INIT(&E.ring, (struct blkif_sring *)page, XBD_PAGE_SIZE);
+    init_ring(page, XBD_PAGE_SIZE);
     E.port = xbd_evtchn_bind_unbound(E.ev, E.bdom);
     if (E.port < 0)
         die("bind: %s", xbd_platform_error());
     put(XBDK_RING_REF, E.ring_ref);
     put(XBDK_EVENT_CHANNEL, (uint64_t)E.port);
-    put_str(XBDK_PROTOCOL, XEN_IO_PROTO_ABI_NATIVE);
+    put_str(XBDK_PROTOCOL, E.abi->protocol);
 }
 
 static int
@@ -321,14 +428,14 @@ notify(void)
 static uint64_t
 submit(const void *req, size_t len)
 {
-    union blkif_sring_entry *slot =
-        (union blkif_sring_entry *)RING_GET_REQUEST(&E.ring, E.ring.req_prod_pvt);
+    union blkif_sring_entry native;
     uint64_t id = E.next_id++;
 
-    memset(slot, 0, sizeof(*slot));
-    memcpy(slot, req, len);
-    /* id sits at the same offset in every layout of the native ABI */
-    memcpy((char *)slot + offsetof(struct blkif_request, id), &id, sizeof(id));
+    memset(&native, 0, sizeof(native));
+    memcpy(&native, req, len < sizeof(native) ? len : sizeof(native));
+    /* id sits at the same offset in every request shape of one ABI */
+    memcpy((char *)&native + offsetof(struct blkif_request, id), &id, sizeof(id));
+    encode_request(&native, slot_at(E.ring.req_prod_pvt));
     E.ring.req_prod_pvt++;
     return id;
 }
@@ -363,16 +470,19 @@ collect_ex(uint64_t first, unsigned int n, int16_t *st, int secs, bool loose)
         if (rp - rc > RING_SIZE(&E.ring))
             return bad("rsp_prod %u is beyond the ring (cons %u)", rp, rc);
         for (; rc != rp; rc++) {
-            unsigned char raw[sizeof(struct blkif_response)];
+            /* id, operation and status sit at the same offsets in every
+             * ABI; only the tail padding differs (rsp_size). */
+            unsigned char raw[sizeof(struct blkif_response)] = { 0 };
             struct blkif_response r;
 
-            memcpy(raw, RING_GET_RESPONSE(&E.ring, rc), sizeof(raw));
+            memcpy(raw, slot_at(rc), E.abi->rsp_size);
             memcpy(&r, raw, sizeof(r));
             for (size_t b = offsetof(struct blkif_response, operation) + 1;
                  b < offsetof(struct blkif_response, status); b++)
                 if (raw[b] != 0)
                     return bad("response padding byte %zu is %#x", b, raw[b]);
-            for (size_t b = offsetof(struct blkif_response, status) + 2; b < sizeof(raw); b++)
+            for (size_t b = offsetof(struct blkif_response, status) + 2;
+                 b < E.abi->rsp_size; b++)
                 if (raw[b] != 0)
                     return bad("response padding byte %zu is %#x", b, raw[b]);
             if (loose)
@@ -1322,8 +1432,7 @@ c_reconnect_bigger(void)
         share_ring();
     } else {
         page = share(E.bdom, 2, 1, refs);
-        SHARED_RING_INIT((struct blkif_sring *)page);
-        FRONT_RING_INIT(&E.ring, (struct blkif_sring *)page, 2 * XBD_PAGE_SIZE);
+        init_ring(page, 2 * XBD_PAGE_SIZE);
         rm_node(XBDK_RING_REF);
         put("ring-page-order", 1);
         put("ring-ref0", refs[0]);
@@ -1377,25 +1486,30 @@ c_destroy_inflight(void)
 
 /* ---- the case table ------------------------------------------------------ */
 
+/* F_ABI: the case attacks request fields, so it also runs with every
+ * other layout abis[] knows (NAME/PROTOCOL, e.g. opcodes/x86_32-abi). */
+#define F_ABI 1u
+
 static const struct evil_case {
     const char *name;
     int (*fn)(void);
     const char *expect;
+    unsigned flags;
 } cases[] = {
     { "prod-far-ahead", c_prod_far_ahead, "Closing + error" },
     { "prod-backwards", c_prod_backwards, "Closing + error" },
     { "prod-wrap", c_prod_wrap, "Closing + error" },
     { "mutate", c_mutate, "every response well-formed; ring stays up" },
     { "evtchn-storm", c_evtchn_storm, "no response; ring stays up" },
-    { "opcodes", c_opcodes, "defined ops served, others EOPNOTSUPP" },
-    { "seg-counts", c_seg_counts, "ERROR" },
-    { "sector-fields", c_sector_fields, "ERROR" },
-    { "write-readonly", c_write_readonly, "ERROR (attach mode=r)" },
-    { "indirect", c_indirect, "ERROR (EOPNOTSUPP without indirect)" },
-    { "bad-grefs", c_bad_grefs, "ERROR; read-only gref fine for writes" },
-    { "dup-grefs", c_dup_grefs, "OKAY, data verified (persistent grants)" },
-    { "unaligned-4k", c_unaligned_4k, "ERROR (attach null:sector-size=4096)" },
-    { "flush-discard-mix", c_flush_discard_mix, "OKAY, data as ordered" },
+    { "opcodes", c_opcodes, "defined ops served, others EOPNOTSUPP", F_ABI },
+    { "seg-counts", c_seg_counts, "ERROR", F_ABI },
+    { "sector-fields", c_sector_fields, "ERROR", F_ABI },
+    { "write-readonly", c_write_readonly, "ERROR (attach mode=r)", F_ABI },
+    { "indirect", c_indirect, "ERROR (EOPNOTSUPP without indirect)", F_ABI },
+    { "bad-grefs", c_bad_grefs, "ERROR; read-only gref fine for writes", F_ABI },
+    { "dup-grefs", c_dup_grefs, "OKAY, data verified (persistent grants)", F_ABI },
+    { "unaligned-4k", c_unaligned_4k, "ERROR (attach null:sector-size=4096)", F_ABI },
+    { "flush-discard-mix", c_flush_discard_mix, "OKAY, data as ordered", F_ABI },
     { "xs-order-junk", c_xs_order_junk, "Closing + error" },
     { "xs-order-overflow", c_xs_order_overflow, "Closing + error" },
     { "xs-order-negative", c_xs_order_negative, "Closing + error" },
@@ -1432,39 +1546,66 @@ main(int argc, char **argv)
     int r;
 
     if (argc == 2 && strcmp(argv[1], "--help") == 0) {
-        printf("Usage: xbd-evil-front --list | --case NAME FRONTEND-DIR\n\n"
+        printf("Usage: xbd-evil-front --list | --case NAME[/PROTOCOL] FRONTEND-DIR\n\n"
                "A malicious blkif frontend for tests: run as a guest (xbdctl run-as)\n"
                "against a disk attached to it; each case attacks the backend one way\n"
                "and checks its answer.  Exit 0: the backend behaved; 1: it did not\n"
                "(a line says how); 2: usage.  --list prints each case and what a\n"
-               "sound backend does.  Case backend-lie reads XBD_EVIL_VICTIM.\n");
+               "sound backend does.  Cases that attack request fields also run with\n"
+               "a foreign ring layout: NAME/x86_32-abi announces that protocol and\n"
+               "writes every request in its layout (plain NAME announces %s, the\n"
+               "native one).  Case backend-lie reads XBD_EVIL_VICTIM.\n",
+               XEN_IO_PROTO_ABI_NATIVE);
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
             printf("%-22s %s\n", cases[i].name, cases[i].expect);
+            for (size_t a = 1; (cases[i].flags & F_ABI) && a < sizeof(abis) / sizeof(abis[0]); a++) {
+                char n[64];
+
+                snprintf(n, sizeof(n), "%s/%s", cases[i].name, abis[a].protocol);
+                printf("%-22s %s\n", n, cases[i].expect);
+            }
+        }
         return 0;
     }
-    if (argc == 4 && strcmp(argv[1], "--case") == 0)
+    E.abi = &abis[0];
+    if (argc == 4 && strcmp(argv[1], "--case") == 0) {
+        const char *slash = strchr(argv[2], '/');
+        size_t nl = slash ? (size_t)(slash - argv[2]) : strlen(argv[2]);
+
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-            if (strcmp(argv[2], cases[i].name) == 0)
+            if (strlen(cases[i].name) == nl && strncmp(argv[2], cases[i].name, nl) == 0)
                 c = &cases[i];
+        if (c != NULL && slash != NULL) {
+            E.abi = NULL;
+            for (size_t a = 1; (c->flags & F_ABI) && a < sizeof(abis) / sizeof(abis[0]); a++)
+                if (strcmp(slash + 1, abis[a].protocol) == 0)
+                    E.abi = &abis[a];
+            if (E.abi == NULL)
+                c = NULL;
+        }
+    }
     if (c == NULL) {
-        fprintf(stderr, "usage: xbd-evil-front --list | --case NAME FRONTEND-DIR\n");
+        fprintf(stderr, "usage: xbd-evil-front --list | --case NAME[/PROTOCOL] FRONTEND-DIR\n");
         return 2;
     }
-    E.name = c->name;
+    E.name = argv[2];
     E.fe = argv[3];
     open_all();
     r = c->fn();
     /* Leave Closed, as a frontend that gives up would: the backend follows
-     * to Closed and lets go of every page we shared. */
-    put(XBDK_STATE, XenbusStateClosed);
+     * to Closed and lets go of every page we shared.  A frontend that
+     * removed its own directory cannot write there again (device/vbd is
+     * the toolstack's); its backend closes by itself. */
+    if (!fe_gone())
+        put(XBDK_STATE, XenbusStateClosed);
     if (r == 0 && wait_state(XenbusStateClosed, 10) < 0)
         r = bad("backend state %d, not Closed, after we closed", be_state());
     if (r == 0)
         r = check_released();
-    printf("%s %s\n", r == 0 ? "ok" : "FAIL", c->name);
+    printf("%s %s\n", r == 0 ? "ok" : "FAIL", E.name);
     xs_close(E.xs);
     return r == 0 ? 0 : 1;
 }
