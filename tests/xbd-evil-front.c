@@ -7,8 +7,8 @@
  * case is one item of PROTOCOL.md §4.4 lists 1-4: ring index lies, requests
  * mutated while the backend reads them, every opcode, bad segments and
  * sectors, indirect abuse, bad grant references, event-channel storms,
- * nonsense in xenstore, watch floods, state flapping, a guest destroyed with
- * I/O in flight.  Each case knows what a sound backend answers (the status
+ * nonsense in xenstore, watch and state floods, state flapping, a guest
+ * destroyed with I/O in flight.  Each case knows what a sound backend answers (the status
  * of every request, or the device failing into Closing with an `error`
  * node) and checks exactly that; every response's padding must be zero
  * (XSA-216) and every id one we issued, answered once.
@@ -1324,6 +1324,25 @@ c_watch_flood(void)
     return sanity("20000 writes of our state node");
 }
 
+/* The state node rewritten 2000 times as fast as the store takes it,
+ * cycling Initialising, Initialised, Closing, Closed and 9 (a value blkif
+ * does not define) before any ring node exists, then Closed: the backend
+ * follows to Closed (each Initialised fails the device for want of a ring,
+ * each Initialising starts it over), and is still sound enough to start
+ * over, connect an honest ring and serve it. */
+static int
+c_state_flood(void)
+{
+    static const int cycle[] = { XenbusStateInitialising, XenbusStateInitialised,
+                                 XenbusStateClosing, XenbusStateClosed, 9 };
+
+    for (int i = 0; i < 2000; i++)
+        put(XBDK_STATE, (uint64_t)cycle[i % 5]);
+    if (start_over() || connect_honestly())     /* start_over: Closed first */
+        return 1;
+    return sanity("2000 writes of our state node with no ring");
+}
+
 /* State flapping while a thread keeps requests in flight. */
 static volatile int flap_stop;
 
@@ -1532,6 +1551,7 @@ static const struct evil_case {
     { "xs-protocol-empty", c_xs_protocol_empty, "Closing + error" },
     { "xs-state-values", c_xs_state_values, "ignored; then connects and serves" },
     { "watch-flood", c_watch_flood, "then connects and serves" },
+    { "state-flood", c_state_flood, "ends Closed; then connects and serves" },
     { "state-flap", c_state_flap, "ends Closed" },
     { "fe-dir-removed", c_fe_dir_removed, "Closing or Closed" },
     { "backend-lie", c_backend_lie, "victim (XBD_EVIL_VICTIM) untouched by detach" },
