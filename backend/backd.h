@@ -103,11 +103,15 @@ unsigned int xbd_config_keep_fixed(const struct xbd_config *cur,
 
 struct xbd_daemon;
 
-/* Connect to the store, register the watches (their initial fire claims
- * whatever is already there).  Returns NULL with err set on failure. */
+/* Connect to the store, register the watches, list the devices there (the
+ * first xbd_daemon_run_watches claims what it may).  record: the path of
+ * the ownership record (xbd-backd(8), FILES; NULL: none), read now to take
+ * over the devices an earlier daemon on the same control socket died
+ * holding, and kept up to date from then on.  Returns NULL with err set on
+ * failure. */
 struct xbd_daemon *xbd_daemon_new(const struct xbd_config *cfg,
-                                  struct xbd_platform *platform, char *err,
-                                  size_t errlen);
+                                  struct xbd_platform *platform,
+                                  const char *record, char *err, size_t errlen);
 
 /* The fds the main loop polls: the store's and the on_fail eventfd. */
 int xbd_daemon_xs_fd(const struct xbd_daemon *d);

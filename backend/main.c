@@ -90,7 +90,7 @@ main(int argc, char **argv)
     struct xbd_platform *platform = NULL;
     struct xbd_daemon *d = NULL;
     struct xbd_control *ctl = NULL;
-    char err[512], sock[256];
+    char err[512], sock[256], record[sizeof(sock) + 8];
     sigset_t mask;
     uint64_t next_tick;
     int sfd, r, status = 1;
@@ -134,7 +134,16 @@ main(int argc, char **argv)
         xbd_log(LOG_ERR, "%s", err);
         goto out;
     }
-    d = xbd_daemon_new(&cfg, platform, err, sizeof(err));
+    /* The ownership record sits beside the socket: control.sock ->
+     * control.owned; the socket's lock makes it this daemon's alone. */
+    {
+        size_t sl = strlen(sock);
+
+        if (sl > 5 && strcmp(sock + sl - 5, ".sock") == 0)
+            sl -= 5;
+        snprintf(record, sizeof(record), "%.*s.owned", (int)sl, sock);
+    }
+    d = xbd_daemon_new(&cfg, platform, record, err, sizeof(err));
     if (d == NULL) {
         xbd_log(LOG_ERR, "%s", err);
         goto out;
