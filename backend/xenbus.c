@@ -610,13 +610,19 @@ write_limits(struct device *dev, xs_transaction_t t)
 
     dev->lim.max_ring_order = c->max_ring_order;
     dev->lim.max_queues = c->max_queues;
+    /* A backing that cannot serve several queues coherently (an NBD server
+     * without multi-conn) caps what we offer: decided on the opened
+     * backing, before the frontend chooses. */
+    if (dev->backing != NULL && dev->info.max_queues != 0 &&
+        dev->info.max_queues < dev->lim.max_queues)
+        dev->lim.max_queues = dev->info.max_queues;
     dev->lim.persistent = c->persistent_max > 0;
     dev->max_indirect = c->max_indirect;
     /* Our mark goes with every claim and InitWait: see take_over(). */
     ok = xs_put(d, t, dev->be, XBDK_XBD_BACKD_CLAIM, "%s", d->mark) &&
          xs_put(d, t, dev->be, XBDK_MAX_RING_PAGE_ORDER, "%u", c->max_ring_order) &&
          xs_put(d, t, dev->be, XBDK_MAX_RING_PAGES, "%u", 1u << c->max_ring_order) &&
-         xs_put(d, t, dev->be, XBDK_MULTI_QUEUE_MAX_QUEUES, "%u", c->max_queues) &&
+         xs_put(d, t, dev->be, XBDK_MULTI_QUEUE_MAX_QUEUES, "%u", dev->lim.max_queues) &&
          xs_put(d, t, dev->be, XBDK_FEATURE_PERSISTENT, "%d", dev->lim.persistent);
     /* No indirect: the node must not exist (blkif.h). */
     if (ok && c->max_indirect > 0)
@@ -779,10 +785,11 @@ probe_and_claim(struct device *dev, int be_state)
         dev->claim = CLAIM_OURS;
         dev->ours = XenbusStateInitWait;
         dev->d->record_dirty = true;
-        xbd_log(LOG_INFO, "%s: serving %s (%s%s, %" PRIu64 " bytes)", dev->name,
+        xbd_log(LOG_INFO, "%s: serving %s (%s%s, %" PRIu64 " bytes%s)", dev->name,
                 dev->probe.params, dev->probe.read_only ? "read-only" : "read-write",
                 dev->probe.devtype == XBD_DEVTYPE_CDROM ? ", cdrom" : "",
-                dev->info.size);
+                dev->info.size, dev->lim.max_queues == 1 && dev->info.max_queues == 1 ?
+                ", one queue: the backing cannot share flushes across queues" : "");
         xbd_log(LOG_INFO, "%s: Initialising -> InitWait", dev->name);
         watch_frontend(dev);
     } else {
@@ -953,6 +960,35 @@ fill_cfg(struct device *dev, struct xbd_queue_cfg *c, char *name, size_t namelen
     c->ctx = dev;
 }
 
+/* The frontend chose more queues than the backing can serve coherently
+ * (an NBD server without multi-conn: each queue has its own connection,
+ * and a flush on one would not cover the others' writes)?  It read our
+ * cap before choosing, unless the backing changed since (reopened): say
+ * so plainly rather than fail on the second connection.  -1 with why. */
+static int
+backing_queue_cap(struct device *dev, char *why, size_t whylen)
+{
+    char *v;
+    uint32_t n;
+    int r;
+
+    if (dev->info.max_queues == 0)
+        return 0;
+    v = xs_get(dev->d, XBT_NULL, dev->fe, XBDK_MULTI_QUEUE_NUM_QUEUES);
+    /* Absent: one queue; malformed: xbd_negotiate says what is wrong. */
+    r = v != NULL ? xbd_parse_u32_range(v, 1, UINT32_MAX, &n) : -1;
+    free(v);
+    if (r < 0 || n <= dev->info.max_queues)
+        return 0;
+    snprintf(why, whylen, "%s is %" PRIu32 ", but %s serves at most %u queue%s "
+             "(an NBD server without multi-conn: a flush on one connection would "
+             "not cover the others' writes); %s is %u", XBDK_MULTI_QUEUE_NUM_QUEUES,
+             n, dev->probe.params, dev->info.max_queues,
+             dev->info.max_queues == 1 ? "" : "s", XBDK_MULTI_QUEUE_MAX_QUEUES,
+             dev->lim.max_queues);
+    return -1;
+}
+
 static void
 connect_device(struct device *dev)
 {
@@ -975,6 +1011,10 @@ connect_device(struct device *dev)
     }
     dev->sectors = dev->info.size >> XBD_SECTOR_SHIFT;
 
+    if (backing_queue_cap(dev, why, sizeof(why)) < 0) {
+        fail_device(dev, why);
+        return;
+    }
     cfgs = calloc(dev->lim.max_queues, sizeof(*cfgs));
     if (cfgs == NULL) {
         fail_device(dev, "out of memory");
