@@ -50,7 +50,9 @@ struct xbd_config {
     unsigned int max_ring_order;    /* advertised max-ring-page-order */
     unsigned int max_queues;        /* advertised multi-queue-max-queues */
     unsigned int max_indirect;      /* feature-max-indirect-segments; 0: none */
-    unsigned int persistent_max;    /* per-queue grant cache; 0: no persistent */
+    unsigned int persistent_max;    /* per-queue grant cache; 0: no persistent;
+                                       XBD_PERSISTENT_AUTO: sized per
+                                       connection (xbd_pgrant_auto) */
     bool grant_map;                 /* map each request's grants instead of
                                        copying (without persistent grants) */
     unsigned int poll_start_rate;   /* requests/s before polling starts */
@@ -68,6 +70,11 @@ struct xbd_config {
     /* Which options the command line set: a reload leaves them alone. */
     uint64_t cmdline_set;
 };
+
+#define XBD_PERSISTENT_AUTO UINT32_MAX
+
+/* "auto" or the number, for logs and status. */
+const char *xbd_config_persistent_text(unsigned int v, char *buf, size_t len);
 
 /* Defaults for everything. */
 void xbd_config_defaults(struct xbd_config *c);

@@ -46,6 +46,7 @@
 
 #include "backd.h"
 #include "negotiate.h"
+#include "request.h"
 #include "xbd-keys.h"
 #include "xbd-parse.h"
 #include "xbd-ring.h"
@@ -106,6 +107,7 @@ struct device {
     unsigned int max_indirect;
     struct xbd_negotiated neg;      /* valid while nq > 0 */
     unsigned int nq;                /* queues running */
+    unsigned int pgrant_max;        /* their persistent-grant cache bound */
     struct xbd_queue *q[XBD_MAX_QUEUES];
     struct xbd_queue_stats past;    /* counters of queues already stopped */
     struct xbd_ratelimit rl;        /* failures: the guest can provoke them */
@@ -943,7 +945,10 @@ fill_cfg(struct device *dev, struct xbd_queue_cfg *c, char *name, size_t namelen
     c->name = name;
     c->fe_domid = dev->fdom;
     c->max_indirect = dev->max_indirect;
-    c->persistent_max = k->persistent_max;
+    /* auto: as many as this connection's ring can have in use. */
+    c->persistent_max = k->persistent_max != XBD_PERSISTENT_AUTO ? k->persistent_max :
+                        xbd_pgrant_auto(xbd_abi_ring_entries(c->abi, c->ring_pages),
+                                        dev->max_indirect);
     c->grant_map = k->grant_map;
     c->poll_start_rate = k->poll_start_rate;
     c->poll_idle_us = k->poll_idle_us;
@@ -1039,6 +1044,7 @@ connect_device(struct device *dev)
         }
         dev->nq = i + 1;
     }
+    dev->pgrant_max = dev->neg.persistent ? cfgs[0].persistent_max : 0;
     free(cfgs);
 
     r = in_transaction(dev, "connect", tx_connect, &seen);
@@ -1773,12 +1779,13 @@ json_device(FILE *f, struct device *dev, bool with_stats)
             dev->info.size >> XBD_SECTOR_SHIFT, dev->info.sector_size);
     if (dev->nq > 0)
         fprintf(f, ",\"ring_pages\":%u,\"queues\":%u,\"indirect\":%u,"
-                "\"persistent\":%s,\"protocol\":\"%s\"", dev->neg.ring_pages,
-                dev->neg.queues, dev->max_indirect,
-                dev->neg.persistent ? "true" : "false", dev->neg.protocol);
+                "\"persistent\":%s,\"persistent_cache\":%u,\"protocol\":\"%s\"",
+                dev->neg.ring_pages, dev->neg.queues, dev->max_indirect,
+                dev->neg.persistent ? "true" : "false", dev->pgrant_max,
+                dev->neg.protocol);
     else
         fprintf(f, ",\"ring_pages\":0,\"queues\":0,\"indirect\":0,"
-                "\"persistent\":false,\"protocol\":null");
+                "\"persistent\":false,\"persistent_cache\":0,\"protocol\":null");
     fprintf(f, ",\"draining\":%s,\"error\":", dev->draining ? "true" : "false");
     xbd_json_string(f, dev->error);
     if (with_stats) {
@@ -1808,6 +1815,9 @@ xbd_daemon_status_json(struct xbd_daemon *d, bool with_stats)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     const char *sep = "";
+    char pm[16];
+    const char *pmt = xbd_config_persistent_text(d->cfg.persistent_max, pm, sizeof(pm));
+    const char *pq = d->cfg.persistent_max == XBD_PERSISTENT_AUTO ? "\"" : "";
 
     if (f == NULL)
         return NULL;
@@ -1819,10 +1829,11 @@ xbd_daemon_status_json(struct xbd_daemon *d, bool with_stats)
             fprintf(f, "%s\"%s\"", sep, xbd_kind_names[k]);
             sep = ",";
         }
+    /* persistent_max: a number, or "auto" (sized per connection). */
     fprintf(f, "],\"max_ring_order\":%u,\"max_queues\":%u,\"max_indirect\":%u,"
-            "\"persistent_max\":%u,\"grant_map\":%s,\"poll_start_rate\":%u,"
+            "\"persistent_max\":%s%s%s,\"grant_map\":%s,\"poll_start_rate\":%u,"
             "\"poll_idle_us\":%u},\"devices\":[", d->cfg.max_ring_order,
-            d->cfg.max_queues, d->cfg.max_indirect, d->cfg.persistent_max,
+            d->cfg.max_queues, d->cfg.max_indirect, pq, pmt, pq,
             d->cfg.grant_map ? "true" : "false", d->cfg.poll_start_rate,
             d->cfg.poll_idle_us);
     sep = "";
