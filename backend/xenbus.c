@@ -1216,8 +1216,10 @@ step(struct device *dev)
             v = xs_get(d, XBT_NULL, dev->be, XBDK_ONLINE);
             xbd_parse_online(v, &online);
             free(v);
-            /* Left live by the daemon before us (its record and mark). */
-            if (online && mark != NULL && left_live(bs)) {
+            /* Left live by the daemon before us (its record and mark);
+             * with online=0 too: the toolstack is waiting for it to close,
+             * and the state machine releases it at once. */
+            if (mark != NULL && left_live(bs)) {
                 take_over(dev, mark);
                 if (dev->claim == CLAIM_OURS)
                     continue;

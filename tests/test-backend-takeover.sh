@@ -5,9 +5,10 @@
 # the mark still in their xbd-backd-claim node, resets them (Closing), and
 # serves the frontend when it reconnects - nobody writes a state by hand.
 #
-#  1. two devices in InitWait, daemon killed; one device's mark changed
-#     meanwhile (as if another backend had claimed a re-created directory):
-#     the new daemon takes over the first only, leaves the other alone
+#  1. three devices in InitWait, daemon killed; one device's mark changed
+#     meanwhile (as if another backend had claimed a re-created directory),
+#     another being detached (online=0): the new daemon takes over the
+#     first, leaves the second alone, and lets the third go (Closed)
 #  2. a verify running on the taken-over device, daemon killed mid-write:
 #     the new daemon takes it over, the library reconnects, re-issues, and
 #     reads back everything it wrote
@@ -25,17 +26,21 @@ listed() { grep -q "^$be/$1 $(xenstore-read $be/$1/xbd-backd-claim) *$" "$record
 killed() { kill -9 $backd_pid; wait $backd_pid 2>/dev/null || :; }
 
 # ---- 1. InitWait, two devices, one with a foreign mark ---------------------
-truncate -s 256M "$d/a.img" "$d/b.img"
+truncate -s 256M "$d/a.img" "$d/b.img" "$d/c.img"
 start_backd "$d/backd1.log"
 xbdctl block-attach guest1 "$d/a.img" vdev=xvda >/dev/null
 xbdctl block-attach guest1 "$d/b.img" vdev=xvdb >/dev/null
+xbdctl block-attach guest1 "$d/c.img" vdev=xvdc >/dev/null
 wait_for 10 node_is $be/51712/state 2 || fail "xvda not claimed"
 wait_for 10 node_is $be/51728/state 2 || fail "xvdb not claimed"
+wait_for 10 node_is $be/51744/state 2 || fail "xvdc not claimed"
+wait_for 10 listed 51744 || fail "the record does not list xvdc with its mark"
 wait_for 10 listed 51712 || fail "the record does not list xvda with its mark"
 wait_for 10 listed 51728 || fail "the record does not list xvdb with its mark"
 killed
 node_is $be/51712/state 2 || fail "xvda not left InitWait by the killed daemon"
 xenstore-write $be/51728/xbd-backd-claim 0123456789abcdef
+xenstore-write $be/51744/online 0
 start_backd "$d/backd2.log"
 wait_for 10 grep -q "qdisk/1/51712: taken over .*InitWait" "$d/backd2.log" ||
     fail "xvda (InitWait, in the record) was not taken over"
@@ -50,7 +55,10 @@ node_is $be/51728/xbd-backd-claim 0123456789abcdef || fail "xvdb's mark rewritte
 grep -q "qdisk/1/51728" "$d/backd2.log" && fail "the daemon acted on xvdb"
 wait_for 10 listed 51712 || fail "the new record does not list xvda with the new mark"
 grep -q "/51728 " "$record" && fail "the new record lists xvdb"
-echo "InitWait: taken over with the record's mark, left alone without it"
+wait_for 10 node_is $be/51744/state 6 || fail "xvdc (online=0) was not let go"
+grep -q "qdisk/1/51744: released" "$d/backd2.log" || fail "xvdc not released"
+echo "InitWait: taken over with the record's mark, left alone without it," \
+     "released when being detached"
 
 # ---- 2. Connected, killed mid-verify -----------------------------------------
 run_as guest1 xbdfront verify xvda --size 256M --queues 2 --iodepth 4 --seed 7 \
