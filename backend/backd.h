@@ -50,7 +50,9 @@ struct xbd_config {
     unsigned int max_ring_order;    /* advertised max-ring-page-order */
     unsigned int max_queues;        /* advertised multi-queue-max-queues */
     unsigned int max_indirect;      /* feature-max-indirect-segments; 0: none */
-    unsigned int persistent_max;    /* per-queue grant cache; 0: no persistent */
+    unsigned int persistent_max;    /* per-queue grant cache; 0: no persistent;
+                                       XBD_PERSISTENT_AUTO: sized per
+                                       connection (xbd_pgrant_auto) */
     bool grant_map;                 /* map each request's grants instead of
                                        copying (without persistent grants) */
     unsigned int poll_start_rate;   /* requests/s before polling starts */
@@ -68,6 +70,11 @@ struct xbd_config {
     /* Which options the command line set: a reload leaves them alone. */
     uint64_t cmdline_set;
 };
+
+#define XBD_PERSISTENT_AUTO UINT32_MAX
+
+/* "auto" or the number, for logs and status. */
+const char *xbd_config_persistent_text(unsigned int v, char *buf, size_t len);
 
 /* Defaults for everything. */
 void xbd_config_defaults(struct xbd_config *c);
@@ -103,11 +110,15 @@ unsigned int xbd_config_keep_fixed(const struct xbd_config *cur,
 
 struct xbd_daemon;
 
-/* Connect to the store, register the watches (their initial fire claims
- * whatever is already there).  Returns NULL with err set on failure. */
+/* Connect to the store, register the watches, list the devices there (the
+ * first xbd_daemon_run_watches claims what it may).  record: the path of
+ * the ownership record (xbd-backd(8), FILES; NULL: none), read now to take
+ * over the devices an earlier daemon on the same control socket died
+ * holding, and kept up to date from then on.  Returns NULL with err set on
+ * failure. */
 struct xbd_daemon *xbd_daemon_new(const struct xbd_config *cfg,
-                                  struct xbd_platform *platform, char *err,
-                                  size_t errlen);
+                                  struct xbd_platform *platform,
+                                  const char *record, char *err, size_t errlen);
 
 /* The fds the main loop polls: the store's and the on_fail eventfd. */
 int xbd_daemon_xs_fd(const struct xbd_daemon *d);

@@ -50,9 +50,10 @@ static const struct opt opts[] = {
     { "max-indirect", OPT_UINT, U(max_indirect), 0, XBD_MAX_INDIRECT_SEGMENTS, 256, 0,
       "N", "advertise N indirect segments per request:\n"
       "0 (none) or 12..4096 (default 256 = 1 MiB)" },
-    { "persistent-max", OPT_UINT, U(persistent_max), 0, 1u << 20, 1024, 0, "N",
-      "keep up to N persistent grants mapped per queue\n"
-      "(default 1024; 0: do not offer feature-persistent)" },
+    { "persistent-max", OPT_UINT, U(persistent_max), 0, 1u << 20, XBD_PERSISTENT_AUTO, 0,
+      "N|auto", "keep up to N persistent grants mapped per queue;\n"
+      "auto (default): ring entries x segments per\n"
+      "request, 1024..16384; 0: no feature-persistent" },
     { "grant-map", OPT_BOOL, U(grant_map), 0, 1, 0, 0, NULL,
       "without persistent grants, map each request's\n"
       "grants instead of copying them (the default)" },
@@ -102,6 +103,15 @@ fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
+}
+
+const char *
+xbd_config_persistent_text(unsigned int v, char *buf, size_t len)
+{
+    if (v == XBD_PERSISTENT_AUTO)
+        return "auto";
+    snprintf(buf, len, "%u", v);
+    return buf;
 }
 
 void
@@ -178,9 +188,12 @@ xbd_config_set(struct xbd_config *c, const char *name, const char *value,
     field = (char *)c + o->off;
     switch (o->type) {
     case OPT_UINT:
-        if (xbd_parse_u32_range(value, o->min, o->max, &u) < 0)
-            return fail(err, errlen, "%s \"%s\": expected a number %u..%u", name,
-                        value, o->min, o->max);
+        if (o->dflt == XBD_PERSISTENT_AUTO && strcmp(value, "auto") == 0)
+            u = XBD_PERSISTENT_AUTO;
+        else if (xbd_parse_u32_range(value, o->min, o->max, &u) < 0)
+            return fail(err, errlen, "%s \"%s\": expected a number %u..%u%s", name,
+                        value, o->min, o->max,
+                        o->dflt == XBD_PERSISTENT_AUTO ? " or auto" : "");
         if (strcmp(name, "max-indirect") == 0 && u != 0 &&
             u <= BLKIF_MAX_SEGMENTS_PER_REQUEST)
             return fail(err, errlen, "max-indirect %u: expected 0 or %u..%u", u,

@@ -53,7 +53,7 @@ static void
 reload(struct xbd_daemon *d, struct xbd_config *cur, int argc, char **argv)
 {
     struct xbd_config next;
-    char err[512];
+    char err[512], pm[16];
 
     if (load_config(&next, argc, argv, err, sizeof(err)) != 0) {
         xbd_log(LOG_ERR, "SIGHUP: keeping the running configuration: %s", err);
@@ -65,8 +65,9 @@ reload(struct xbd_daemon *d, struct xbd_config *cur, int argc, char **argv)
     xbd_daemon_set_config(d, &next);
     *cur = next;
     xbd_log(LOG_INFO, "SIGHUP: configuration reloaded (max-ring-order %u, max-queues %u, "
-            "max-indirect %u, persistent-max %u, debug %s); applies to new connections",
-            cur->max_ring_order, cur->max_queues, cur->max_indirect, cur->persistent_max,
+            "max-indirect %u, persistent-max %s, debug %s); applies to new connections",
+            cur->max_ring_order, cur->max_queues, cur->max_indirect,
+            xbd_config_persistent_text(cur->persistent_max, pm, sizeof(pm)),
             cur->debug ? "on" : "off");
 }
 
@@ -90,7 +91,7 @@ main(int argc, char **argv)
     struct xbd_platform *platform = NULL;
     struct xbd_daemon *d = NULL;
     struct xbd_control *ctl = NULL;
-    char err[512], sock[256];
+    char err[512], sock[256], record[sizeof(sock) + 8], pm[16];
     sigset_t mask;
     uint64_t next_tick;
     int sfd, r, status = 1;
@@ -134,7 +135,16 @@ main(int argc, char **argv)
         xbd_log(LOG_ERR, "%s", err);
         goto out;
     }
-    d = xbd_daemon_new(&cfg, platform, err, sizeof(err));
+    /* The ownership record sits beside the socket: control.sock ->
+     * control.owned; the socket's lock makes it this daemon's alone. */
+    {
+        size_t sl = strlen(sock);
+
+        if (sl > 5 && strcmp(sock + sl - 5, ".sock") == 0)
+            sl -= 5;
+        snprintf(record, sizeof(record), "%.*s.owned", (int)sl, sock);
+    }
+    d = xbd_daemon_new(&cfg, platform, record, err, sizeof(err));
     if (d == NULL) {
         xbd_log(LOG_ERR, "%s", err);
         goto out;
@@ -144,9 +154,10 @@ main(int argc, char **argv)
         goto out;
     }
     xbd_log(LOG_INFO, "xbd-backd %s started on %s as domain %u: max-ring-order %u, "
-            "max-queues %u, max-indirect %u, persistent-max %u; control socket %s",
+            "max-queues %u, max-indirect %u, persistent-max %s; control socket %s",
             PACKAGE_VERSION, xbd_platform_name(platform), xbd_platform_domid(platform),
-            cfg.max_ring_order, cfg.max_queues, cfg.max_indirect, cfg.persistent_max,
+            cfg.max_ring_order, cfg.max_queues, cfg.max_indirect,
+            xbd_config_persistent_text(cfg.persistent_max, pm, sizeof(pm)),
             sock);
 
     /* The initial watch fire is already queued: this claims what exists. */

@@ -475,3 +475,18 @@ xbd_next_action(const struct xbd_facts *f)
         return XBD_ACT_NONE;    /* Reconfiguring/Reconfigured: not blkif */
     }
 }
+
+unsigned int
+xbd_pgrant_auto(unsigned int ring_entries, unsigned int max_indirect)
+{
+    uint64_t per_req = max_indirect > 0
+                       ? (uint64_t)max_indirect +
+                         (max_indirect + XBD_SEGS_PER_INDIRECT_PAGE - 1) /
+                         XBD_SEGS_PER_INDIRECT_PAGE
+                       : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    uint64_t n = (uint64_t)ring_entries * per_req;
+
+    if (n < XBD_PGRANT_AUTO_MIN)
+        return XBD_PGRANT_AUTO_MIN;
+    return n > XBD_PGRANT_AUTO_MAX ? XBD_PGRANT_AUTO_MAX : (unsigned int)n;
+}

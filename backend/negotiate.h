@@ -102,6 +102,17 @@ int xbd_negotiate(xbd_get_fn get, void *ctx, const struct xbd_limits *lim,
                   struct xbd_negotiated *out, struct xbd_queue_cfg *cfgs,
                   char *err, size_t errlen);
 
+/* The persistent-grant cache of one queue when --persistent-max is auto:
+ * room for every ring entry to carry the largest request it may (11
+ * segments, or max_indirect segments and their indirect pages), so that a
+ * frontend whose granted pool is as large as the ring allows never misses;
+ * at least XBD_PGRANT_AUTO_MIN (the fixed default before), at most
+ * XBD_PGRANT_AUTO_MAX (each is a grant mapping: on Xen they count against
+ * dom0's maptrack table). */
+#define XBD_PGRANT_AUTO_MIN 1024u
+#define XBD_PGRANT_AUTO_MAX 16384u
+unsigned int xbd_pgrant_auto(unsigned int ring_entries, unsigned int max_indirect);
+
 /* The name of a protocol as the log and `xbdctl status` show it. */
 const char *xbd_abi_name(enum xbd_abi abi);
 

@@ -65,6 +65,9 @@ struct xbd_backing_info {
     uint32_t discard_granularity;   /* bytes */
     uint32_t discard_alignment;     /* bytes */
     bool rotational;
+    unsigned int max_queues;        /* the most queues that may share it
+                                       (an NBD server without multi-conn:
+                                       1); 0: no limit */
 };
 
 struct xbd_backing_opts {

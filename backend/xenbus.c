@@ -15,7 +15,10 @@
  * makes the transaction conflict (EAGAIN), and on retry we see its state and
  * leave the device alone.  A device found Closed with online=1 (left so by
  * an xbd-backd that stopped) is adopted and served again when its frontend
- * starts over.  `vbd` is served only when no kernel blkback is loaded.
+ * starts over.  A device found InitWait, Connected or Closing is taken over
+ * only when the ownership record of the daemon before us lists it with the
+ * mark its xbd-backd-claim node still holds (take_over(), "ownership
+ * record" below).  `vbd` is served only when no kernel blkback is loaded.
  * Nothing else is ever taken over, and we never remove a node we did not
  * write.
  *
@@ -34,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +46,7 @@
 
 #include "backd.h"
 #include "negotiate.h"
+#include "request.h"
 #include "xbd-keys.h"
 #include "xbd-parse.h"
 #include "xbd-ring.h"
@@ -57,6 +62,13 @@
 #define STEPS_PER_RUN 4
 
 enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
+
+/* Our mark in xbd-backd-claim: 16 hex digits, new for every daemon run. */
+#define XBD_MARK_LEN 16
+
+/* Bounds on an ownership record we read back (it is ours, but a truncated
+ * or edited file must not take the daemon down). */
+#define RECORD_MAX_ENTRIES 4096
 
 /* struct xbd_queue_stats, field by field; in_flight is a level, not a
  * count, and is not carried over when a queue stops. */
@@ -95,6 +107,7 @@ struct device {
     unsigned int max_indirect;
     struct xbd_negotiated neg;      /* valid while nq > 0 */
     unsigned int nq;                /* queues running */
+    unsigned int pgrant_max;        /* their persistent-grant cache bound */
     struct xbd_queue *q[XBD_MAX_QUEUES];
     struct xbd_queue_stats past;    /* counters of queues already stopped */
     struct xbd_ratelimit rl;        /* failures: the guest can provoke them */
@@ -118,6 +131,12 @@ struct device {
     bool reaped;
 };
 
+/* One line of the ownership record an earlier daemon left. */
+struct prior_claim {
+    char be[128];
+    char mark[XBD_MARK_LEN + 1];
+};
+
 struct xbd_daemon {
     struct xbd_config cfg;
     struct xbd_platform *platform;
@@ -127,6 +146,14 @@ struct xbd_daemon {
     unsigned int kinds;             /* what we actually serve */
     int wake_fd;                    /* eventfd: a queue failed, a drain ended */
     struct device *devices;
+
+    /* Restart takeover (see "ownership record" below). */
+    char mark[XBD_MARK_LEN + 1];    /* our xbd-backd-claim value */
+    char record[300];               /* the record's path; "": none kept */
+    bool record_dirty;              /* the set of claimed devices changed */
+    bool record_failed;             /* the last write failed (logged) */
+    struct prior_claim *prior;      /* the record found at start, until the */
+    unsigned int nprior;            /* first pass over the devices is done */
 };
 
 static uint64_t
@@ -439,6 +466,140 @@ fail_device(struct device *dev, const char *why)
     dev->fail_fe = read_state(dev->d, dev->fe, NULL);
 }
 
+/* ---- ownership record ------------------------------------------------------ */
+
+/* A daemon killed with SIGKILL (or crashed) leaves its devices InitWait,
+ * Connected or Closing, and the claim rule lets nobody touch a device in
+ * those states.  So every claim writes our mark (random, new each run)
+ * into the device's xbd-backd-claim node, and a file beside the control
+ * socket lists "<backend directory> <mark>" for every device we hold,
+ * rewritten atomically (temporary file, fsync, rename) whenever that set
+ * changes.  A daemon starting on the same control socket (only one can:
+ * xbd_control_open refuses a second) reads it; a device listed there whose
+ * node still holds the listed mark is provably the dead daemon's (any
+ * other backend's claim, even of a directory re-created meanwhile, would
+ * not carry it) and is taken over.  A clean exit leaves every device
+ * Closed and removes the file. */
+
+/* Read the record at path into d->prior; a missing file is no record. */
+static void
+load_record(struct xbd_daemon *d, const char *path)
+{
+    char line[320];
+    unsigned int lineno = 0, bad = 0;
+    size_t bl = strlen(d->base);
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL) {
+        if (errno != ENOENT)
+            xbd_log(LOG_WARNING, "ownership record %s: %s; taking nothing over",
+                    path, strerror(errno));
+        return;
+    }
+    d->prior = calloc(RECORD_MAX_ENTRIES, sizeof(*d->prior));
+    while (d->prior != NULL && fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        char *sp, *mark;
+        bool ok;
+
+        lineno++;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        else if (!feof(f)) {
+            /* Longer than any line we write: skip the rest of it. */
+            int c;
+
+            while ((c = fgetc(f)) != EOF && c != '\n')
+                ;
+            bad++;
+            continue;
+        }
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        sp = strchr(line, ' ');
+        mark = sp ? sp + 1 : NULL;
+        ok = sp != NULL && (size_t)(sp - line) < sizeof(d->prior[0].be) &&
+             strncmp(line, d->base, bl) == 0 && line[bl] == '/' &&
+             strlen(mark) == XBD_MARK_LEN &&
+             strspn(mark, "0123456789abcdef") == XBD_MARK_LEN;
+        if (!ok || d->nprior == RECORD_MAX_ENTRIES) {
+            bad++;
+            continue;
+        }
+        *sp = '\0';
+        snprintf(d->prior[d->nprior].be, sizeof(d->prior[0].be), "%s", line);
+        snprintf(d->prior[d->nprior].mark, sizeof(d->prior[0].mark), "%s", mark);
+        d->nprior++;
+    }
+    fclose(f);
+    if (bad > 0)
+        xbd_log(LOG_WARNING, "ownership record %s: %u unusable line%s ignored",
+                path, bad, bad == 1 ? "" : "s");
+    if (d->nprior > 0)
+        xbd_log(LOG_INFO, "ownership record %s: %u device%s claimed by an "
+                "earlier xbd-backd", path, d->nprior, d->nprior == 1 ? "" : "s");
+}
+
+/* The mark the record gives for dev's directory, or NULL. */
+static const char *
+prior_mark(const struct device *dev)
+{
+    const struct xbd_daemon *d = dev->d;
+
+    for (unsigned int i = 0; i < d->nprior; i++)
+        if (strcmp(d->prior[i].be, dev->be) == 0)
+            return d->prior[i].mark;
+    return NULL;
+}
+
+/* Write the record: every device we hold (at_exit: only those we could
+ * not leave Closed; none removes the file). */
+static void
+write_record(struct xbd_daemon *d, bool at_exit)
+{
+    char tmp[sizeof(d->record) + 8];
+    unsigned int n = 0;
+    bool ok;
+    FILE *f;
+
+    if (d->record[0] == '\0')
+        return;
+    d->record_dirty = false;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", d->record);
+    f = fopen(tmp, "we");
+    if (f == NULL) {
+        ok = false;
+    } else {
+        fprintf(f, "# xbd-backd ownership record (xbd-backd(8), FILES): the devices "
+                "pid %ld holds, with its mark\n", (long)getpid());
+        for (const struct device *dev = d->devices; dev != NULL; dev = dev->next) {
+            if (dev->claim != CLAIM_OURS ||
+                (at_exit && dev->ours == XenbusStateClosed))
+                continue;
+            fprintf(f, "%s %s\n", dev->be, d->mark);
+            n++;
+        }
+        ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+        ok = fclose(f) == 0 && ok;
+        if (ok && at_exit && n == 0)
+            ok = (unlink(tmp) == 0 && unlink(d->record) == 0) || errno == ENOENT;
+        else if (ok)
+            ok = rename(tmp, d->record) == 0;
+    }
+    if (!ok) {
+        int e = errno;
+
+        unlink(tmp);
+        d->record_dirty = true;         /* try again next time */
+        if (!d->record_failed)
+            xbd_log(LOG_ERR, "ownership record %s: %s (a restart after a crash "
+                    "will not take the devices over)", d->record, strerror(e));
+    } else if (d->record_failed) {
+        xbd_log(LOG_INFO, "ownership record %s: written again", d->record);
+    }
+    d->record_failed = !ok;
+}
+
 /* ---- probe and claim ------------------------------------------------------- */
 
 /* The transport limits a frontend reads before it chooses. */
@@ -451,11 +612,19 @@ write_limits(struct device *dev, xs_transaction_t t)
 
     dev->lim.max_ring_order = c->max_ring_order;
     dev->lim.max_queues = c->max_queues;
+    /* A backing that cannot serve several queues coherently (an NBD server
+     * without multi-conn) caps what we offer: decided on the opened
+     * backing, before the frontend chooses. */
+    if (dev->backing != NULL && dev->info.max_queues != 0 &&
+        dev->info.max_queues < dev->lim.max_queues)
+        dev->lim.max_queues = dev->info.max_queues;
     dev->lim.persistent = c->persistent_max > 0;
     dev->max_indirect = c->max_indirect;
-    ok = xs_put(d, t, dev->be, XBDK_MAX_RING_PAGE_ORDER, "%u", c->max_ring_order) &&
+    /* Our mark goes with every claim and InitWait: see take_over(). */
+    ok = xs_put(d, t, dev->be, XBDK_XBD_BACKD_CLAIM, "%s", d->mark) &&
+         xs_put(d, t, dev->be, XBDK_MAX_RING_PAGE_ORDER, "%u", c->max_ring_order) &&
          xs_put(d, t, dev->be, XBDK_MAX_RING_PAGES, "%u", 1u << c->max_ring_order) &&
-         xs_put(d, t, dev->be, XBDK_MULTI_QUEUE_MAX_QUEUES, "%u", c->max_queues) &&
+         xs_put(d, t, dev->be, XBDK_MULTI_QUEUE_MAX_QUEUES, "%u", dev->lim.max_queues) &&
          xs_put(d, t, dev->be, XBDK_FEATURE_PERSISTENT, "%d", dev->lim.persistent);
     /* No indirect: the node must not exist (blkif.h). */
     if (ok && c->max_indirect > 0)
@@ -484,7 +653,8 @@ tx_claim(struct device *dev, xs_transaction_t t, void *arg)
     if (s != XenbusStateInitialising || !online)
         return 0;                       /* someone else's, or being removed */
     if (failure != NULL) {
-        if (!xs_put(dev->d, t, dev->be, XBDK_HOTPLUG_STATUS, "error") ||
+        if (!xs_put(dev->d, t, dev->be, XBDK_XBD_BACKD_CLAIM, "%s", dev->d->mark) ||
+            !xs_put(dev->d, t, dev->be, XBDK_HOTPLUG_STATUS, "error") ||
             !xs_put(dev->d, t, dev->be, XBDK_HOTPLUG_ERROR, "%s", failure) ||
             !xs_put(dev->d, t, dev->be, XBDK_ERROR, "%s", failure) ||
             !xs_put(dev->d, t, dev->be, XBDK_STATE, "%d", XenbusStateClosing))
@@ -556,19 +726,28 @@ open_backing(struct device *dev, char *err, size_t errlen)
     return 0;
 }
 
+/* Parse the toolstack's nodes and open the backing they name: 0, or -1
+ * with the reason in err (dev->probe may be filled). */
+static int
+probe_and_open(struct device *dev, char *err, size_t errlen)
+{
+    struct getter g = { dev->d, dev->be };
+
+    if (xbd_probe_parse(get_node, &g, dev->fdom, dev->devid, &dev->probe, err,
+                        errlen) < 0)
+        return -1;
+    return open_backing(dev, err, errlen);
+}
+
 /* A device in Initialising (or left Closed by an earlier xbd-backd): parse
  * the toolstack's nodes, open the backing, claim. */
 static void
 probe_and_claim(struct device *dev, int be_state)
 {
-    struct getter g = { dev->d, dev->be };
     char err[256] = "";
     int r;
 
-    r = xbd_probe_parse(get_node, &g, dev->fdom, dev->devid, &dev->probe, err,
-                        sizeof(err));
-    if (r == 0 && open_backing(dev, err, sizeof(err)) < 0)
-        r = -1;
+    r = probe_and_open(dev, err, sizeof(err));
 
     if (be_state == XenbusStateClosed) {
         /* Adoption: nothing to write until the frontend starts over. */
@@ -579,6 +758,7 @@ probe_and_claim(struct device *dev, int be_state)
         }
         dev->claim = CLAIM_OURS;
         dev->ours = XenbusStateClosed;
+        dev->d->record_dirty = true;
         xbd_log(LOG_INFO, "%s: adopted (Closed, online): %s", dev->name,
                 dev->probe.params);
         watch_frontend(dev);
@@ -591,6 +771,7 @@ probe_and_claim(struct device *dev, int be_state)
         if (in_transaction(dev, "claim", tx_claim, msg) == 1) {
             dev->claim = CLAIM_OURS;
             dev->ours = XenbusStateClosing;
+            dev->d->record_dirty = true;
             dev->fail_fe = read_state(dev->d, dev->fe, NULL);
             snprintf(dev->error, sizeof(dev->error), "%s", msg);
             xbd_log(LOG_ERR, "%s: cannot serve: %s", dev->name, msg);
@@ -605,10 +786,12 @@ probe_and_claim(struct device *dev, int be_state)
     if (in_transaction(dev, "claim", tx_claim, NULL) == 1) {
         dev->claim = CLAIM_OURS;
         dev->ours = XenbusStateInitWait;
-        xbd_log(LOG_INFO, "%s: serving %s (%s%s, %" PRIu64 " bytes)", dev->name,
+        dev->d->record_dirty = true;
+        xbd_log(LOG_INFO, "%s: serving %s (%s%s, %" PRIu64 " bytes%s)", dev->name,
                 dev->probe.params, dev->probe.read_only ? "read-only" : "read-write",
                 dev->probe.devtype == XBD_DEVTYPE_CDROM ? ", cdrom" : "",
-                dev->info.size);
+                dev->info.size, dev->lim.max_queues == 1 && dev->info.max_queues == 1 ?
+                ", one queue: the backing cannot share flushes across queues" : "");
         xbd_log(LOG_INFO, "%s: Initialising -> InitWait", dev->name);
         watch_frontend(dev);
     } else {
@@ -616,6 +799,81 @@ probe_and_claim(struct device *dev, int be_state)
         close_backing(dev);
         xbd_probe_free(&dev->probe);
     }
+}
+
+
+/* States a daemon that died leaves behind, the only ones take_over() acts
+ * on (Initialising and Closed are the claim rule's own business). */
+static bool
+left_live(int state)
+{
+    return state == XenbusStateInitWait || state == XenbusStateConnected ||
+           state == XenbusStateClosing;
+}
+
+struct takeover {
+    const char *mark;               /* what the record says was there */
+    const char *error;              /* cannot serve: also this error node */
+    int seen;                       /* the state found */
+};
+
+/* Still the dead daemon's (its mark) and still live: ours, Closing. */
+static int
+tx_take_over(struct device *dev, xs_transaction_t t, void *arg)
+{
+    struct takeover *to = arg;
+    char *st = xs_get(dev->d, t, dev->be, XBDK_STATE);
+    char *mk = xs_get(dev->d, t, dev->be, XBDK_XBD_BACKD_CLAIM);
+    bool same = mk != NULL && strcmp(mk, to->mark) == 0;
+
+    to->seen = xbd_parse_state(st);
+    free(st);
+    free(mk);
+    if (!same || !left_live(to->seen))
+        return 0;
+    if (to->error != NULL && !xs_put(dev->d, t, dev->be, XBDK_ERROR, "%s", to->error))
+        return -1;
+    return xs_put(dev->d, t, dev->be, XBDK_XBD_BACKD_CLAIM, "%s", dev->d->mark) &&
+           xs_put(dev->d, t, dev->be, XBDK_STATE, "%d", XenbusStateClosing) ? 1 : -1;
+}
+
+/* A device our record lists, found InitWait, Connected or Closing with the
+ * mark the record gives: the daemon before us died holding it, and its
+ * rings died with it.  Do what a backend that lost its ring does: Closing.
+ * The frontend closes (libxbdfront: recovery), we follow to Closed, it
+ * starts over as Initialising and we serve it again (REINIT), all through
+ * the ordinary state machine.  The backing is opened first; one that
+ * cannot be opened fails the device in the same transaction. */
+static void
+take_over(struct device *dev, const char *mark)
+{
+    struct takeover to = { .mark = mark };
+    char err[256] = "";
+    int r;
+
+    r = probe_and_open(dev, err, sizeof(err));
+    if (r < 0)
+        to.error = err;
+    if (in_transaction(dev, "take over", tx_take_over, &to) != 1) {
+        /* Changed meanwhile (or the store failed): not provably ours. */
+        close_backing(dev);
+        xbd_probe_free(&dev->probe);
+        dev->claim = CLAIM_FOREIGN;
+        return;
+    }
+    dev->claim = CLAIM_OURS;
+    dev->ours = XenbusStateClosing;
+    dev->d->record_dirty = true;
+    xbd_log(LOG_INFO, "%s: taken over from an earlier xbd-backd (it left it %s): "
+            "%s -> Closing (reset)", dev->name, xbd_state_name(to.seen),
+            xbd_state_name(to.seen));
+    if (r < 0) {
+        xbd_probe_free(&dev->probe);
+        snprintf(dev->error, sizeof(dev->error), "%s", err);
+        xbd_log(LOG_ERR, "%s: cannot serve: %s", dev->name, err);
+        dev->fail_fe = read_state(dev->d, dev->fe, NULL);
+    }
+    watch_frontend(dev);
 }
 
 /* ---- connect ----------------------------------------------------------------- */
@@ -687,7 +945,10 @@ fill_cfg(struct device *dev, struct xbd_queue_cfg *c, char *name, size_t namelen
     c->name = name;
     c->fe_domid = dev->fdom;
     c->max_indirect = dev->max_indirect;
-    c->persistent_max = k->persistent_max;
+    /* auto: as many as this connection's ring can have in use. */
+    c->persistent_max = k->persistent_max != XBD_PERSISTENT_AUTO ? k->persistent_max :
+                        xbd_pgrant_auto(xbd_abi_ring_entries(c->abi, c->ring_pages),
+                                        dev->max_indirect);
     c->grant_map = k->grant_map;
     c->poll_start_rate = k->poll_start_rate;
     c->poll_idle_us = k->poll_idle_us;
@@ -702,6 +963,35 @@ fill_cfg(struct device *dev, struct xbd_queue_cfg *c, char *name, size_t namelen
     c->sectors = dev->sectors;
     c->on_fail = on_fail;
     c->ctx = dev;
+}
+
+/* The frontend chose more queues than the backing can serve coherently
+ * (an NBD server without multi-conn: each queue has its own connection,
+ * and a flush on one would not cover the others' writes)?  It read our
+ * cap before choosing, unless the backing changed since (reopened): say
+ * so plainly rather than fail on the second connection.  -1 with why. */
+static int
+backing_queue_cap(struct device *dev, char *why, size_t whylen)
+{
+    char *v;
+    uint32_t n;
+    int r;
+
+    if (dev->info.max_queues == 0)
+        return 0;
+    v = xs_get(dev->d, XBT_NULL, dev->fe, XBDK_MULTI_QUEUE_NUM_QUEUES);
+    /* Absent: one queue; malformed: xbd_negotiate says what is wrong. */
+    r = v != NULL ? xbd_parse_u32_range(v, 1, UINT32_MAX, &n) : -1;
+    free(v);
+    if (r < 0 || n <= dev->info.max_queues)
+        return 0;
+    snprintf(why, whylen, "%s is %" PRIu32 ", but %s serves at most %u queue%s "
+             "(an NBD server without multi-conn: a flush on one connection would "
+             "not cover the others' writes); %s is %u", XBDK_MULTI_QUEUE_NUM_QUEUES,
+             n, dev->probe.params, dev->info.max_queues,
+             dev->info.max_queues == 1 ? "" : "s", XBDK_MULTI_QUEUE_MAX_QUEUES,
+             dev->lim.max_queues);
+    return -1;
 }
 
 static void
@@ -726,6 +1016,10 @@ connect_device(struct device *dev)
     }
     dev->sectors = dev->info.size >> XBD_SECTOR_SHIFT;
 
+    if (backing_queue_cap(dev, why, sizeof(why)) < 0) {
+        fail_device(dev, why);
+        return;
+    }
     cfgs = calloc(dev->lim.max_queues, sizeof(*cfgs));
     if (cfgs == NULL) {
         fail_device(dev, "out of memory");
@@ -750,6 +1044,7 @@ connect_device(struct device *dev)
         }
         dev->nq = i + 1;
     }
+    dev->pgrant_max = dev->neg.persistent ? cfgs[0].persistent_max : 0;
     free(cfgs);
 
     r = in_transaction(dev, "connect", tx_connect, &seen);
@@ -856,6 +1151,8 @@ free_device(struct device *dev)
     disconnect(dev);
     join_reaper(dev, true);             /* only at shutdown does this wait */
 
+    if (dev->claim == CLAIM_OURS)
+        dev->d->record_dirty = true;
     for (pp = &dev->d->devices; *pp != NULL; pp = &(*pp)->next)
         if (*pp == dev) {
             *pp = dev->next;
@@ -913,11 +1210,20 @@ step(struct device *dev)
             return false;
         }
         if (dev->claim != CLAIM_OURS) {
+            const char *mark = dev->claim == CLAIM_NEW ? prior_mark(dev) : NULL;
             bool online = true;
 
             v = xs_get(d, XBT_NULL, dev->be, XBDK_ONLINE);
             xbd_parse_online(v, &online);
             free(v);
+            /* Left live by the daemon before us (its record and mark);
+             * with online=0 too: the toolstack is waiting for it to close,
+             * and the state machine releases it at once. */
+            if (mark != NULL && left_live(bs)) {
+                take_over(dev, mark);
+                if (dev->claim == CLAIM_OURS)
+                    continue;
+            }
             /* Closed devices are adopted only when first seen (left by an
              * xbd-backd that stopped), never from a live backend. */
             if (online && (bs == XenbusStateInitialising ||
@@ -952,6 +1258,7 @@ step(struct device *dev)
                 unwatch_frontend(dev);
                 xbd_probe_free(&dev->probe);
                 dev->claim = CLAIM_NEW;
+                d->record_dirty = true;
                 dev->fail_fe = NO_FAIL;
                 dev->error[0] = '\0';
                 continue;
@@ -1022,6 +1329,13 @@ run_dirty(struct xbd_daemon *d)
             step(dev);
         }
     }
+    /* The first pass saw every device there was at start (xbd_daemon_new
+     * listed them): the earlier daemon's record has served. */
+    free(d->prior);
+    d->prior = NULL;
+    d->nprior = 0;
+    if (d->record_dirty)
+        write_record(d, false);
 }
 
 /* ---- watch events -------------------------------------------------------------- */
@@ -1275,9 +1589,26 @@ kernel_blkback(void)
            access("/sys/module/xen_blkback", F_OK) == 0;
 }
 
+/* A fresh mark: random, or (no entropy yet) time and pid mixed. */
+static void
+make_mark(char *out)
+{
+    uint64_t v;
+
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            ((uint64_t)getpid() << 40);
+        v *= 0x9e3779b97f4a7c15u;
+    }
+    snprintf(out, XBD_MARK_LEN + 1, "%016" PRIx64, v);
+}
+
 struct xbd_daemon *
 xbd_daemon_new(const struct xbd_config *cfg, struct xbd_platform *platform,
-               char *err, size_t errlen)
+               const char *record, char *err, size_t errlen)
 {
     struct xbd_daemon *d = calloc(1, sizeof(*d));
 
@@ -1291,6 +1622,12 @@ xbd_daemon_new(const struct xbd_config *cfg, struct xbd_platform *platform,
     d->kinds = cfg->kinds;
     d->wake_fd = -1;
     snprintf(d->base, sizeof(d->base), "/local/domain/%u/backend", d->self);
+    make_mark(d->mark);
+    if (record != NULL && snprintf(d->record, sizeof(d->record), "%s", record) >=
+                          (int)sizeof(d->record)) {
+        snprintf(err, errlen, "ownership record path too long: %s", record);
+        goto fail;
+    }
 
     if ((d->kinds & XBD_KIND_VBD) && strcmp(xbd_platform_name(platform), "xen") == 0 &&
         kernel_blkback()) {
@@ -1332,12 +1669,20 @@ xbd_daemon_new(const struct xbd_config *cfg, struct xbd_platform *platform,
         snprintf(err, errlen, "watching @releaseDomain: %s", strerror(errno));
         goto fail;
     }
+    /* The record is consulted in the first pass over the devices: list
+     * them now rather than wait for the watches' initial fire. */
+    if (d->record[0] != '\0')
+        load_record(d, d->record);
+    for (int k = 0; k < XBD_KIND_COUNT; k++)
+        if (d->kinds & (1u << k))
+            scan_kind(d, k);
     return d;
 fail:
     if (d->xs)
         xs_close(d->xs);
     if (d->wake_fd >= 0)
         close(d->wake_fd);
+    free(d->prior);
     free(d);
     return NULL;
 }
@@ -1389,16 +1734,19 @@ xbd_daemon_free(struct xbd_daemon *d)
         disconnect(dev);
     }
     /* ... then, as each is done, tell the frontend. */
-    while (d->devices != NULL) {
-        struct device *dev = d->devices;
-
+    for (struct device *dev = d->devices; dev != NULL; dev = dev->next) {
         join_reaper(dev, true);
         if (dev->claim == CLAIM_OURS) {
             set_state(dev, XenbusStateClosed);
             n++;
         }
-        free_device(dev);
     }
+    /* Everything Closed: no record is needed (a device left otherwise, the
+     * store gone, stays listed for the next daemon). */
+    write_record(d, true);
+    while (d->devices != NULL)
+        free_device(d->devices);
+    free(d->prior);
     xbd_log(LOG_INFO, "closed %u device%s", n, n == 1 ? "" : "s");
     xs_close(d->xs);
     close(d->wake_fd);
@@ -1433,12 +1781,13 @@ json_device(FILE *f, struct device *dev, bool with_stats)
             dev->info.size >> XBD_SECTOR_SHIFT, dev->info.sector_size);
     if (dev->nq > 0)
         fprintf(f, ",\"ring_pages\":%u,\"queues\":%u,\"indirect\":%u,"
-                "\"persistent\":%s,\"protocol\":\"%s\"", dev->neg.ring_pages,
-                dev->neg.queues, dev->max_indirect,
-                dev->neg.persistent ? "true" : "false", dev->neg.protocol);
+                "\"persistent\":%s,\"persistent_cache\":%u,\"protocol\":\"%s\"",
+                dev->neg.ring_pages, dev->neg.queues, dev->max_indirect,
+                dev->neg.persistent ? "true" : "false", dev->pgrant_max,
+                dev->neg.protocol);
     else
         fprintf(f, ",\"ring_pages\":0,\"queues\":0,\"indirect\":0,"
-                "\"persistent\":false,\"protocol\":null");
+                "\"persistent\":false,\"persistent_cache\":0,\"protocol\":null");
     fprintf(f, ",\"draining\":%s,\"error\":", dev->draining ? "true" : "false");
     xbd_json_string(f, dev->error);
     if (with_stats) {
@@ -1468,6 +1817,9 @@ xbd_daemon_status_json(struct xbd_daemon *d, bool with_stats)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     const char *sep = "";
+    char pm[16];
+    const char *pmt = xbd_config_persistent_text(d->cfg.persistent_max, pm, sizeof(pm));
+    const char *pq = d->cfg.persistent_max == XBD_PERSISTENT_AUTO ? "\"" : "";
 
     if (f == NULL)
         return NULL;
@@ -1479,10 +1831,11 @@ xbd_daemon_status_json(struct xbd_daemon *d, bool with_stats)
             fprintf(f, "%s\"%s\"", sep, xbd_kind_names[k]);
             sep = ",";
         }
+    /* persistent_max: a number, or "auto" (sized per connection). */
     fprintf(f, "],\"max_ring_order\":%u,\"max_queues\":%u,\"max_indirect\":%u,"
-            "\"persistent_max\":%u,\"grant_map\":%s,\"poll_start_rate\":%u,"
+            "\"persistent_max\":%s%s%s,\"grant_map\":%s,\"poll_start_rate\":%u,"
             "\"poll_idle_us\":%u},\"devices\":[", d->cfg.max_ring_order,
-            d->cfg.max_queues, d->cfg.max_indirect, d->cfg.persistent_max,
+            d->cfg.max_queues, d->cfg.max_indirect, pq, pmt, pq,
             d->cfg.grant_map ? "true" : "false", d->cfg.poll_start_rate,
             d->cfg.poll_idle_us);
     sep = "";

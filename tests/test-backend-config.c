@@ -54,6 +54,14 @@ main(void)
     ok(c.kinds == XBD_KIND_QDISK && c.max_ring_order == 6 && c.max_queues == 4 &&
        c.max_indirect == 256 && c.persistent_max > 0 && !c.debug && !c.use_syslog,
        "defaults: qdisk, order 6, 4 queues, 256 indirect, persistent on");
+    is_int(c.persistent_max, XBD_PERSISTENT_AUTO, "persistent-max defaults to auto");
+    is_int(args(&c, "--persistent-max", "4096", NULL, NULL), 0, "--persistent-max 4096");
+    is_int(c.persistent_max, 4096, "a fixed cache bound");
+    is_int(args(&c, "--persistent-max", "auto", NULL, NULL), 0, "--persistent-max auto");
+    is_int(c.persistent_max, XBD_PERSISTENT_AUTO, "auto set by name");
+    ok(args(&c, "--persistent-max", "autox", NULL, NULL) < 0 && strstr(err, "or auto"),
+       "persistent-max junk refused (%s)", err);
+    ok(args(&c, "--max-queues", "auto", NULL, NULL) < 0, "auto only where documented");
 
     is_int(args(&c, "--kind", "vbd", "--kind=vbd3", NULL), 0, "--kind twice");
     is_int(c.kinds, XBD_KIND_VBD | XBD_KIND_VBD3, "the first --kind replaces the default");

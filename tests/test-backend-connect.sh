@@ -37,6 +37,14 @@ for run in "1 1" "2 1 --no-persistent --indirect 0" "4 2" "16 2 --indirect 32" \
     grep -q "ring connected: $pages pages\? x $queues queues\?" "$d/backd.log" ||
         fail "no ring line for $pages page(s) x $queues queue(s)"
 done
+# The persistent-grant cache is sized by what was negotiated (auto): ring
+# entries x (256 indirect segments + 1 indirect page), 1024..16384.
+grep -q "q0: ring of 1 page(s) (32 entries, native), indirect 256, grants persistent (cache 8224)" \
+    "$d/backd.log" || fail "1 page: the cache is not 32 x 257"
+grep -q "q0: ring of 64 page(s) (2048 entries, native), indirect 256, grants persistent (cache 16384)" \
+    "$d/backd.log" || fail "64 pages: the cache is not capped at 16384"
+grep -q "q0: ring of 2 page(s) (64 entries, native), indirect 256, grants copied" \
+    "$d/backd.log" || fail "without persistent grants: no cache"
 alive
 
 # While connected: the tree, the status, a resize.

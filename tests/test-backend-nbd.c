@@ -1,6 +1,8 @@
 /* The nbd driver against nbdkit's memory plugin on a private unix socket:
  * open errors, info, and reads, writes, flushes and trims through the
- * per-queue engine (libnbd's asynchronous API driven by io_uring polls).
+ * per-queue engine (libnbd's asynchronous API driven by io_uring polls);
+ * a server without multi-conn (nbdkit's multi-conn filter, mode disable)
+ * serves one queue only.
  * Skips (77) when nbdkit is not installed. */
 #include <config.h>
 
@@ -18,7 +20,8 @@
 #include "tap.h"
 
 static char errbuf[512];
-static pid_t nbdkit_pid[2];
+enum server { SERVER_RW, SERVER_RO, SERVER_NO_MULTI_CONN, SERVERS };
+static pid_t nbdkit_pid[SERVERS];
 static char dir[] = "/tmp/xbd-nbd.XXXXXX";
 
 static void
@@ -26,7 +29,7 @@ cleanup(void)
 {
     char path[256];
 
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < SERVERS; i++) {
         if (nbdkit_pid[i] > 0) {
             kill(nbdkit_pid[i], SIGTERM);
             waitpid(nbdkit_pid[i], NULL, 0);
@@ -44,7 +47,7 @@ cleanup(void)
  * connections: nbdkit writes its pidfile then, whereas the socket file
  * appears at bind(), before listen() (a connect in between is refused). */
 static int
-start_nbdkit(int n, bool read_only)
+start_nbdkit(enum server n)
 {
     char sock[256], pidfile[256];
     struct stat st;
@@ -55,9 +58,13 @@ start_nbdkit(int n, bool read_only)
     fflush(NULL);
     nbdkit_pid[n] = fork();
     if (nbdkit_pid[n] == 0) {
-        if (read_only)
+        if (n == SERVER_RO)
             execlp("nbdkit", "nbdkit", "-f", "-r", "--exit-with-parent", "-U", sock,
                    "-P", pidfile, "memory", "8M", (char *)NULL);
+        else if (n == SERVER_NO_MULTI_CONN)
+            execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock,
+                   "-P", pidfile, "--filter=multi-conn", "memory", "8M",
+                   "multi-conn-mode=disable", (char *)NULL);
         else
             execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock,
                    "-P", pidfile, "memory", "8M", (char *)NULL);
@@ -95,7 +102,7 @@ main(void)
     if (mkdtemp(dir) == NULL)
         bail_out("mkdtemp");
     atexit(cleanup);
-    if (start_nbdkit(0, false) < 0)
+    if (start_nbdkit(SERVER_RW) < 0)
         bail_out("nbdkit did not start");
 
     rc = xbd_backing_open("nbd:nbd+unix:///?socket=/nonexistent/sock", &opts, &b,
@@ -129,6 +136,7 @@ main(void)
     ok(info.size == 8u << 20 && info.sector_size == 512 && info.flush && info.discard &&
        !info.read_only, "info: 8M, 512-byte sectors, flush, discard (size %llu)",
        (unsigned long long)info.size);
+    is_int(info.max_queues, 0, "multi-conn: any number of queues");
 
     rc = xbd_ioq_open(b, 32, &q, errbuf, sizeof(errbuf));
     is_int(rc, 0, "queue connection (%s)", rc < 0 ? errbuf : "ok");
@@ -189,7 +197,7 @@ main(void)
     xbd_backing_close(b);
 
     /* A read-only export refuses a writable attach, allows a read-only one. */
-    if (start_nbdkit(1, true) < 0)
+    if (start_nbdkit(SERVER_RO) < 0)
         bail_out("nbdkit -r did not start");
     snprintf(params, sizeof(params), "nbd:nbd+unix:///?socket=%s/s1", dir);
     rc = xbd_backing_open(params, &opts, &b, errbuf, sizeof(errbuf));
@@ -203,5 +211,29 @@ main(void)
         ok(info.read_only && !info.flush && !info.discard, "read-only: no flush, no discard");
         xbd_backing_close(b);
     }
+
+    /* No multi-conn: one queue, and a second connection is refused. */
+    opts.read_only = false;
+    if (start_nbdkit(SERVER_NO_MULTI_CONN) < 0)
+        bail_out("nbdkit --filter=multi-conn did not start");
+    snprintf(params, sizeof(params), "nbd:nbd+unix:///?socket=%s/s%d", dir,
+             SERVER_NO_MULTI_CONN);
+    rc = xbd_backing_open(params, &opts, &b, errbuf, sizeof(errbuf));
+    is_int(rc, 0, "no multi-conn: open (%s)", rc < 0 ? errbuf : "ok");
+    if (rc < 0)
+        return done_testing();
+    xbd_backing_info(b, &info);
+    is_int(info.max_queues, 1, "no multi-conn: the backing serves one queue");
+    rc = xbd_ioq_open(b, 32, &q, errbuf, sizeof(errbuf));
+    is_int(rc, 0, "no multi-conn: the first queue connects");
+    if (rc == 0) {
+        rc = xbd_ioq_open(b, 32, &q2, errbuf, sizeof(errbuf));
+        ok(rc == -ENOTSUP && strstr(errbuf, "multi-conn"),
+           "no multi-conn: a second queue is refused: %s", errbuf);
+        if (rc == 0)
+            xbd_ioq_close(q2);
+        xbd_ioq_close(q);
+    }
+    xbd_backing_close(b);
     return done_testing();
 }

@@ -435,9 +435,26 @@ test_state_machine(void)
        "state names");
 }
 
+/* --persistent-max auto: ring entries x the largest request, bounded. */
+static void
+test_pgrant_auto(void)
+{
+    is_int(xbd_pgrant_auto(32, 0), XBD_PGRANT_AUTO_MIN,
+           "1 page, no indirect: 352 grants, raised to the minimum");
+    is_int(xbd_pgrant_auto(128, 0), 128 * 11, "4 pages, no indirect: 11 per entry");
+    is_int(xbd_pgrant_auto(32, 256), 32 * 257,
+           "1 page, indirect 256: 256 segments and an indirect page per entry");
+    is_int(xbd_pgrant_auto(32, 2048), XBD_PGRANT_AUTO_MAX,
+           "1 page, indirect 2048: 32 x 2052, capped");
+    is_int(xbd_pgrant_auto(8192, 256), XBD_PGRANT_AUTO_MAX, "256 pages: capped");
+    is_int(xbd_pgrant_auto(UINT32_MAX, 4096), XBD_PGRANT_AUTO_MAX,
+           "no overflow on absurd inputs");
+}
+
 int
 main(void)
 {
+    test_pgrant_auto();
     test_probe();
     test_connect_layouts();
     test_connect_hostile();

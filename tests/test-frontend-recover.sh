@@ -6,10 +6,9 @@
 #
 #  1. SIGTERM: the daemon finishes in-flight I/O, takes the device to
 #     Closed and exits; the new one adopts it (xbd-backd(8), CLAIM RULE).
-#  2. kill -9: the dead daemon's Connected stays in xenstore, and a new
-#     xbd-backd never takes over a device in any state but Initialising or
-#     Closed, so - as a supervisor would after a crash - dom0 writes the
-#     device's backend state to Closed (6) before starting the new daemon.
+#  2. kill -9: the dead daemon's Connected stays in xenstore; the new
+#     xbd-backd takes the device over (its ownership record, xbd-backd(8),
+#     FILES) and resets it, nobody writing a state by hand.
 source "$srcdir/functions.sh"
 source "$srcdir/frontend-functions.sh"
 set -e
@@ -28,7 +27,6 @@ restart_mid_verify() {
     if [ "$how" = kill ]; then
         kill -9 $backd_pid
         wait $backd_pid 2>/dev/null || :
-        xenstore-write $be/state 6
     else
         kill $backd_pid
         wait $backd_pid 2>/dev/null || :

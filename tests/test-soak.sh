@@ -6,9 +6,9 @@
 #   resize        the image grows by 16 MiB (the daemon polls the size and
 #                 rewrites `sectors`)                       under I/O
 #   term          xbd-backd restarted with SIGTERM          under I/O
-#   kill          xbd-backd killed with SIGKILL; dom0 writes every device's
-#                 backend state to Closed, as a supervisor would (xbd-backd(8),
-#                 CLAIM RULE), and starts a new one         under I/O
+#   kill          xbd-backd killed with SIGKILL and a new one started, as a
+#                 supervisor would; it takes the devices over (xbd-backd(8),
+#                 FILES)                                    under I/O
 #   reconnect     the guest's xbdfront killed with SIGKILL mid-verify; the
 #                 next verify must reconnect to the same device
 #   detach        the disk detached and attached again      guest idle
@@ -147,12 +147,6 @@ ev_kill() {
     local i
     kill -9 $backd_pid
     wait $backd_pid 2>/dev/null || :
-    for i in 1 2 3; do
-        case $(xenstore-read "$(be_of $i)/state" 2>/dev/null) in
-        ""|1|6) ;;
-        *) xenstore-write "$(be_of $i)/state" 6 ;;
-        esac
-    done
     backd_start
 }
 ev_reconnect() {

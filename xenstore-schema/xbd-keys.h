@@ -40,6 +40,7 @@
 #define XBDK_MINOR                         "minor"
 
 /* Backend directory, written by the backend. */
+#define XBDK_XBD_BACKD_CLAIM               "xbd-backd-claim"
 #define XBDK_MAX_RING_PAGE_ORDER           "max-ring-page-order"
 #define XBDK_MAX_RING_PAGES                "max-ring-pages"
 #define XBDK_MULTI_QUEUE_MAX_QUEUES        "multi-queue-max-queues"

@@ -12,8 +12,10 @@
  * io_uring poll requests and libnbd moves the protocol forward.
  *
  * Flush on one connection only covers writes made through others when the
- * server advertises multi-conn; without it a second queue connection is
- * refused with a message, rather than letting a flush lie.
+ * server advertises multi-conn; without it the backing says it serves one
+ * queue (info.max_queues), which the control path advertises, and a second
+ * queue connection is refused with a message rather than letting a flush
+ * lie.
  * Size, block sizes, flush (NBD_CMD_FLUSH) and trim (discard) come from the
  * server's handshake; there is no secure discard in NBD.
  */
@@ -151,6 +153,7 @@ nbd_info(struct xbd_backing *b, struct xbd_backing_info *out)
     out->flush = nb->flush;
     out->discard = nb->trim;
     out->discard_granularity = nb->trim ? nb->physical_sector_size : 0;
+    out->max_queues = nb->multi_conn ? 0 : 1;
     return 0;
 }
 

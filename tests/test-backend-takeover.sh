@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Restart takeover (xbd-backd(8), FILES): xbd-backd killed with SIGKILL
+# leaves its devices InitWait or Connected; the next daemon on the same
+# control socket takes over exactly those its ownership record lists with
+# the mark still in their xbd-backd-claim node, resets them (Closing), and
+# serves the frontend when it reconnects - nobody writes a state by hand.
+#
+#  1. three devices in InitWait, daemon killed; one device's mark changed
+#     meanwhile (as if another backend had claimed a re-created directory),
+#     another being detached (online=0): the new daemon takes over the
+#     first, leaves the second alone, and lets the third go (Closed)
+#  2. a verify running on the taken-over device, daemon killed mid-write:
+#     the new daemon takes it over, the library reconnects, re-issues, and
+#     reads back everything it wrote
+#  3. SIGTERM leaves no record; a record with junk in it is survived
+source "$srcdir/functions.sh"
+set -e
+requires command -v xenstore-read
+requires xbdfront --help
+d=$(test_tmpdir)
+start_sim "$d/sim" --domain guest1
+record=$XBD_SIM_DIR/xbd-backd.owned
+be=/local/domain/0/backend/qdisk/1
+node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+listed() { grep -q "^$be/$1 $(xenstore-read $be/$1/xbd-backd-claim) *$" "$record"; }
+killed() { kill -9 $backd_pid; wait $backd_pid 2>/dev/null || :; }
+
+# ---- 1. InitWait, two devices, one with a foreign mark ---------------------
+truncate -s 256M "$d/a.img" "$d/b.img" "$d/c.img"
+start_backd "$d/backd1.log"
+xbdctl block-attach guest1 "$d/a.img" vdev=xvda >/dev/null
+xbdctl block-attach guest1 "$d/b.img" vdev=xvdb >/dev/null
+xbdctl block-attach guest1 "$d/c.img" vdev=xvdc >/dev/null
+wait_for 10 node_is $be/51712/state 2 || fail "xvda not claimed"
+wait_for 10 node_is $be/51728/state 2 || fail "xvdb not claimed"
+wait_for 10 node_is $be/51744/state 2 || fail "xvdc not claimed"
+wait_for 10 listed 51744 || fail "the record does not list xvdc with its mark"
+wait_for 10 listed 51712 || fail "the record does not list xvda with its mark"
+wait_for 10 listed 51728 || fail "the record does not list xvdb with its mark"
+killed
+node_is $be/51712/state 2 || fail "xvda not left InitWait by the killed daemon"
+xenstore-write $be/51728/xbd-backd-claim 0123456789abcdef
+xenstore-write $be/51744/online 0
+start_backd "$d/backd2.log"
+wait_for 10 grep -q "qdisk/1/51712: taken over .*InitWait" "$d/backd2.log" ||
+    fail "xvda (InitWait, in the record) was not taken over"
+# Reset: Closing, and, the frontend being Initialising, InitWait again
+# with fresh limits and the new daemon's mark.
+wait_for 10 grep -q "qdisk/1/51712: Closing -> InitWait" "$d/backd2.log" ||
+    fail "taken-over xvda was not reset to InitWait"
+wait_for 10 node_is $be/51712/state 2 || fail "taken-over xvda not in InitWait"
+# Both devices were decided in the same first pass: xvdb is left alone.
+node_is $be/51728/state 2 || fail "xvdb (someone else's mark) was touched"
+node_is $be/51728/xbd-backd-claim 0123456789abcdef || fail "xvdb's mark rewritten"
+grep -q "qdisk/1/51728" "$d/backd2.log" && fail "the daemon acted on xvdb"
+wait_for 10 listed 51712 || fail "the new record does not list xvda with the new mark"
+grep -q "/51728 " "$record" && fail "the new record lists xvdb"
+wait_for 10 node_is $be/51744/state 6 || fail "xvdc (online=0) was not let go"
+grep -q "qdisk/1/51744: released" "$d/backd2.log" || fail "xvdc not released"
+echo "InitWait: taken over with the record's mark, left alone without it," \
+     "released when being detached"
+
+# ---- 2. Connected, killed mid-verify -----------------------------------------
+run_as guest1 xbdfront verify xvda --size 256M --queues 2 --iodepth 4 --seed 7 \
+    --timeout 60 >"$d/verify.out" 2>"$d/verify.err" &
+v=$!
+cleanup_fn kill_wait $v
+wait_for 10 node_is $be/51712/state 4 || fail "verify did not connect"
+wait_for 10 grep -q "qdisk/1/51712: ring connected" "$d/backd2.log" ||
+    fail "no ring connected"
+killed
+start_backd "$d/backd3.log"
+rc=0
+wait $v || rc=$?
+cat "$d/verify.out" "$d/verify.err"
+[ $rc -eq 0 ] || fail "verify across a SIGKILL and takeover exited $rc"
+if grep -q 'reconnecting' "$d/verify.err"; then
+    grep -q "qdisk/1/51712: taken over .*Connected" "$d/backd3.log" ||
+        fail "the frontend reconnected, but the device was not taken over"
+    grep -q 'reconnected' "$d/verify.err" || fail "taken over, but no reconnect"
+    grep -q "qdisk/1/51712: ring connected" "$d/backd3.log" ||
+        fail "the new daemon did not serve the reconnect"
+    echo "Connected: taken over mid-verify, the frontend reconnected"
+else
+    # The kill landed as verify was closing the device (nothing to recover).
+    grep -q "qdisk/1/51712: \(taken over\|adopted\)" "$d/backd3.log" ||
+        fail "xvda neither taken over nor adopted"
+    echo "Connected: verify had finished before the kill (nothing to recover)"
+fi
+
+# ---- 3. clean exit, a damaged record --------------------------------------------
+kill_wait $backd_pid
+[ ! -e "$record" ] || fail "the record outlived a clean exit: $(cat "$record")"
+{
+    echo "garbage"
+    echo "$be/51712 nothex!nothex!!!"
+    head -c 2000 /dev/zero | tr '\0' x; echo
+    echo "/local/domain/7/backend/qdisk/1/51712 0123456789abcdef"
+} >"$record"
+start_backd "$d/backd4.log"
+wait_for 10 grep -q "4 unusable lines ignored" "$d/backd4.log" ||
+    fail "the damaged record was not reported"
+run_as guest1 xbdfront verify xvda --size 1M --timeout 20 >/dev/null ||
+    fail "the daemon does not serve after reading a damaged record"
+echo "a damaged record is reported and ignored"
