@@ -64,6 +64,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,9 +93,14 @@ struct xbdf_conn {
     void *ring;                     /* shared ring pages */
     unsigned int ring_pages;
     uint32_t ring_refs[1u << XBD_RING_ORDER_LIMIT];
-    void *pool;                     /* granted page pool */
+    /* The granted page pool, in chunks of XBDF_POOL_CHUNK_PAGES pages
+     * (one share each; the last may be shorter); a chunk is NULL once
+     * unshared.  pool is the queue's view of it. */
+    char **pool_chunks;
+    uint32_t pool_nchunks;
     uint32_t *pool_refs;
     uint32_t pool_pages;
+    struct xbdf_pool pool;
     struct xbdf_conn *next;         /* on h->retired */
 };
 
@@ -121,9 +127,11 @@ struct xbdf_hqueue {
 struct xbdfront {
     /* Options (before connect). */
     struct xbdf_opts opts;
-    unsigned int poll_us, max_pending, connect_timeout_ms;
+    unsigned int poll_us, max_pending, connect_timeout_ms, pool_pages;
     xbdfront_resize_fn resize_fn;
     void *resize_data;
+    xbdfront_log_fn log_fn;         /* NULL: quiet */
+    void *log_data;
 
     /* Connection. */
     struct xbd_platform *plat;
@@ -176,6 +184,30 @@ struct xbdf_buf {
  * Handles and options
  * ====================================================================== */
 
+/* The default log function: one line on stderr. */
+static void
+log_stderr(void *user_data, const char *msg)
+{
+    (void)user_data;
+    fprintf(stderr, "libxbdfront: %s\n", msg);
+}
+
+/* Tell the caller something (a reconnect, a reduced pool, pages left
+ * shared) through the log callback; nothing when it is NULL. */
+__attribute__((format(printf, 2, 3))) static void
+xbdf_log(struct xbdfront *h, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (h->log_fn == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    h->log_fn(h->log_data, msg);
+}
+
 int
 xbdfront_create(struct xbdfront **hp)
 {
@@ -188,6 +220,7 @@ xbdfront_create(struct xbdfront **hp)
     h->opts.persistent = true;
     h->opts.trusted = true;
     h->connect_timeout_ms = 10000;
+    h->log_fn = log_stderr;
     h->stopfd = -1;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->gs_lock, NULL);
@@ -263,6 +296,30 @@ int
 xbdfront_set_connect_timeout_ms(struct xbdfront *h, unsigned int ms)
 {
     h->connect_timeout_ms = ms;
+    return 0;
+}
+
+int
+xbdfront_set_log_callback(struct xbdfront *h, xbdfront_log_fn fn,
+                          void *user_data)
+{
+    /* Read by the control thread: only before it runs. */
+    NEED_UNCONNECTED(h);
+    h->log_fn = fn;
+    h->log_data = user_data;
+    return 0;
+}
+
+int
+xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages)
+{
+    NEED_UNCONNECTED(h);
+    if (pages != 0 && (pages < XBDF_MIN_POOL_PAGES ||
+                       pages > XBDF_POOL_MAX_PAGES))
+        return xbdf_set_error(-EINVAL, "pool pages must be 0 (automatic) or "
+                              "%u to %u", XBDF_MIN_POOL_PAGES,
+                              XBDF_POOL_MAX_PAGES);
+    h->pool_pages = pages;
     return 0;
 }
 
@@ -455,23 +512,34 @@ set_state(struct xbdfront *h, int state)
 /* The ring size when the caller asks for none. */
 #define XBDF_AUTO_RING_PAGES 64u
 
-/* The most pages one queue's pool holds (4 MiB): what a queue bounces at
- * once, and what bounds the indirect segments a request may carry. */
-#define XBDF_POOL_MAX_PAGES 1024u
+/* A pool is shared in chunks of this many pages: one grant share is
+ * bounded on some platforms (xbd-sim: 4096 pages), and smaller mappings
+ * are easier to find room for. */
+#define XBDF_POOL_CHUNK_SHIFT 10u
+#define XBDF_POOL_CHUNK_PAGES (1u << XBDF_POOL_CHUNK_SHIFT)
 
-/* Pages in a queue's pool: enough for a full indirect request and a good
- * part of the ring, bounded so that rings + pools stay within gntalloc's
- * default of 1024 grants for a small setup. */
+/* Pool pages one request of the choice's largest size needs: its data
+ * pages and its indirect pages. */
+static uint32_t
+pool_full_request(const struct xbdf_choice *c)
+{
+    uint32_t segs = c->indirect_segs > 0 ? c->indirect_segs
+                                         : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+
+    return segs + (c->indirect_segs > 0
+                   ? (segs + (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE - 1) /
+                     (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE : 0);
+}
+
+/* Pages in a queue's pool when the caller chose none: one per ring slot,
+ * so that the whole ring can be kept busy with small bounced requests,
+ * plus room for one full (indirect) request; bounded. */
 static uint32_t
 pool_size(const struct xbdf_choice *c)
 {
-    uint32_t entries = xbd_ring_entries(1u << c->ring_order);
-    uint32_t p = entries * 4;
+    uint32_t p = xbd_ring_entries(1u << c->ring_order) +
+                 pool_full_request(c);
 
-    if (p > 256)
-        p = 256;
-    if (c->indirect_segs > 0 && p < c->indirect_segs + 2)
-        p = c->indirect_segs + 2;
     if (p > XBDF_POOL_MAX_PAGES)
         p = XBDF_POOL_MAX_PAGES;
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
@@ -499,6 +567,56 @@ gs_unshare(struct xbdfront *h, void *addr, uint32_t count)
     return r;
 }
 
+/* Pages in chunk i of c's pool. */
+static uint32_t
+pool_chunk_pages(const struct xbdf_conn *c, uint32_t i)
+{
+    uint32_t first = i << XBDF_POOL_CHUNK_SHIFT;
+
+    return c->pool_pages - first < XBDF_POOL_CHUNK_PAGES
+           ? c->pool_pages - first : XBDF_POOL_CHUNK_PAGES;
+}
+
+/* Share a pool of `pages` pages for c, chunk by chunk.  On failure what
+ * was shared is unshared again (no backend has seen it yet). */
+static int
+pool_share(struct xbdfront *h, struct xbdf_conn *c, uint32_t pages)
+{
+    int r = 0;
+
+    c->pool_pages = pages;
+    c->pool_nchunks = (pages + XBDF_POOL_CHUNK_PAGES - 1) /
+                      XBDF_POOL_CHUNK_PAGES;
+    c->pool_refs = calloc(pages, sizeof(*c->pool_refs));
+    c->pool_chunks = calloc(c->pool_nchunks, sizeof(*c->pool_chunks));
+    if (c->pool_refs == NULL || c->pool_chunks == NULL)
+        r = -ENOMEM;
+    for (uint32_t i = 0; r == 0 && i < c->pool_nchunks; i++) {
+        void *addr;
+
+        r = gs_share(h, pool_chunk_pages(c, i),
+                     c->pool_refs + ((size_t)i << XBDF_POOL_CHUNK_SHIFT),
+                     &addr);
+        if (r == 0)
+            c->pool_chunks[i] = addr;
+    }
+    if (r < 0) {
+        for (uint32_t i = 0; c->pool_chunks != NULL && i < c->pool_nchunks;
+             i++)
+            if (c->pool_chunks[i] != NULL)
+                gs_unshare(h, c->pool_chunks[i], pool_chunk_pages(c, i));
+        free(c->pool_chunks);
+        free(c->pool_refs);
+        c->pool_chunks = NULL;
+        c->pool_refs = NULL;
+        c->pool_nchunks = c->pool_pages = 0;
+        return r;
+    }
+    c->pool = (struct xbdf_pool){ c->pool_chunks, XBDF_POOL_CHUNK_SHIFT,
+                                  c->pool_refs, pages };
+    return 0;
+}
+
 /* Give back what a connection holds; 0, or -EBUSY when the backend still
  * maps some of its pages (then what could not be unshared stays shared,
  * recorded in c, never reused: retry later or leak - XSA-396). */
@@ -516,13 +634,16 @@ conn_release(struct xbdfront *h, struct xbdf_conn *c)
         else
             c->ring = NULL;
     }
-    if (c->pool != NULL) {
-        if (gs_unshare(h, c->pool, c->pool_pages) < 0)
+    for (uint32_t i = 0; i < c->pool_nchunks; i++) {
+        if (c->pool_chunks[i] == NULL)
+            continue;
+        if (gs_unshare(h, c->pool_chunks[i], pool_chunk_pages(c, i)) < 0)
             r = -EBUSY;
         else
-            c->pool = NULL;
+            c->pool_chunks[i] = NULL;
     }
     if (r == 0) {
+        free(c->pool_chunks);
         free(c->pool_refs);
         free(c);
     }
@@ -550,9 +671,9 @@ release_retired(struct xbdfront *h, bool last_chance)
         list = c->next;
         if (conn_release(h, c) < 0) {
             if (last_chance) {
-                fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
-                        "(%s): left shared, never reused\n", h->fe_dir,
-                        xbd_platform_error());
+                xbdf_log(h, "%s: cannot unshare pages "
+                         "(%s): left shared, never reused", h->fe_dir,
+                         xbd_platform_error());
                 pthread_mutex_lock(&quarantine_lock);
                 c->next = quarantine;
                 quarantine = c;
@@ -592,6 +713,49 @@ retire(struct xbdfront *h, struct xbdf_conn *c)
     pthread_mutex_unlock(&h->lock);
 }
 
+/* Share c's pool.  The caller's size (xbdfront_set_pool_pages) or none;
+ * the automatic size shrinks when the platform runs out of grants, down
+ * to what one full request and a direct request beside it need, and says
+ * so: fewer requests then stay in flight. */
+static int
+conn_share_pool(struct xbdfront *h, struct xbdf_conn *c)
+{
+    uint32_t want = h->pool_pages != 0 ? h->pool_pages
+                                       : pool_size(&h->choice);
+    uint32_t floor = pool_full_request(&h->choice) +
+                     BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    uint32_t pages = want;
+    int r;
+
+    if (h->pool_pages != 0 || floor > want)
+        floor = want;
+    for (;;) {
+        r = pool_share(h, c, pages);
+        if (r != -ENOSPC || pages <= floor)
+            break;
+        pages = pages / 2 > floor ? pages / 2 : floor;
+    }
+    if (r == -ENOMEM)
+        return xbdf_set_error(r, "out of memory for a pool of %" PRIu32
+                              " pages", pages);
+    if (r < 0)
+        return xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: "
+                              "%s%s", pages, xbd_platform_error(),
+                              r != -ENOSPC ? "" :
+                              " (on Xen the xen_gntalloc module's `limit` "
+                              "parameter bounds the grants of a process, "
+                              "1024 by default: raise it in /sys/module/"
+                              "xen_gntalloc/parameters/limit; or ask for "
+                              "fewer ring pages, queues or pool pages)");
+    if (pages < want)
+        xbdf_log(h, "%s: only %" PRIu32 " of %" PRIu32 " buffer pages could "
+                 "be granted (%s): fewer requests stay in flight; on Xen "
+                 "raise the xen_gntalloc module's `limit` parameter "
+                 "(/sys/module/xen_gntalloc/parameters/limit)", h->fe_dir,
+                 pages, want, xbd_platform_error());
+    return 0;
+}
+
 /* Share a connection for the current choice: ring pages (initialised, so
  * the backend never sees an unset header), the pool, an event channel. */
 static int
@@ -612,18 +776,9 @@ conn_share(struct xbdfront *h, struct xbdf_conn **out)
         goto fail;
     }
     SHARED_RING_INIT((struct blkif_sring *)c->ring);
-    c->pool_pages = pool_size(&h->choice);
-    c->pool_refs = calloc(c->pool_pages, sizeof(*c->pool_refs));
-    if (c->pool_refs == NULL) {
-        r = xbdf_set_error(-ENOMEM, "out of memory for a pool");
+    r = conn_share_pool(h, c);
+    if (r < 0)
         goto fail;
-    }
-    r = gs_share(h, c->pool_pages, c->pool_refs, &c->pool);
-    if (r < 0) {
-        xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: %s",
-                       c->pool_pages, xbd_platform_error());
-        goto fail;
-    }
     r = xbd_evtchn_open(h->plat, &c->ev);
     if (r >= 0)
         r = xbd_evtchn_bind_unbound(c->ev, h->be_domid);
@@ -676,10 +831,6 @@ negotiate(struct xbdfront *h)
     if (o.ring_pages == 0)
         o.ring_pages = XBDF_AUTO_RING_PAGES;
     xbdf_choose(&h->limits, &o, &c);
-    /* A full request's data and indirect pages must fit one pool (two
-     * indirect pages carry up to 1024 segments). */
-    if (c.indirect_segs > XBDF_POOL_MAX_PAGES - 2)
-        c.indirect_segs = XBDF_POOL_MAX_PAGES - 2;
     pthread_mutex_lock(&h->lock);       /* the getters read it */
     h->choice = c;
     pthread_mutex_unlock(&h->lock);
@@ -760,8 +911,7 @@ queues_create(struct xbdfront *h)
                       &ev) < 0)
             return xbdf_set_error(-errno, "epoll: %s", strerror(errno));
         r = xbdf_queue_init(&hq->q, hq->cur->ring, hq->cur->ring_pages,
-                            &hq->geom, (uint16_t)h->vdev, hq->cur->pool,
-                            hq->cur->pool_refs, hq->cur->pool_pages,
+                            &hq->geom, (uint16_t)h->vdev, &hq->cur->pool,
                             notify_queue, hq, h->max_pending);
         if (r < 0)
             return r;
@@ -856,8 +1006,7 @@ apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
         epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
         /* Re-issues every piece the old ring lost, under the new limits. */
         if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
-                              hq->cur->pool, hq->cur->pool_refs,
-                              hq->cur->pool_pages) < 0) {
+                              &hq->cur->pool) < 0) {
             xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
         }
     }
@@ -877,8 +1026,8 @@ static void release_dead_buffers(struct xbdfront *h, bool last_chance);
 static void
 begin_recovery(struct xbdfront *h, int be)
 {
-    fprintf(stderr, "libxbdfront: %s: backend state %d, reconnecting\n",
-            h->fe_dir, be);
+    xbdf_log(h, "%s: backend state %d, reconnecting",
+             h->fe_dir, be);
     pthread_mutex_lock(&h->lock);
     for (unsigned int i = 0; i < h->nq; i++) {
         atomic_fetch_or(&h->hq[i].change, CHG_DETACH);
@@ -964,7 +1113,7 @@ control_step(struct xbdfront *h)
 
         snprintf(why, sizeof(why), "lost the connection to xenstore: %s",
                  strerror(e));
-        fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+        xbdf_log(h, "%s: %s", h->fe_dir, why);
         fail_queues(h, why);
         return false;
     }
@@ -1013,8 +1162,8 @@ control_step(struct xbdfront *h)
         break;
     case XBDF_NEGOTIATE:
         if (negotiate(h) < 0)
-            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
-                    xbdfront_get_error());
+            xbdf_log(h, "%s: reconnect: %s", h->fe_dir,
+                     xbdfront_get_error());
         break;
     case XBDF_CONNECT:
         if (connect_queues(h) == -EPROTO) {
@@ -1023,17 +1172,17 @@ control_step(struct xbdfront *h)
 
             snprintf(why, sizeof(why), "after a reconnect: %s",
                      xbdfront_get_error());
-            fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+            xbdf_log(h, "%s: %s", h->fe_dir, why);
             fail_queues(h, why);
             close_handshake(h);
             return false;
         } else if (h->state != XenbusStateConnected)
-            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
-                    xbdfront_get_error());
+            xbdf_log(h, "%s: reconnect: %s", h->fe_dir,
+                     xbdfront_get_error());
         else
-            fprintf(stderr, "libxbdfront: %s: reconnected (%u ring pages, "
-                    "%u queues)\n", h->fe_dir, 1u << h->choice.ring_order,
-                    h->choice.queues);
+            xbdf_log(h, "%s: reconnected (%u ring pages, "
+                     "%u queues)", h->fe_dir, 1u << h->choice.ring_order,
+                     h->choice.queues);
         break;
     case XBDF_WAIT:
         break;
@@ -1088,9 +1237,9 @@ buffer_destroy(struct xbdfront *h, struct xbdf_buf *b, bool last_chance)
             pthread_mutex_unlock(&h->lock);
             return;
         }
-        fprintf(stderr, "libxbdfront: %s: cannot unshare a buffer's pages "
-                "(%s): left shared, never reused\n", h->fe_dir,
-                xbd_platform_error());
+        xbdf_log(h, "%s: cannot unshare a buffer's pages "
+                 "(%s): left shared, never reused", h->fe_dir,
+                 xbd_platform_error());
     }
     free(b->refs);
     free(b);
@@ -1673,15 +1822,16 @@ xbdfront_queue_fd(struct xbdfront *h, unsigned int queue)
     return hq->epfd;
 }
 
-int
-xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
+/* Process a queue: consume its wake-up and events, then its ring.  arm:
+ * re-arm the ring's rsp_event (the caller may sleep next); a busy-poller
+ * passes false so that the backend does not notify for what it finds. */
+static int
+process_queue(struct xbdfront *h, struct xbdf_hqueue *hq, unsigned int budget,
+              bool arm)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
     uint64_t n;
     int port, r;
 
-    if (hq == NULL)
-        return -xbdfront_get_errno();
     /* Consume the wake-up, then apply what it announced: a hand-over made
      * after get_queue() looked is applied here, not left behind a wake-up
      * that was already read. */
@@ -1695,12 +1845,23 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
         hq->q.stats.notify_received++;
         xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
     }
-    r = xbdf_queue_process(&hq->q, budget);
+    r = arm ? xbdf_queue_process(&hq->q, budget)
+            : xbdf_queue_poll(&hq->q, budget);
     /* The budget left callbacks waiting: keep the fd readable so that an
      * event loop comes back for them. */
     if (r >= 0 && xbdf_queue_has_done(&hq->q))
         wake(hq);
     return r;
+}
+
+int
+xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
+{
+    struct xbdf_hqueue *hq = get_queue(h, queue);
+
+    if (hq == NULL)
+        return -xbdfront_get_errno();
+    return process_queue(h, hq, budget, true);
 }
 
 int
@@ -1713,20 +1874,27 @@ xbdfront_poll(struct xbdfront *h, unsigned int queue, int timeout_ms,
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    n = xbdfront_process(h, queue, budget);
-    if (n != 0)
-        return n;
     if (h->poll_us > 0) {
+        /* Busy-poll without re-arming rsp_event (Linux's
+         * RING_FINAL_CHECK_FOR_RESPONSES pattern: arm only when about to
+         * sleep), so the backend does not notify for what we pick up. */
         int64_t until = now_us() + h->poll_us;
 
+        n = process_queue(h, hq, budget, false);
+        if (n != 0)
+            return n;
         while (now_us() < until) {
-            n = xbdf_queue_process(&hq->q, budget);
+            n = xbdf_queue_poll(&hq->q, budget);
             if (n != 0) {
                 hq->q.stats.polls++;
                 return n;
             }
         }
     }
+    /* About to sleep: re-arm, and look once more. */
+    n = process_queue(h, hq, budget, true);
+    if (n != 0)
+        return n;
     pfd.fd = hq->epfd;
     pfd.events = POLLIN;
     if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)

@@ -133,7 +133,10 @@ io_maybe_done(struct xbdf_queue *q, struct xbdf_io *io)
 static inline char *
 pool_page(struct xbdf_queue *q, uint32_t i)
 {
-    return q->pool_base + (size_t)i * XBD_PAGE_SIZE;
+    uint32_t mask = (1u << q->pool.chunk_shift) - 1;
+
+    return q->pool.chunks[i >> q->pool.chunk_shift] +
+           (size_t)(i & mask) * XBD_PAGE_SIZE;
 }
 
 static void kick(struct xbdf_queue *q);
@@ -144,22 +147,21 @@ static void kick(struct xbdf_queue *q);
 
 int
 xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
-                  void *pool_base, const uint32_t *pool_refs,
-                  uint32_t pool_pages)
+                  const struct xbdf_pool *pool)
 {
+    uint32_t pool_pages = pool->pages;
     int err;
 
     if (q->attached)
         return xbdf_set_error(-EBUSY, "queue already attached to a ring");
     /* Room for the largest sector (64 KiB) and a direct request. */
-    if (pool_pages < XBDF_MIN_POOL_PAGES)
+    if (pool_pages < XBDF_MIN_POOL_PAGES || pool->chunk_shift > 31)
         return xbdf_set_error(-EINVAL, "a queue needs at least %u pool pages, "
                               "got %" PRIu32, XBDF_MIN_POOL_PAGES, pool_pages);
     err = xbdf_ring_init(&q->ring, sring, pages, q->notify, q->notify_arg);
     if (err < 0)
         return xbdf_set_error(err, "cannot set up a ring of %u pages", pages);
-    q->pool_base = pool_base;
-    q->pool_refs = pool_refs;
+    q->pool = *pool;
     q->pool_pages = pool_pages;
     q->pool_free = malloc(pool_pages * sizeof(*q->pool_free));
     q->piece = calloc(q->ring.shadow.size, sizeof(*q->piece));
@@ -226,8 +228,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
     free(q->piece);
     q->pool_free = NULL;
     q->piece = NULL;
-    q->pool_base = NULL;
-    q->pool_refs = NULL;
+    memset(&q->pool, 0, sizeof(q->pool));
     q->pool_pages = q->pool_nfree = 0;
     xbdf_ring_fini(&q->ring);
     q->attached = false;
@@ -236,9 +237,8 @@ xbdf_queue_detach(struct xbdf_queue *q)
 int
 xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
                 const struct xbdf_geom *geom, uint16_t handle,
-                void *pool_base, const uint32_t *pool_refs,
-                uint32_t pool_pages, xbdf_notify_fn notify, void *notify_arg,
-                unsigned int max_pending)
+                const struct xbdf_pool *pool, xbdf_notify_fn notify,
+                void *notify_arg, unsigned int max_pending)
 {
     memset(q, 0, sizeof(*q));
     q->geom = geom;
@@ -246,8 +246,7 @@ xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
     q->notify = notify;
     q->notify_arg = notify_arg;
     q->max_pending = max_pending;
-    return xbdf_queue_attach(q, sring, pages, pool_base, pool_refs,
-                             pool_pages);
+    return xbdf_queue_attach(q, sring, pages, pool);
 }
 
 static void
@@ -425,6 +424,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
     if (io->op == XBDF_IO_READ || io->op == XBDF_IO_WRITE) {
         uint32_t grefs_small[BLKIF_MAX_SEGMENTS_PER_REQUEST];
         uint32_t igrefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+        struct blkif_request_segment *ipages[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
         uint32_t *grefs = ndata <= BLKIF_MAX_SEGMENTS_PER_REQUEST
                           ? grefs_small : malloc(ndata * sizeof(*grefs));
         const uint32_t *data_refs = zc ? io->zc_refs + zc_first : grefs;
@@ -443,14 +443,17 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
             uint64_t off = (uint64_t)i * XBD_PAGE_SIZE;
             uint64_t n = len - off < XBD_PAGE_SIZE ? len - off : XBD_PAGE_SIZE;
 
-            grefs[i] = q->pool_refs[p->pages[i]];
+            grefs[i] = q->pool.refs[p->pages[i]];
             if (io->op == XBDF_IO_WRITE) {
                 memcpy(page, p->ubuf + off, n);
                 q->stats.bounced_bytes += n;
             }
         }
-        for (uint32_t i = 0; i < nind; i++)
-            igrefs[i] = q->pool_refs[p->pages[ndata + i]];
+        for (uint32_t i = 0; i < nind; i++) {
+            igrefs[i] = q->pool.refs[p->pages[ndata + i]];
+            ipages[i] = (struct blkif_request_segment *)(void *)
+                        pool_page(q, p->pages[ndata + i]);
+        }
         memset(&d, 0, sizeof(d));
         d.op = op;
         d.handle = q->handle;
@@ -460,8 +463,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         d.len = (uint32_t)len;
         d.grefs = data_refs;
         if (nind > 0) {
-            d.ind_segs = (struct blkif_request_segment *)(void *)
-                         pool_page(q, p->pages[ndata]);
+            d.ind_pages = ipages;
             d.ind_grefs = igrefs;
         }
         r = xbdf_build_rw(&e->req, &d, why, sizeof(why));
@@ -667,15 +669,16 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
     io_maybe_done(q, io);
 }
 
-int
-xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
+static int
+process(struct xbdf_queue *q, unsigned int budget, bool arm)
 {
     unsigned int ran = 0;
 
     /* Responses first (their pieces free ring slots and pool pages), then
      * whatever waited for them, then the callbacks. */
     if (q->attached && !q->ring.broken &&
-        xbdf_ring_collect(&q->ring, 0, piece_done, q) < 0)
+        (arm ? xbdf_ring_collect(&q->ring, 0, piece_done, q)
+             : xbdf_ring_poll(&q->ring, 0, piece_done, q)) < 0)
         xbdf_set_error(-ENODEV, "the device is broken: %s",
                        xbdf_ring_broken(&q->ring));
     if (q->attached && q->ring.broken)
@@ -687,4 +690,16 @@ xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
         ran++;
     }
     return (int)ran;
+}
+
+int
+xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
+{
+    return process(q, budget, true);
+}
+
+int
+xbdf_queue_poll(struct xbdf_queue *q, unsigned int budget)
+{
+    return process(q, budget, false);
 }

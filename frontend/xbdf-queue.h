@@ -34,6 +34,21 @@ struct xbdf_io;                 /* one caller request, private */
 struct xbdf_piece;              /* one ring request, private */
 struct xbdf_work;               /* what is left to issue of an io */
 
+/* A queue's pool of granted pages, possibly in several chunks (one grant
+ * share each: a platform shares a bounded number of pages at once).  Page
+ * i lives in chunk i >> chunk_shift, at page (i & ((1 << chunk_shift) - 1))
+ * of it, and is granted to the backend as refs[i].  The arrays are the
+ * caller's and must outlive the attachment. */
+struct xbdf_pool {
+    char *const *chunks;
+    unsigned int chunk_shift;       /* log2 of the pages per chunk */
+    const uint32_t *refs;
+    uint32_t pages;
+};
+
+/* chunk_shift for a pool in one chunk (any size). */
+#define XBDF_POOL_ONE_CHUNK 31u
+
 struct xbdf_queue {
     struct xbdf_ring ring;          /* valid while attached */
     bool attached;
@@ -42,12 +57,10 @@ struct xbdf_queue {
     xbdf_notify_fn notify;
     void *notify_arg;
 
-    /* The granted page pool: page i is at pool_base + i * 4 KiB, granted
-     * to the backend as pool_refs[i].  A free page's index sits on the
-     * free stack. */
-    char *pool_base;
-    const uint32_t *pool_refs;
-    uint32_t pool_pages;
+    /* The granted page pool (see struct xbdf_pool).  A free page's index
+     * sits on the free stack. */
+    struct xbdf_pool pool;
+    uint32_t pool_pages;            /* == pool.pages */
     uint32_t *pool_free;
     uint32_t pool_nfree;
 
@@ -68,14 +81,15 @@ struct xbdf_queue {
 };
 
 #define XBDF_MIN_POOL_PAGES 16u
+/* The most pages a queue's pool may hold (64 MiB). */
+#define XBDF_POOL_MAX_PAGES 16384u
 
 /* Set up a queue on `pages` ring pages at sring (initialised here) with a
- * pool of pool_pages granted pages.  The pool must hold at least
- * XBDF_MIN_POOL_PAGES pages; geom must outlive the queue. */
+ * pool of granted pages.  The pool must hold at least XBDF_MIN_POOL_PAGES
+ * pages; geom must outlive the queue. */
 int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
                     const struct xbdf_geom *geom, uint16_t handle,
-                    void *pool_base, const uint32_t *pool_refs,
-                    uint32_t pool_pages, xbdf_notify_fn notify,
+                    const struct xbdf_pool *pool, xbdf_notify_fn notify,
                     void *notify_arg, unsigned int max_pending);
 
 /* Reconnect support.  detach: the backend went away; every request on
@@ -86,8 +100,7 @@ int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
  * pending is issued at once.  Submissions while detached wait. */
 void xbdf_queue_detach(struct xbdf_queue *q);
 int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
-                      void *pool_base, const uint32_t *pool_refs,
-                      uint32_t pool_pages);
+                      const struct xbdf_pool *pool);
 
 /* Fail every request not yet completed with `err` (running their callbacks
  * now) and free everything.  Pool pages of pieces the backend may still be
@@ -122,6 +135,11 @@ int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
  * protocol every outstanding request completes with -ENODEV and later
  * submissions are refused with -ENODEV. */
 int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
+
+/* The same for a busy-polling caller: the ring's rsp_event is not
+ * re-armed (xbdf_ring_poll), so the backend does not notify for what the
+ * poller collects.  Call xbdf_queue_process() before sleeping. */
+int xbdf_queue_poll(struct xbdf_queue *q, unsigned int budget);
 
 /* Callbacks ready to run (a budget left them for the next call). */
 static inline bool

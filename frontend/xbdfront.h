@@ -41,7 +41,8 @@
  *   backend going away with `online` 0 is the toolstack detaching the
  *   device, not a restart: no reconnect, every queue fails with -ENODEV;
  *   so it does when the device's directories vanish or the store itself
- *   goes away.  Each reconnect logs one line on stderr.
+ *   goes away.  Each reconnect logs one line through the log callback
+ *   (stderr unless xbdfront_set_log_callback() says otherwise).
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion
@@ -186,6 +187,29 @@ extern int xbdfront_set_max_pending(struct xbdfront *h, unsigned int n);
  * libxl's own limit). */
 extern int xbdfront_set_connect_timeout_ms(struct xbdfront *h,
                                            unsigned int ms);
+
+/* Pages of each queue's pool of granted bounce pages (and indirect
+ * segment pages), or 0 (the default) for one page per ring slot plus one
+ * full indirect request, so that the whole ring can be kept busy with
+ * small requests (64 ring pages: 2048 + 258 pages, 9 MiB per queue).
+ * Otherwise 16 to 16384.  The pool bounds how much bounced data a queue
+ * has in flight.  The automatic size shrinks (saying so through the log
+ * callback) when the platform has fewer grants to give; a size asked for
+ * here does not: xbdfront_connect() fails with -ENOSPC.  On Xen the
+ * xen_gntalloc module's `limit` parameter (1024 grants by default) bounds
+ * rings, pools and buffers together. */
+extern int xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages);
+
+/* Where the library's messages go: events the caller does not otherwise
+ * see (a reconnect, a pool shrunk for lack of grants, pages a backend
+ * still maps left shared).  By default one line each on stderr, prefixed
+ * "libxbdfront: "; fn receives each message (no prefix, no newline), on
+ * the control thread or inside xbdfront_connect() / xbdfront_close();
+ * NULL drops them (quiet).  Errors of calls are still reported through
+ * return values and xbdfront_get_error(). */
+typedef void (*xbdfront_log_fn)(void *user_data, const char *msg);
+extern int xbdfront_set_log_callback(struct xbdfront *h, xbdfront_log_fn fn,
+                                     void *user_data);
 
 /* Called on the control thread when the device's size changed while
  * connected (the backend rewrote `sectors`). */

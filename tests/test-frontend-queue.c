@@ -161,7 +161,16 @@ static struct xbdf_queue q;
 static struct be be;
 static struct xbdf_geom geom;
 static void *ring_mem;
-static uint32_t refs[1024];
+static uint32_t refs[1024];    /* identity: refs[i] is page i of be.pool */
+
+/* The queue's view of the pool, in chunks of 8 pages laid out in reverse
+ * order in be.pool, as a pool shared in several pieces is: nothing may
+ * assume that consecutive pool pages are adjacent in memory. */
+#define CHUNK_SHIFT 3u
+#define CHUNK_PAGES (1u << CHUNK_SHIFT)
+static char *chunks[1024 / CHUNK_PAGES];
+static uint32_t qrefs[1024];
+static struct xbdf_pool qpool;
 
 static void
 setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
@@ -182,19 +191,28 @@ setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
     if (posix_memalign(&ring_mem, XBD_PAGE_SIZE, ring_pages * XBD_PAGE_SIZE) ||
         disk == NULL)
         bail_out("out of memory");
+    uint32_t nchunks = (pool_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+
     memset(&be, 0, sizeof(be));
     if (posix_memalign((void **)&be.pool, XBD_PAGE_SIZE,
-                       (size_t)pool_pages * XBD_PAGE_SIZE))
+                       (size_t)nchunks * CHUNK_PAGES * XBD_PAGE_SIZE))
         bail_out("out of memory");
-    for (uint32_t i = 0; i < pool_pages; i++)
+    for (uint32_t i = 0; i < 1024; i++)
         refs[i] = REF0 + i;
+    for (uint32_t c = 0; c < nchunks; c++)
+        chunks[c] = be.pool + (size_t)(nchunks - 1 - c) * CHUNK_PAGES *
+                              XBD_PAGE_SIZE;
+    for (uint32_t i = 0; i < pool_pages; i++)
+        qrefs[i] = REF0 + (nchunks - 1 - (i >> CHUNK_SHIFT)) * CHUNK_PAGES +
+                   (i & (CHUNK_PAGES - 1));
+    qpool = (struct xbdf_pool){ chunks, CHUNK_SHIFT, qrefs, pool_pages };
     be.sr = ring_mem;
     be.disk = disk;
     be.disk_size = geom.size;
-    be.pool_pages = pool_pages;
+    be.pool_pages = nchunks * CHUNK_PAGES;
     be.ref0 = REF0;
-    if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, be.pool, refs,
-                        pool_pages, NULL, NULL, 0) < 0)
+    if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, &qpool, NULL,
+                        NULL, 0) < 0)
         bail_out("queue init");
     be.size = RING_SIZE(&q.ring.front);
 }
@@ -464,7 +482,8 @@ test_reconnect(void)
     be.pool = pool2;
     be.pool_pages = 400;
     be.ref0 = 5000;
-    is_int(xbdf_queue_attach(&q, ring2, 4, pool2, refs2, 400), 0,
+    qpool = (struct xbdf_pool){ &pool2, XBDF_POOL_ONE_CHUNK, refs2, 400 };
+    is_int(xbdf_queue_attach(&q, ring2, 4, &qpool), 0,
            "attach to the new backend's ring");
     be.size = RING_SIZE(&q.ring.front);
     run();
@@ -541,8 +560,9 @@ test_zero_copy(void)
 
     setup(1, 400, 256);
     xbdf_queue_fini(&q, -ECANCELED);
-    if (xbdf_queue_init(&q, ring_mem, 1, &geom, 51712, be.pool, refs, 64,
-                        NULL, NULL, 0) < 0 || back == NULL)
+    qpool = (struct xbdf_pool){ &be.pool, XBDF_POOL_ONE_CHUNK, refs, 64 };
+    if (xbdf_queue_init(&q, ring_mem, 1, &geom, 51712, &qpool, NULL, NULL,
+                        0) < 0 || back == NULL)
         bail_out("queue init");
     zbuf = be.pool + 64 * XBD_PAGE_SIZE + 512;
     fill(zbuf, len, 5);
