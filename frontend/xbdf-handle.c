@@ -144,6 +144,7 @@ struct xbdfront {
     bool recovering;                /* Closed on the way back, not closing */
     struct xbdf_be_limits limits;
     struct xbdf_choice choice;
+    uint32_t pool_used;             /* smallest queue pool (h->lock) */
     struct xbdf_geom geom;          /* latest, for the getters (h->lock) */
     uint32_t info;
     struct xbdf_hqueue *hq;
@@ -816,6 +817,7 @@ negotiate(struct xbdfront *h)
     struct xbdf_node *nodes;
     uint32_t *refs, *ports;
     unsigned int pages;
+    uint32_t pool_used = 0;
     struct xbdf_opts o = h->opts;
     struct xbdf_choice c;
     int r, n;
@@ -849,7 +851,12 @@ negotiate(struct xbdfront *h)
             goto out;
         memcpy(&refs[i * pages], h->conns[i]->ring_refs, pages * sizeof(*refs));
         ports[i] = (uint32_t)h->conns[i]->port;
+        if (i == 0 || h->conns[i]->pool_pages < pool_used)
+            pool_used = h->conns[i]->pool_pages;
     }
+    pthread_mutex_lock(&h->lock);
+    h->pool_used = pool_used;
+    pthread_mutex_unlock(&h->lock);
     n = xbdf_frontend_nodes(&h->choice, refs, ports, nodes, XBDF_MAX_NODES);
     if (n < 0) {
         r = xbdf_set_error(n, "too many frontend nodes");
@@ -1683,6 +1690,12 @@ int
 xbdfront_get_indirect_segments(struct xbdfront *h)
 {
     LOCKED_GET(h, int, (int)h->choice.indirect_segs);
+}
+
+int
+xbdfront_get_pool_pages(struct xbdfront *h)
+{
+    LOCKED_GET(h, int, (int)h->pool_used);
 }
 
 int

@@ -244,6 +244,10 @@ extern int xbdfront_get_ring_pages(struct xbdfront *h);
 extern int xbdfront_get_queues(struct xbdfront *h);
 /* 0: no indirect descriptors, requests carry at most 11 pages. */
 extern int xbdfront_get_indirect_segments(struct xbdfront *h);
+/* Pages in each queue's pool of granted bounce pages (the smallest when
+ * the platform's grant limit made some smaller): with one page per ring
+ * slot or more, small requests can fill the whole ring. */
+extern int xbdfront_get_pool_pages(struct xbdfront *h);
 /* 1 when persistent grants are in use. */
 extern int xbdfront_get_persistent(struct xbdfront *h);
 /* The virtual-device number. */

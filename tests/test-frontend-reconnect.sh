@@ -23,6 +23,12 @@ bounce 1 --bounce 20 --max-order 2 --max-order2 0
 bounce 2 --bounce 40 --max-order 0 --max-order2 3
 bounce 2 --bounce 5 --max-order 1 --max-order2 1 --indirect 0
 
+# --quiet (a NULL log callback): the same restart, not a word on stderr.
+fakeback_run --image "$d/disk.img" --bounce 20 --max-order 2 --max-order2 0 -- \
+    xbdfront verify xvda --quiet --timeout 10 2>"$d/err" ||
+    { cat "$d/err"; fail "verify --quiet across a backend restart failed"; }
+[ ! -s "$d/err" ] || { cat "$d/err"; fail "--quiet: the library still spoke"; }
+
 # A backend that comes back with fewer queues than the caller drives: the
 # queues beyond fail with a message saying so (the caller's threads own
 # them; their requests cannot move to another queue), without a hang.
