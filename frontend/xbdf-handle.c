@@ -16,18 +16,21 @@
  *     │  and freed buffers the backend still mapped.
  *     ├─ bufs    zero-copy buffers (xbdfront_buffer_alloc), each granted
  *     │          for its life, with an in-flight count; bufs_lock
- *     └─ hq[nq]  one per queue, driven by the caller's queue thread:
- *          q      the queue engine (xbdf-queue.c)     owner only
- *          geom   the owner's copy of the device geometry
- *          cur    the connection q is attached to:   owner only
- *                 ring + pool pages, event channel
+ *     └─ hq[nq]  one per queue, driven by the caller's queue thread;
+ *                its lock is uncontended but during a reconnect (the
+ *                control thread) and while another queue's requests ride
+ *                on its ring:
+ *          q      the queue engine (xbdf-queue.c)
+ *          geom   the queue's copy of the device geometry
+ *          cur    the connection q is attached to: ring + pool pages,
+ *                 event channel
+ *          carrier  the queue itself, or (when the backend came back with
+ *                 fewer rings than we have queues) queue i % rings, whose
+ *                 ring carries this queue's requests; finished ones come
+ *                 back through q's inbox and run on this queue's thread
  *          epfd   what xbdfront_queue_fd() returns: an epoll set of cur's
- *                 event-channel fd and `wake`; it stays the same fd across
- *                 reconnects
- *          change / next / next_geom   the hand-over from the control
- *                 thread, under h->lock: DETACH (the backend went away),
- *                 ATTACH (a new connection is ready in `next`), RESIZE,
- *                 FAIL (the device is gone for good)
+ *                 (or the carrier's) event-channel fd and `wake`; it
+ *                 stays the same fd across reconnects
  *
  * Connecting: a backend found Connected or Closing serves an earlier
  * frontend of the device that died without closing; it is sent Closed
@@ -35,28 +38,31 @@
  *
  * Recovery (Linux blkfront's blkif_recover idea), level-triggered on the
  * control thread, with the state table of xbdf-negotiate.h:
- *   Connected, backend not Connected  -> every queue gets DETACH; we go
- *       Closed (recovering), so the backend mirrors Closed and forgets the
- *       old rings
+ *   Connected, backend not Connected  -> every queue is detached (what
+ *       was on its ring becomes pending again, requests carried for
+ *       another queue go back to it); we go Closed (recovering), so the
+ *       backend mirrors Closed and forgets the old rings
  *   Closed (recovering), backend Closed / InitWait / Initialising / Unknown
  *                                     -> Initialising
  *   Initialising, backend InitWait    -> negotiate anew (ring size, indirect
- *       limit may differ; the queue count is kept), share new rings
- *   Initialised, backend Connected    -> read the properties, every queue
- *       gets ATTACH, Connected
+ *       limit and the number of rings may differ, up to our queues), share
+ *       new rings
+ *   Initialised, backend Connected    -> read the properties, attach
+ *       queue i to ring i (re-issuing what waits), or when there are fewer
+ *       rings, move its requests to queue i % rings; Connected
  * A backend that leaves with online=0 is being detached by the toolstack:
- * no recovery, every queue gets FAIL.
- * Each queue's owner applies DETACH (what was on the ring becomes pending
- * again) and ATTACH (re-issued on the new ring) the next time it enters
- * the library: callers see a delay, never an error.  The old connection
- * goes back to the control thread, which unshares it; pages the old backend
- * still maps are retried later and never reused (XSA-396).
+ * no recovery, every queue fails.
+ * The control thread does all of that under the queues' locks; callers see
+ * a delay, never an error.  The old connection is unshared; pages the old
+ * backend still maps are retried later and never reused (XSA-396).
  *
- * Locks, never nested: h->lock (hand-overs, retired lists, what the
- * getters read), gs_lock (the one grant-sharing handle, used by the
- * control thread and buffer_alloc/free), bufs_lock (taken for reading by
- * the I/O calls only while buffers exist).  None is held across xenstore
- * calls.
+ * Locks: a queue's lock, then its carrier's (a lower index), then the
+ * leaf locks below; the control thread takes every queue's lock, highest
+ * index first.  Leaf locks, never nested: h->lock (retired lists, what
+ * the getters read), inbox_lock, gs_lock (the one grant-sharing handle,
+ * used by the control thread and buffer_alloc/free), bufs_lock (taken for
+ * reading by the I/O calls only while buffers exist).  None is held
+ * across xenstore calls or callbacks.
  */
 #include <config.h>
 
@@ -104,24 +110,20 @@ struct xbdf_conn {
     struct xbdf_conn *next;         /* on h->retired */
 };
 
-enum {
-    CHG_DETACH = 1u << 0,
-    CHG_ATTACH = 1u << 1,
-    CHG_RESIZE = 1u << 2,
-    CHG_FAIL = 1u << 3,
-};
-
 struct xbdf_hqueue {
-    struct xbdf_queue q;            /* owner only */
-    struct xbdf_geom geom;          /* owner only; q.geom points here */
-    struct xbdf_conn *cur;          /* owner only; NULL while detached */
+    struct xbdf_queue q;            /* first: xbdf_queue -> hqueue */
+    pthread_mutex_t lock;           /* q, geom, cur, carrier, watch_fd */
+    struct xbdf_geom geom;          /* q.geom points here */
+    struct xbdf_conn *cur;          /* NULL while detached or carried */
+    /* This queue, or the one whose ring carries its requests (after a
+     * reconnect to a backend offering fewer rings than we have queues). */
+    struct xbdf_hqueue *carrier;
+    int watch_fd;                   /* carrier's channel in epfd, or -1 */
     int epfd, wakefd;
     bool initialised;               /* q was set up (xbdf_queue_init) */
-    /* Hand-over from the control thread (under h->lock). */
-    atomic_uint change;
-    struct xbdf_conn *next;
-    struct xbdf_geom next_geom;
-    char fail_why[200];
+    /* Our requests finished on a carrier's ring, waiting for our thread
+     * to run their callbacks (q's inbox); a leaf lock. */
+    pthread_mutex_t inbox_lock;
 };
 
 struct xbdfront {
@@ -827,7 +829,7 @@ negotiate(struct xbdfront *h)
     if (r < 0)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
-        o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+        o.queues = h->nq;       /* rings for up to the caller's queues */
     /* "The largest both allow" stops at 64 pages (2048 slots) unless asked
      * for more: each page is a grant and a xenstore node per queue. */
     if (o.ring_pages == 0)
@@ -892,6 +894,50 @@ wake(struct xbdf_hqueue *hq)
     }
 }
 
+/* xbdf_deliver_fn: a request of another queue finished on a carrier's
+ * ring (whose lock the caller holds): to its queue's inbox, and wake that
+ * queue's thread to run the callback. */
+static void
+deliver(void *arg, struct xbdf_queue *owner, struct xbdf_io *io)
+{
+    struct xbdf_hqueue *hq = (struct xbdf_hqueue *)(void *)owner;
+
+    (void)arg;
+    pthread_mutex_lock(&hq->inbox_lock);
+    xbdf_queue_inbox_push(owner, io);
+    pthread_mutex_unlock(&hq->inbox_lock);
+    wake(hq);
+}
+
+/* Lock every queue, highest index first (then a queue thread holding its
+ * own lock can still take its carrier's, a lower index). */
+static void
+lock_all(struct xbdfront *h)
+{
+    for (unsigned int i = h->nq; i-- > 0;)
+        pthread_mutex_lock(&h->hq[i].lock);
+}
+
+static void
+unlock_all(struct xbdfront *h)
+{
+    for (unsigned int i = 0; i < h->nq; i++) {
+        pthread_mutex_unlock(&h->hq[i].lock);
+        wake(&h->hq[i]);
+    }
+}
+
+/* With every queue locked: stop watching a carrier's channel. */
+static void
+unwatch_locked(struct xbdf_hqueue *hq)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    if (hq->watch_fd >= 0)
+        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, hq->watch_fd, &ev);
+    hq->watch_fd = -1;
+}
+
 /* First connect: set up the queues on the negotiated connections. */
 static int
 queues_create(struct xbdfront *h)
@@ -900,6 +946,13 @@ queues_create(struct xbdfront *h)
     if (h->hq == NULL)
         return xbdf_set_error(-ENOMEM, "out of memory for queues");
     h->nq = h->choice.queues;
+    for (unsigned int i = 0; i < h->nq; i++) {
+        pthread_mutex_init(&h->hq[i].lock, NULL);
+        pthread_mutex_init(&h->hq[i].inbox_lock, NULL);
+        h->hq[i].carrier = &h->hq[i];
+        h->hq[i].watch_fd = -1;
+        h->hq[i].epfd = h->hq[i].wakefd = -1;
+    }
     for (unsigned int i = 0; i < h->nq; i++) {
         struct xbdf_hqueue *hq = &h->hq[i];
         struct epoll_event ev = { .events = EPOLLIN };
@@ -922,11 +975,52 @@ queues_create(struct xbdfront *h)
                             notify_queue, hq, h->max_pending);
         if (r < 0)
             return r;
+        hq->q.deliver = deliver;
+        hq->q.deliver_arg = h;
         hq->initialised = true;
     }
     free(h->conns);
     h->conns = NULL;
     return 0;
+}
+
+/* A reconnect is Connected: queue i gets ring i and re-issues what waits;
+ * with fewer rings than queues, the queues beyond have their requests
+ * carried by queue i % rings (whose channel they watch). */
+static void
+attach_queues(struct xbdfront *h, const struct xbdf_geom *g)
+{
+    unsigned int rings = h->choice.queues;
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    lock_all(h);
+    for (unsigned int i = 0; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i];
+
+        hq->geom = *g;
+        if (i >= rings)
+            continue;
+        hq->cur = h->conns[i];
+        h->conns[i] = NULL;
+        epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
+        /* Re-issues every piece the old ring lost, under the new limits. */
+        if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
+                              &hq->cur->pool) < 0)
+            xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
+    }
+    for (unsigned int i = rings; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i], *c = &h->hq[i % rings];
+
+        hq->carrier = c;
+        xbdf_queue_move_pending(&hq->q, &c->q);
+        if (c->q.failed)        /* its ring could not be attached */
+            xbdf_queue_cancel(&c->q, -ENODEV);
+        if (c->cur != NULL) {
+            hq->watch_fd = xbd_evtchn_fd(c->cur->ev);
+            epoll_ctl(hq->epfd, EPOLL_CTL_ADD, hq->watch_fd, &ev);
+        }
+    }
+    unlock_all(h);
 }
 
 /* The backend is Connected: read its properties, then hand the queues
@@ -953,25 +1047,7 @@ connect_queues(struct xbdfront *h)
         if (r < 0)
             return r;
     } else {
-        pthread_mutex_lock(&h->lock);
-        for (unsigned int i = 0; i < h->nq; i++) {
-            struct xbdf_hqueue *hq = &h->hq[i];
-
-            if (i >= h->choice.queues) {
-                snprintf(hq->fail_why, sizeof(hq->fail_why), "the backend "
-                         "came back offering %u queues; queue %u is gone",
-                         h->choice.queues, i);
-                atomic_fetch_or(&hq->change, CHG_FAIL);
-            } else {
-                retire_locked(h, hq->next);     /* unused earlier hand-over */
-                hq->next = h->conns[i];
-                h->conns[i] = NULL;
-                hq->next_geom = g;
-                atomic_fetch_or(&hq->change, CHG_ATTACH);
-            }
-            wake(hq);
-        }
-        pthread_mutex_unlock(&h->lock);
+        attach_queues(h, &g);
         free_conns(h);
     }
     r = set_state(h, XenbusStateConnected);
@@ -983,43 +1059,6 @@ connect_queues(struct xbdfront *h)
         h->recovering = false;
     }
     return r;
-}
-
-/* A queue's owner: apply what the control thread handed over. */
-static void
-apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
-{
-    unsigned int c;
-    struct epoll_event ev = { .events = EPOLLIN };
-
-    if (atomic_load_explicit(&hq->change, memory_order_relaxed) == 0)
-        return;
-    pthread_mutex_lock(&h->lock);
-    c = atomic_exchange(&hq->change, 0);
-    if ((c & (CHG_DETACH | CHG_ATTACH | CHG_FAIL)) && hq->cur != NULL) {
-        /* What was on the lost ring becomes pending again. */
-        xbdf_queue_detach(&hq->q);
-        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
-        retire_locked(h, hq->cur);
-        hq->cur = NULL;
-    }
-    if (c & CHG_FAIL) {
-        xbdf_set_error(-ENODEV, "%s", hq->fail_why);
-        xbdf_queue_fail(&hq->q, -ENODEV, hq->fail_why);
-    } else if ((c & CHG_ATTACH) && hq->next != NULL) {
-        hq->cur = hq->next;
-        hq->next = NULL;
-        hq->geom = hq->next_geom;
-        epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
-        /* Re-issues every piece the old ring lost, under the new limits. */
-        if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
-                              &hq->cur->pool) < 0) {
-            xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
-        }
-    }
-    if (c & CHG_RESIZE)
-        hq->geom.size = hq->next_geom.size;
-    pthread_mutex_unlock(&h->lock);
 }
 
 /* ======================================================================
@@ -1035,12 +1074,25 @@ begin_recovery(struct xbdfront *h, int be)
 {
     xbdf_log(h, "%s: backend state %d, reconnecting",
              h->fe_dir, be);
-    pthread_mutex_lock(&h->lock);
+    lock_all(h);
     for (unsigned int i = 0; i < h->nq; i++) {
-        atomic_fetch_or(&h->hq[i].change, CHG_DETACH);
-        wake(&h->hq[i]);
+        struct xbdf_hqueue *hq = &h->hq[i];
+        struct epoll_event ev = { .events = EPOLLIN };
+
+        unwatch_locked(hq);
+        hq->carrier = hq;
+        if (hq->cur == NULL)
+            continue;
+        /* What was on the lost ring becomes pending again. */
+        xbdf_queue_detach(&hq->q);
+        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
+        retire(h, hq->cur);
+        hq->cur = NULL;
     }
-    pthread_mutex_unlock(&h->lock);
+    /* Requests carried for other queues go back to them. */
+    for (unsigned int i = 0; i < h->nq; i++)
+        xbdf_queue_give_back(&h->hq[i].q);
+    unlock_all(h);
     h->recovering = true;
     h->reconnects++;
     /* Closed first: a backend that is still there mirrors it and lets the
@@ -1052,13 +1104,13 @@ begin_recovery(struct xbdfront *h, int be)
 static void
 fail_queues(struct xbdfront *h, const char *why)
 {
-    pthread_mutex_lock(&h->lock);
+    /* Carried requests are delivered to their queues' inboxes. */
     for (unsigned int i = 0; i < h->nq; i++) {
-        snprintf(h->hq[i].fail_why, sizeof(h->hq[i].fail_why), "%s", why);
-        atomic_fetch_or(&h->hq[i].change, CHG_FAIL);
+        pthread_mutex_lock(&h->hq[i].lock);
+        xbdf_queue_fail(&h->hq[i].q, -ENODEV, why);
+        pthread_mutex_unlock(&h->hq[i].lock);
         wake(&h->hq[i]);
     }
-    pthread_mutex_unlock(&h->lock);
 }
 
 static void
@@ -1079,12 +1131,13 @@ check_resize(struct xbdfront *h)
         return;
     }
     h->geom.size = g.size;
+    pthread_mutex_unlock(&h->lock);
     for (unsigned int i = 0; i < h->nq; i++) {
-        h->hq[i].next_geom.size = g.size;
-        atomic_fetch_or(&h->hq[i].change, CHG_RESIZE);
+        pthread_mutex_lock(&h->hq[i].lock);
+        h->hq[i].geom.size = g.size;
+        pthread_mutex_unlock(&h->hq[i].lock);
         wake(&h->hq[i]);
     }
-    pthread_mutex_unlock(&h->lock);
     if (h->resize_fn != NULL)
         h->resize_fn(h->resize_data, old, g.size);
 }
@@ -1186,6 +1239,12 @@ control_step(struct xbdfront *h)
         } else if (h->state != XenbusStateConnected)
             xbdf_log(h, "%s: reconnect: %s", h->fe_dir,
                      xbdfront_get_error());
+        else if (h->choice.queues < h->nq)
+            xbdf_log(h, "%s: reconnected (%u ring pages, %u queues): the "
+                     "backend offers %u rings for our %u queues, queue i "
+                     "rides on ring i %% %u", h->fe_dir,
+                     1u << h->choice.ring_order, h->choice.queues,
+                     h->choice.queues, h->nq, h->choice.queues);
         else
             xbdf_log(h, "%s: reconnected (%u ring pages, "
                      "%u queues)", h->fe_dir, 1u << h->choice.ring_order,
@@ -1448,17 +1507,27 @@ teardown(struct xbdfront *h)
         h->ctl_running = false;
     }
     close_handshake(h);
+    /* Cancel everything first: a queue carrying another's requests
+     * delivers them to that queue's inbox, run below. */
+    for (unsigned int i = 0; i < h->nq; i++)
+        if (h->hq[i].initialised)
+            xbdf_queue_cancel(&h->hq[i].q, -ECANCELED);
     for (unsigned int i = 0; i < h->nq; i++) {
         struct xbdf_hqueue *hq = &h->hq[i];
+        struct xbdf_io *io;
 
-        if (hq->initialised)
+        if (hq->initialised) {
+            while ((io = xbdf_queue_inbox_pop(&hq->q)) != NULL)
+                xbdf_queue_run_io(&hq->q, io);
             xbdf_queue_fini(&hq->q, -ECANCELED);
+        }
         retire(h, hq->cur);
-        retire(h, hq->next);
-        if (hq->epfd > 0)
+        if (hq->epfd >= 0)
             close(hq->epfd);
-        if (hq->wakefd > 0)
+        if (hq->wakefd >= 0)
             close(hq->wakefd);
+        pthread_mutex_destroy(&hq->inbox_lock);
+        pthread_mutex_destroy(&hq->lock);
     }
     free(h->hq);
     h->hq = NULL;
@@ -1746,7 +1815,7 @@ xbdfront_get_features(struct xbdfront *h)
  * I/O
  * ====================================================================== */
 
-/* The queue, with the control thread's hand-over applied. */
+/* The queue, checked. */
 static struct xbdf_hqueue *
 get_queue(struct xbdfront *h, unsigned int queue)
 {
@@ -1759,8 +1828,57 @@ get_queue(struct xbdfront *h, unsigned int queue)
                        h->nq);
         return NULL;
     }
-    apply_change(h, &h->hq[queue]);
     return &h->hq[queue];
+}
+
+/* Lock a queue and its carrier (when another queue's ring carries its
+ * requests): returns the carrier, the queue whose engine to drive. */
+static struct xbdf_hqueue *
+lock_queue(struct xbdf_hqueue *hq)
+{
+    struct xbdf_hqueue *c;
+
+    pthread_mutex_lock(&hq->lock);
+    c = hq->carrier;
+    if (c != hq)
+        pthread_mutex_lock(&c->lock);
+    return c;
+}
+
+static void
+unlock_carrier(struct xbdf_hqueue *hq, struct xbdf_hqueue *c)
+{
+    if (c != hq)
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void
+unlock_queue(struct xbdf_hqueue *hq, struct xbdf_hqueue *c)
+{
+    unlock_carrier(hq, c);
+    pthread_mutex_unlock(&hq->lock);
+}
+
+/* Submit on a queue: on its carrier's engine, for it. */
+static int
+submit(struct xbdfront *h, unsigned int queue, enum xbdf_io_op op,
+       void *buf, uint64_t len, uint64_t offset, unsigned int flags,
+       xbdfront_completion_fn cb, void *user_data)
+{
+    struct xbdf_hqueue *hq = get_queue(h, queue), *c;
+    const uint32_t *refs = NULL;
+    atomic_int *busy = NULL;
+    int r;
+
+    if (hq == NULL)
+        return -xbdfront_get_errno();
+    if (op == XBDF_IO_READ || op == XBDF_IO_WRITE)
+        refs = buffer_lookup(h, buf, len, &busy);
+    c = lock_queue(hq);
+    r = xbdf_queue_submit_as(&c->q, &hq->q, op, buf, len, offset, flags,
+                             refs, busy, cb, user_data);
+    unlock_queue(hq, c);
+    return r;
 }
 
 int
@@ -1768,16 +1886,8 @@ xbdfront_aio_pread(struct xbdfront *h, unsigned int queue, void *buf,
                    size_t len, uint64_t offset, unsigned int flags,
                    xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    const uint32_t *refs;
-    atomic_int *busy = NULL;
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    refs = buffer_lookup(h, buf, len, &busy);
-    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_READ, buf, len, offset, flags,
-                                refs, busy, cb, user_data);
+    return submit(h, queue, XBDF_IO_READ, buf, len, offset, flags, cb,
+                  user_data);
 }
 
 int
@@ -1785,18 +1895,9 @@ xbdfront_aio_pwrite(struct xbdfront *h, unsigned int queue, const void *buf,
                     size_t len, uint64_t offset, unsigned int flags,
                     xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    const uint32_t *refs;
-    atomic_int *busy = NULL;
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    refs = buffer_lookup(h, buf, len, &busy);
     /* The queue only reads a write's buffer. */
-    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_WRITE, (void *)(uintptr_t)buf,
-                                len, offset, flags, refs, busy, cb,
-                                user_data);
+    return submit(h, queue, XBDF_IO_WRITE, (void *)(uintptr_t)buf, len,
+                  offset, flags, cb, user_data);
 }
 
 int
@@ -1804,12 +1905,7 @@ xbdfront_aio_flush(struct xbdfront *h, unsigned int queue,
                    unsigned int flags, xbdfront_completion_fn cb,
                    void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    return xbdf_queue_submit(&hq->q, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb,
-                             user_data);
+    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data);
 }
 
 int
@@ -1817,12 +1913,8 @@ xbdfront_aio_discard(struct xbdfront *h, unsigned int queue, uint64_t len,
                      uint64_t offset, unsigned int flags,
                      xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    return xbdf_queue_submit(&hq->q, XBDF_IO_DISCARD, NULL, len, offset,
-                             flags, cb, user_data);
+    return submit(h, queue, XBDF_IO_DISCARD, NULL, len, offset, flags, cb,
+                  user_data);
 }
 
 int
@@ -1835,36 +1927,98 @@ xbdfront_queue_fd(struct xbdfront *h, unsigned int queue)
     return hq->epfd;
 }
 
-/* Process a queue: consume its wake-up and events, then its ring.  arm:
- * re-arm the ring's rsp_event (the caller may sleep next); a busy-poller
- * passes false so that the backend does not notify for what it finds. */
-static int
-process_queue(struct xbdfront *h, struct xbdf_hqueue *hq, unsigned int budget,
-              bool arm)
+/* Are callbacks due on this queue (finished requests of its own, or
+ * delivered by a carrier)? */
+static bool
+ready(struct xbdf_hqueue *hq)
 {
-    uint64_t n;
-    int port, r;
+    bool r;
 
-    /* Consume the wake-up, then apply what it announced: a hand-over made
-     * after get_queue() looked is applied here, not left behind a wake-up
-     * that was already read. */
+    pthread_mutex_lock(&hq->lock);
+    r = xbdf_queue_has_done(&hq->q);
+    pthread_mutex_unlock(&hq->lock);
+    if (!r) {
+        pthread_mutex_lock(&hq->inbox_lock);
+        r = xbdf_queue_has_inbox(&hq->q);
+        pthread_mutex_unlock(&hq->inbox_lock);
+    }
+    return r;
+}
+
+/* Run up to `budget` (0: all) callbacks that are due on this queue: its
+ * own finished requests, then those a carrier delivered.  No lock is held
+ * while a callback runs (it may submit). */
+static int
+run_ready(struct xbdf_hqueue *hq, unsigned int budget)
+{
+    unsigned int ran = 0;
+
+    while (budget == 0 || ran < budget) {
+        struct xbdf_io *io;
+
+        pthread_mutex_lock(&hq->lock);
+        io = xbdf_queue_pop_done(&hq->q);
+        pthread_mutex_unlock(&hq->lock);
+        if (io == NULL) {
+            pthread_mutex_lock(&hq->inbox_lock);
+            io = xbdf_queue_inbox_pop(&hq->q);
+            pthread_mutex_unlock(&hq->inbox_lock);
+        }
+        if (io == NULL)
+            return (int)ran;
+        xbdf_queue_run_io(&hq->q, io);
+        ran++;
+    }
+    /* The budget left callbacks waiting: keep the fd readable so that an
+     * event loop comes back for them. */
+    if (ready(hq))
+        wake(hq);
+    return (int)ran;
+}
+
+/* With the queue and carrier locked: acknowledge the carrier's channel,
+ * then consume its ring.  arm: re-arm the ring's rsp_event (the caller
+ * may sleep next); a busy-poller passes false so that the backend does
+ * not notify for what it finds. */
+static void
+collect_locked(struct xbdf_hqueue *hq, struct xbdf_hqueue *c, bool arm)
+{
+    int port;
+
+    /* Acknowledge the event first, then look at the ring: a response
+     * published after this point raises a new event. */
+    while (c->cur != NULL && (port = xbd_evtchn_pending(c->cur->ev)) >= 0) {
+        c->q.stats.notify_received++;
+        xbd_evtchn_unmask(c->cur->ev, (uint32_t)port);
+    }
+    xbdf_queue_collect(&c->q, arm);
+    /* We took the carrier's event: its own thread must learn of what we
+     * finished for it (ours came to our inbox). */
+    if (c != hq && xbdf_queue_has_done(&c->q))
+        wake(c);
+    /* A failed queue: say why on this thread, for the synchronous
+     * helpers' message. */
+    if (c->q.failed)
+        xbdf_set_error(-ENODEV, "%s", c->q.failed_why);
+    else if (hq->q.failed)
+        xbdf_set_error(-ENODEV, "%s", hq->q.failed_why);
+}
+
+static int
+process_queue(struct xbdf_hqueue *hq, unsigned int budget, bool arm)
+{
+    struct xbdf_hqueue *c;
+    uint64_t n;
+
+    /* Consume the wake-up first: whatever it announced is looked at
+     * below. */
     if (read(hq->wakefd, &n, sizeof(n)) < 0) {
         /* EAGAIN: none pending. */
     }
-    apply_change(h, hq);
-    /* Acknowledge the event first, then look at the ring: a response
-     * published after this point raises a new event. */
-    while (hq->cur != NULL && (port = xbd_evtchn_pending(hq->cur->ev)) >= 0) {
-        hq->q.stats.notify_received++;
-        xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
-    }
-    r = arm ? xbdf_queue_process(&hq->q, budget)
-            : xbdf_queue_poll(&hq->q, budget);
-    /* The budget left callbacks waiting: keep the fd readable so that an
-     * event loop comes back for them. */
-    if (r >= 0 && xbdf_queue_has_done(&hq->q))
-        wake(hq);
-    return r;
+    c = lock_queue(hq);
+    collect_locked(hq, c, arm);
+    unlock_queue(hq, c);
+    return run_ready(hq, budget);
 }
 
 int
@@ -1874,7 +2028,21 @@ xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    return process_queue(h, hq, budget, true);
+    return process_queue(hq, budget, true);
+}
+
+/* Busy-poll: consume the carrier's ring without re-arming, no syscall;
+ * true when callbacks are due. */
+static bool
+poll_once(struct xbdf_hqueue *hq)
+{
+    struct xbdf_hqueue *c = lock_queue(hq);
+
+    xbdf_queue_collect(&c->q, false);
+    if (c != hq && xbdf_queue_has_done(&c->q))
+        wake(c);
+    unlock_queue(hq, c);
+    return ready(hq);
 }
 
 int
@@ -1893,26 +2061,25 @@ xbdfront_poll(struct xbdfront *h, unsigned int queue, int timeout_ms,
          * sleep), so the backend does not notify for what we pick up. */
         int64_t until = now_us() + h->poll_us;
 
-        n = process_queue(h, hq, budget, false);
+        n = process_queue(hq, budget, false);
         if (n != 0)
             return n;
         while (now_us() < until) {
-            n = xbdf_queue_poll(&hq->q, budget);
-            if (n != 0) {
+            if (poll_once(hq)) {
                 hq->q.stats.polls++;
-                return n;
+                return run_ready(hq, budget);
             }
         }
     }
     /* About to sleep: re-arm, and look once more. */
-    n = process_queue(h, hq, budget, true);
+    n = process_queue(hq, budget, true);
     if (n != 0)
         return n;
     pfd.fd = hq->epfd;
     pfd.events = POLLIN;
     if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
         return xbdf_set_error(-errno, "poll: %s", strerror(errno));
-    return xbdfront_process(h, queue, budget);
+    return process_queue(hq, budget, true);
 }
 
 int
@@ -1922,6 +2089,7 @@ xbdfront_in_flight(struct xbdfront *h, unsigned int queue)
 
     if (hq == NULL)
         return -xbdfront_get_errno();
+    /* The queue's own count, kept by its thread alone. */
     return (int)xbdf_queue_in_flight(&hq->q);
 }
 
@@ -2021,7 +2189,9 @@ xbdfront_get_stats(struct xbdfront *h, unsigned int queue,
 
     if (hq == NULL)
         return -xbdfront_get_errno();
+    pthread_mutex_lock(&hq->lock);
     s = hq->q.stats;    /* cumulative across reconnects */
+    pthread_mutex_unlock(&hq->lock);
     memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
     return 0;
 }

@@ -33,6 +33,10 @@ struct xbdf_io {
     const uint32_t *zc_refs;
     uint32_t zc_off;
     atomic_int *zc_busy;
+    /* The queue whose caller submitted it, when another queue carries it
+     * (fewer rings than queues after a reconnect): its callback runs
+     * there.  NULL: the queue that holds it. */
+    struct xbdf_queue *owner;
     struct xbdf_io *next;       /* on the done list */
 };
 
@@ -98,15 +102,23 @@ indirect_pages(uint32_t ndata)
            (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE;
 }
 
+/* Append w to the list head..tail. */
+static void
+work_append(struct xbdf_work **head, struct xbdf_work **tail,
+            struct xbdf_work *w)
+{
+    w->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+}
+
 static void
 work_push(struct xbdf_queue *q, struct xbdf_work *w)
 {
-    w->next = NULL;
-    if (q->pending_tail != NULL)
-        q->pending_tail->next = w;
-    else
-        q->pending_head = w;
-    q->pending_tail = w;
+    work_append(&q->pending_head, &q->pending_tail, w);
 }
 
 static struct xbdf_work *
@@ -122,11 +134,16 @@ work_pop(struct xbdf_queue *q)
     return w;
 }
 
-/* An io is finished when nothing of it is on the ring or left to issue. */
+/* An io is finished when nothing of it is on the ring or left to issue;
+ * then its callback is due on its owner's queue. */
 static void
 io_maybe_done(struct xbdf_queue *q, struct xbdf_io *io)
 {
-    if (io->inflight == 0 && io->works == 0)
+    if (io->inflight != 0 || io->works != 0)
+        return;
+    if (io->owner != NULL && io->owner != q && q->deliver != NULL)
+        q->deliver(q->deliver_arg, io->owner, io);
+    else
         list_push(&q->done_head, &q->done_tail, io);
 }
 
@@ -207,12 +224,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
         w->off = p->io_off;
         w->len = p->io->op == XBDF_IO_READ || p->io->op == XBDF_IO_WRITE
                  ? p->len : 0;
-        w->next = NULL;
-        if (tail != NULL)
-            tail->next = w;
-        else
-            head = w;
-        tail = w;
+        work_append(&head, &tail, w);
         p->io->inflight--;
         p->io->works++;
         q->stats.reissued++;
@@ -537,6 +549,17 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                      const uint32_t *zc_refs, atomic_int *zc_busy,
                      xbdfront_completion_fn cb, void *user_data)
 {
+    return xbdf_queue_submit_as(q, q, op, buf, len, offset, flags, zc_refs,
+                                zc_busy, cb, user_data);
+}
+
+int
+xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
+                     enum xbdf_io_op op, void *buf, uint64_t len,
+                     uint64_t offset, unsigned int flags,
+                     const uint32_t *zc_refs, atomic_int *zc_busy,
+                     xbdfront_completion_fn cb, void *user_data)
+{
     const struct xbdf_geom *g = q->geom;
     struct xbdf_io *io;
     struct xbdf_work *w;
@@ -551,9 +574,9 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                               xbdf_ring_broken(&q->ring));
     if (q->failed)
         return xbdf_set_error(-ENODEV, "%s", q->failed_why);
-    if (q->nios >= q->max_pending)
+    if (owner->nios >= owner->max_pending)
         return xbdf_set_error(-EAGAIN, "%u requests pending on this queue: "
-                              "process completions first", q->nios);
+                              "process completions first", owner->nios);
     switch (op) {
     case XBDF_IO_READ:
     case XBDF_IO_WRITE:
@@ -618,10 +641,11 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
         if (zc_busy != NULL)
             atomic_fetch_add(zc_busy, 1);
     }
-    q->nios++;
-    q->stats.submitted++;
+    io->owner = owner != q ? owner : NULL;
+    owner->nios++;
+    owner->stats.submitted++;
     if (now) {
-        list_push(&q->done_head, &q->done_tail, io);
+        io_maybe_done(q, io);
         return 0;
     }
     w->io = io;
@@ -669,22 +693,97 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
     io_maybe_done(q, io);
 }
 
+int
+xbdf_queue_collect(struct xbdf_queue *q, bool arm)
+{
+    int r = 0;
+
+    /* Responses first (their pieces free ring slots and pool pages), then
+     * whatever waited for them. */
+    if (q->attached && !q->ring.broken &&
+        (arm ? xbdf_ring_collect(&q->ring, 0, piece_done, q)
+             : xbdf_ring_poll(&q->ring, 0, piece_done, q)) < 0)
+        r = xbdf_set_error(-ENODEV, "the device is broken: %s",
+                           xbdf_ring_broken(&q->ring));
+    if (q->attached && q->ring.broken)
+        fail_all(q, -ENODEV);
+    else
+        kick(q);
+    return r;
+}
+
+struct xbdf_io *
+xbdf_queue_pop_done(struct xbdf_queue *q)
+{
+    return list_pop(&q->done_head, &q->done_tail);
+}
+
+void
+xbdf_queue_inbox_push(struct xbdf_queue *q, struct xbdf_io *io)
+{
+    list_push(&q->inbox_head, &q->inbox_tail, io);
+}
+
+struct xbdf_io *
+xbdf_queue_inbox_pop(struct xbdf_queue *q)
+{
+    return list_pop(&q->inbox_head, &q->inbox_tail);
+}
+
+void
+xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io)
+{
+    run_callback(owner, io);
+}
+
+void
+xbdf_queue_move_pending(struct xbdf_queue *from, struct xbdf_queue *to)
+{
+    struct xbdf_work *w;
+
+    while ((w = work_pop(from)) != NULL) {
+        if (w->io->owner == NULL)
+            w->io->owner = from;
+        if (w->io->owner == to)
+            w->io->owner = NULL;
+        work_push(to, w);
+    }
+    kick(to);
+}
+
+void
+xbdf_queue_give_back(struct xbdf_queue *q)
+{
+    struct xbdf_work *w, *keep_head = NULL, *keep_tail = NULL;
+
+    while ((w = work_pop(q)) != NULL) {
+        struct xbdf_queue *owner = w->io->owner;
+
+        if (owner == NULL || owner == q) {
+            work_append(&keep_head, &keep_tail, w);
+            continue;
+        }
+        /* Every piece of a foreign io is pending here (the ring is gone):
+         * the io goes back whole.  Its owner field stays: an owner equal
+         * to the queue holding the io means the same as none. */
+        work_push(owner, w);
+    }
+    q->pending_head = keep_head;
+    q->pending_tail = keep_tail;
+}
+
+void
+xbdf_queue_cancel(struct xbdf_queue *q, int err)
+{
+    fail_all(q, err);
+}
+
 static int
 process(struct xbdf_queue *q, unsigned int budget, bool arm)
 {
     unsigned int ran = 0;
 
-    /* Responses first (their pieces free ring slots and pool pages), then
-     * whatever waited for them, then the callbacks. */
-    if (q->attached && !q->ring.broken &&
-        (arm ? xbdf_ring_collect(&q->ring, 0, piece_done, q)
-             : xbdf_ring_poll(&q->ring, 0, piece_done, q)) < 0)
-        xbdf_set_error(-ENODEV, "the device is broken: %s",
-                       xbdf_ring_broken(&q->ring));
-    if (q->attached && q->ring.broken)
-        fail_all(q, -ENODEV);
-    else
-        kick(q);
+    xbdf_queue_collect(q, arm);
     while ((budget == 0 || ran < budget) && q->done_head != NULL) {
         run_callback(q, list_pop(&q->done_head, &q->done_tail));
         ran++;

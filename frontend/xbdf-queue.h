@@ -31,6 +31,11 @@
 enum xbdf_io_op { XBDF_IO_READ, XBDF_IO_WRITE, XBDF_IO_FLUSH, XBDF_IO_DISCARD };
 
 struct xbdf_io;                 /* one caller request, private */
+struct xbdf_queue;
+
+/* Where a finished io of another queue goes (see CARRYING below). */
+typedef void (*xbdf_deliver_fn)(void *arg, struct xbdf_queue *owner,
+                                struct xbdf_io *io);
 struct xbdf_piece;              /* one ring request, private */
 struct xbdf_work;               /* what is left to issue of an io */
 
@@ -70,8 +75,16 @@ struct xbdf_queue {
      * callback has not run yet (FIFO). */
     struct xbdf_work *pending_head, *pending_tail;
     struct xbdf_io *done_head, *done_tail;
+    /* Finished ios of ours that a carrier delivered (its deliver function
+     * puts them here; the caller serialises access). */
+    struct xbdf_io *inbox_head, *inbox_tail;
     unsigned int nios;              /* accepted, callback not yet run */
     unsigned int max_pending;
+
+    /* Finished ios owned by another queue go here (NULL: to our own done
+     * list, as for a queue that never carries others'). */
+    xbdf_deliver_fn deliver;
+    void *deliver_arg;
 
     /* Failed for good (xbdf_queue_fail): everything is refused. */
     bool failed;
@@ -130,6 +143,42 @@ int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                          const uint32_t *zc_refs, atomic_int *zc_busy,
                          xbdfront_completion_fn cb, void *user_data);
 
+/* ---- Carrying another queue's requests --------------------------------
+ *
+ * After a reconnect the backend may offer fewer rings than the caller has
+ * queues.  A queue without a ring (the owner) then has its requests
+ * carried by one with a ring (the carrier): they are issued on the
+ * carrier's ring from its pool, and when one finishes it is handed to the
+ * carrier's deliver function, which takes it to the owner, whose
+ * xbdf_queue_run_io() runs the callback.  The in-flight count, the limit
+ * and the submitted/completed/errors counters stay the owner's; the ring
+ * counters are the carrier's.  The caller serialises access to a carrier
+ * (its ring is driven by more than one thread).
+ *
+ * submit_as: submit on q for owner (q itself for an ordinary request).
+ * move_pending: every request waiting in `from` goes to `to`, keeping
+ *   (or becoming) from's, and is issued there as room allows.
+ * give_back: on a detached queue, every request owned by another queue
+ *   goes back to its owner's pending list, whole.
+ * collect: consume responses and issue what waits, running no callback
+ *   (arm as for the ring: false while busy-polling); then pop_done yields
+ *   the finished ios of q's own, run with run_io on the owner. */
+int xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
+                         enum xbdf_io_op op, void *buf, uint64_t len,
+                         uint64_t offset, unsigned int flags,
+                         const uint32_t *zc_refs, atomic_int *zc_busy,
+                         xbdfront_completion_fn cb, void *user_data);
+void xbdf_queue_move_pending(struct xbdf_queue *from, struct xbdf_queue *to);
+void xbdf_queue_give_back(struct xbdf_queue *q);
+int xbdf_queue_collect(struct xbdf_queue *q, bool arm);
+struct xbdf_io *xbdf_queue_pop_done(struct xbdf_queue *q);
+void xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io);
+
+/* Fail every request not yet completed with err, as xbdf_queue_fini does,
+ * but run no callback (they wait on the done list, or are delivered to
+ * their owners) and keep the queue. */
+void xbdf_queue_cancel(struct xbdf_queue *q, int err);
+
 /* Consume responses, issue what waits, and run up to `budget` callbacks
  * (0: no limit).  Returns the callbacks run.  When the backend broke the
  * protocol every outstanding request completes with -ENODEV and later
@@ -146,6 +195,17 @@ static inline bool
 xbdf_queue_has_done(const struct xbdf_queue *q)
 {
     return q->done_head != NULL;
+}
+
+/* The inbox of finished ios a carrier delivered (see above): push from
+ * the deliver function, pop and xbdf_queue_run_io() on the owner. */
+void xbdf_queue_inbox_push(struct xbdf_queue *q, struct xbdf_io *io);
+struct xbdf_io *xbdf_queue_inbox_pop(struct xbdf_queue *q);
+
+static inline bool
+xbdf_queue_has_inbox(const struct xbdf_queue *q)
+{
+    return q->inbox_head != NULL;
 }
 
 /* Requests accepted whose callback has not run. */

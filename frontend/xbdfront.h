@@ -21,28 +21,33 @@
  *   A connected handle has xbdfront_get_queues() queues, numbered from 0.
  *   Each queue is one shared ring with its own event channel.  A queue must
  *   be used by one thread at a time: submit, process completions and poll
- *   on a queue from the thread that owns it.  There are no locks on that
- *   path; that is what makes queues scale.  Different queues may be driven
- *   concurrently by different threads.  The setters, getters and
- *   xbdfront_close() are not for concurrent use with anything else on the
- *   same handle.
+ *   on a queue from the thread that owns it.  Each queue has its own lock,
+ *   which nothing else takes in normal operation; that is what makes
+ *   queues scale.  Different queues may be driven concurrently by
+ *   different threads.  The setters, getters and xbdfront_close() are not
+ *   for concurrent use with anything else on the same handle.
  *
  *   The library runs one control thread per handle.  It watches the
  *   backend's state in xenstore and handles the events that do not belong
  *   to a queue: a resize (the resize callback runs on that thread) and a
  *   backend that goes away and comes back (a daemon restart, a toolstack
- *   reconnect).  Then the library renegotiates — possibly a different ring
- *   size or indirect limit — and re-issues every request that had not
- *   completed, from its private copies, the next time each queue's owner
- *   enters the library (xbdfront_queue_fd() turns readable to say so).
- *   Callers see no error, only a delay.  The queue count stays what the
- *   first connect chose: if the backend comes back offering fewer queues,
- *   the queues beyond fail with -ENODEV and a message saying so.  A
- *   backend going away with `online` 0 is the toolstack detaching the
- *   device, not a restart: no reconnect, every queue fails with -ENODEV;
- *   so it does when the device's directories vanish or the store itself
- *   goes away.  Each reconnect logs one line through the log callback
- *   (stderr unless xbdfront_set_log_callback() says otherwise).
+ *   reconnect).  Then the library renegotiates from what the backend offers
+ *   now — the ring size, the indirect limit, the number of rings — and
+ *   re-issues every request that had not completed, from its private
+ *   copies (xbdfront_queue_fd() turns readable to say so).  Callers see no
+ *   error, only a delay.  The number of queues stays what the first
+ *   connect chose (the caller's threads own them): when the backend comes
+ *   back with fewer rings, queue i's requests ride on the ring of queue
+ *   i % rings — the waiting ones, the ones lost on the old ring and new
+ *   ones — and their callbacks still run on queue i's thread; queue i's
+ *   fd also watches that ring.  The two queues' threads then share that
+ *   ring's lock.  A later reconnect with more rings gives each queue its
+ *   own ring again (up to the first connect's count).  A backend going
+ *   away with `online` 0 is the toolstack detaching the device, not a
+ *   restart: no reconnect, every queue fails with -ENODEV; so it does when
+ *   the device's directories vanish or the store itself goes away.  Each
+ *   reconnect logs one line through the log callback (stderr unless
+ *   xbdfront_set_log_callback() says otherwise).
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion
@@ -344,7 +349,11 @@ extern int xbdfront_discard(struct xbdfront *h, unsigned int queue,
 
 /* ---- Counters ---------------------------------------------------------- */
 
-/* Per-queue counters since connect (they survive a reconnect). */
+/* Per-queue counters since connect (they survive a reconnect).  While a
+ * queue's requests ride on another queue's ring (see QUEUES AND THREADS),
+ * the ring's counters (ring_requests, notifications, ring_full, bounced
+ * bytes, reissued) count on the queue that owns the ring; submitted,
+ * completed, errors and polls stay the submitting queue's. */
 struct xbdfront_stats {
     uint64_t submitted;         /* requests accepted from the caller */
     uint64_t ring_requests;     /* ring slots used (after splitting) */
