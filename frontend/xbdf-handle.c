@@ -120,10 +120,12 @@ struct xbdf_hqueue {
     struct xbdf_hqueue *carrier;
     int watch_fd;                   /* carrier's channel in epfd, or -1 */
     int epfd, wakefd;
+    atomic_bool woken;              /* a write to wakefd is pending */
     bool initialised;               /* q was set up (xbdf_queue_init) */
     /* Our requests finished on a carrier's ring, waiting for our thread
      * to run their callbacks (q's inbox); a leaf lock. */
     pthread_mutex_t inbox_lock;
+    atomic_bool inbox_used;         /* set once something was delivered */
 };
 
 struct xbdfront {
@@ -884,14 +886,36 @@ notify_queue(void *arg)
     return xbd_evtchn_notify(hq->cur->ev, (uint32_t)hq->cur->port);
 }
 
+/* Make the queue's fd readable so that its thread looks.  `woken` saves
+ * the syscalls: a wake-up already pending needs no second write, and the
+ * owner reads the eventfd only when one is pending (wake_consume). */
 static void
 wake(struct xbdf_hqueue *hq)
 {
     uint64_t one = 1;
 
+    if (atomic_exchange(&hq->woken, true))
+        return;
     if (write(hq->wakefd, &one, sizeof(one)) < 0) {
         /* The counter is full: the owner has a wake-up pending anyway. */
     }
+}
+
+/* The owner: consume a pending wake-up before looking at what it
+ * announced.  Drained first, cleared second: a wake() in between finds
+ * the flag set and writes nothing, and what it announced is looked at
+ * after this returns. */
+static void
+wake_consume(struct xbdf_hqueue *hq)
+{
+    uint64_t n;
+
+    if (!atomic_load(&hq->woken))
+        return;
+    if (read(hq->wakefd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: drained already. */
+    }
+    atomic_store(&hq->woken, false);
 }
 
 /* xbdf_deliver_fn: a request of another queue finished on a carrier's
@@ -905,6 +929,7 @@ deliver(void *arg, struct xbdf_queue *owner, struct xbdf_io *io)
     (void)arg;
     pthread_mutex_lock(&hq->inbox_lock);
     xbdf_queue_inbox_push(owner, io);
+    atomic_store(&hq->inbox_used, true);
     pthread_mutex_unlock(&hq->inbox_lock);
     wake(hq);
 }
@@ -1068,13 +1093,12 @@ connect_queues(struct xbdfront *h)
 static void close_handshake(struct xbdfront *h);
 static void release_dead_buffers(struct xbdfront *h, bool last_chance);
 
-/* The backend left Connected: every queue stops using its ring. */
+/* With every queue locked: every queue stops using its ring; what was on
+ * it becomes pending again, and requests carried for other queues go back
+ * to them. */
 static void
-begin_recovery(struct xbdfront *h, int be)
+detach_all_locked(struct xbdfront *h)
 {
-    xbdf_log(h, "%s: backend state %d, reconnecting",
-             h->fe_dir, be);
-    lock_all(h);
     for (unsigned int i = 0; i < h->nq; i++) {
         struct xbdf_hqueue *hq = &h->hq[i];
         struct epoll_event ev = { .events = EPOLLIN };
@@ -1083,15 +1107,23 @@ begin_recovery(struct xbdfront *h, int be)
         hq->carrier = hq;
         if (hq->cur == NULL)
             continue;
-        /* What was on the lost ring becomes pending again. */
         xbdf_queue_detach(&hq->q);
         epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
         retire(h, hq->cur);
         hq->cur = NULL;
     }
-    /* Requests carried for other queues go back to them. */
     for (unsigned int i = 0; i < h->nq; i++)
         xbdf_queue_give_back(&h->hq[i].q);
+}
+
+/* The backend left Connected: every queue stops using its ring. */
+static void
+begin_recovery(struct xbdfront *h, int be)
+{
+    xbdf_log(h, "%s: backend state %d, reconnecting",
+             h->fe_dir, be);
+    lock_all(h);
+    detach_all_locked(h);
     unlock_all(h);
     h->recovering = true;
     h->reconnects++;
@@ -1104,13 +1136,13 @@ begin_recovery(struct xbdfront *h, int be)
 static void
 fail_queues(struct xbdfront *h, const char *why)
 {
-    /* Carried requests are delivered to their queues' inboxes. */
-    for (unsigned int i = 0; i < h->nq; i++) {
-        pthread_mutex_lock(&h->hq[i].lock);
+    /* The rings first (the backend may still answer on them: nothing it
+     * says reaches a request any more), then every request fails. */
+    lock_all(h);
+    detach_all_locked(h);
+    for (unsigned int i = 0; i < h->nq; i++)
         xbdf_queue_fail(&h->hq[i].q, -ENODEV, why);
-        pthread_mutex_unlock(&h->hq[i].lock);
-        wake(&h->hq[i]);
-    }
+    unlock_all(h);
 }
 
 static void
@@ -1930,6 +1962,20 @@ xbdfront_queue_fd(struct xbdfront *h, unsigned int queue)
 /* Are callbacks due on this queue (finished requests of its own, or
  * delivered by a carrier)? */
 static bool
+inbox_ready(struct xbdf_hqueue *hq)
+{
+    bool r;
+
+    /* Nothing was ever delivered: no lock (the common case). */
+    if (!atomic_load_explicit(&hq->inbox_used, memory_order_relaxed))
+        return false;
+    pthread_mutex_lock(&hq->inbox_lock);
+    r = xbdf_queue_has_inbox(&hq->q);
+    pthread_mutex_unlock(&hq->inbox_lock);
+    return r;
+}
+
+static bool
 ready(struct xbdf_hqueue *hq)
 {
     bool r;
@@ -1937,12 +1983,7 @@ ready(struct xbdf_hqueue *hq)
     pthread_mutex_lock(&hq->lock);
     r = xbdf_queue_has_done(&hq->q);
     pthread_mutex_unlock(&hq->lock);
-    if (!r) {
-        pthread_mutex_lock(&hq->inbox_lock);
-        r = xbdf_queue_has_inbox(&hq->q);
-        pthread_mutex_unlock(&hq->inbox_lock);
-    }
-    return r;
+    return r || inbox_ready(hq);
 }
 
 /* Run up to `budget` (0: all) callbacks that are due on this queue: its
@@ -1959,7 +2000,7 @@ run_ready(struct xbdf_hqueue *hq, unsigned int budget)
         pthread_mutex_lock(&hq->lock);
         io = xbdf_queue_pop_done(&hq->q);
         pthread_mutex_unlock(&hq->lock);
-        if (io == NULL) {
+        if (io == NULL && inbox_ready(hq)) {
             pthread_mutex_lock(&hq->inbox_lock);
             io = xbdf_queue_inbox_pop(&hq->q);
             pthread_mutex_unlock(&hq->inbox_lock);
@@ -2008,13 +2049,10 @@ static int
 process_queue(struct xbdf_hqueue *hq, unsigned int budget, bool arm)
 {
     struct xbdf_hqueue *c;
-    uint64_t n;
 
     /* Consume the wake-up first: whatever it announced is looked at
      * below. */
-    if (read(hq->wakefd, &n, sizeof(n)) < 0) {
-        /* EAGAIN: none pending. */
-    }
+    wake_consume(hq);
     c = lock_queue(hq);
     collect_locked(hq, c, arm);
     unlock_queue(hq, c);
@@ -2038,11 +2076,14 @@ poll_once(struct xbdf_hqueue *hq)
 {
     struct xbdf_hqueue *c = lock_queue(hq);
 
+    bool r;
+
     xbdf_queue_collect(&c->q, false);
     if (c != hq && xbdf_queue_has_done(&c->q))
         wake(c);
+    r = xbdf_queue_has_done(&hq->q);
     unlock_queue(hq, c);
-    return ready(hq);
+    return r || inbox_ready(hq);
 }
 
 int
@@ -2061,15 +2102,15 @@ xbdfront_poll(struct xbdfront *h, unsigned int queue, int timeout_ms,
          * sleep), so the backend does not notify for what we pick up. */
         int64_t until = now_us() + h->poll_us;
 
-        n = process_queue(hq, budget, false);
-        if (n != 0)
-            return n;
-        while (now_us() < until) {
+        /* No syscall while spinning: the event channel and wake-ups are
+         * looked at before sleeping (a masked channel raises nothing
+         * meanwhile). */
+        do {
             if (poll_once(hq)) {
                 hq->q.stats.polls++;
                 return run_ready(hq, budget);
             }
-        }
+        } while (now_us() < until);
     }
     /* About to sleep: re-arm, and look once more. */
     n = process_queue(hq, budget, true);
