@@ -644,6 +644,10 @@ next_job(struct worker *w, struct slot *s)
     return true;
 }
 
+/* Progress on stderr: a terminal and no --quiet.  Decided once, in
+ * main(): isatty() is a syscall, too dear for every loop of a worker. */
+static bool show_progress;
+
 static void *
 worker_main(void *arg)
 {
@@ -709,7 +713,7 @@ worker_main(void *arg)
         }
         /* Progress on a terminal, from queue 0's thread, once a second:
          * rate, elapsed, remaining. */
-        if (w->queue == 0 && !o.quiet && isatty(2) &&
+        if (w->queue == 0 && show_progress &&
             now_s() - last_progress >= 1) {
             double t = now_s(), el = t - e->start;
             uint64_t done = atomic_load(&e->done_bytes);
@@ -773,7 +777,7 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
             die("cannot start a thread: %s", strerror(errno));
     for (unsigned int q = 0; q < nq; q++)
         pthread_join(ws[q].tid, NULL);
-    if (!o.quiet && isatty(2))
+    if (show_progress)
         fprintf(stderr, "\r%60s\r", "");
     *nworkers = nq;
     return ws;
@@ -1251,6 +1255,7 @@ main(int argc, char **argv)
         fprintf(stderr, "Usage: xbdfront %s %s\n", cmd->name, cmd->usage);
         return 2;
     }
+    show_progress = !o.quiet && isatty(2);
     h = open_dev(argv[optind + 1]);
     the_handle = h;
     rc = cmd->fn(h, argv[optind + 1], argc - optind - 2, argv + optind + 2);
