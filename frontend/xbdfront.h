@@ -181,7 +181,10 @@ extern int xbdfront_set_persistent(struct xbdfront *h, int enable);
 
 /* Busy-poll the ring for up to `us` microseconds in xbdfront_poll() and the
  * synchronous helpers before sleeping on the event channel (0, the default,
- * never spins). */
+ * never spins).  While spinning the library makes no syscall and does not
+ * ask the backend to notify (the ring's rsp_event is re-armed only before
+ * sleeping), so polling also cuts notifications.  May be changed while
+ * connected, from the thread that drives the queues. */
 extern int xbdfront_set_poll_us(struct xbdfront *h, unsigned int us);
 
 /* Requests a queue accepts before xbdfront_aio_*() return -EAGAIN,
