@@ -720,15 +720,17 @@ retire(struct xbdfront *h, struct xbdf_conn *c)
 
 /* Share c's pool.  The caller's size (xbdfront_set_pool_pages) or none;
  * the automatic size shrinks when the platform runs out of grants, down
- * to what one full request and a direct request beside it need, and says
- * so: fewer requests then stay in flight. */
+ * to XBDF_POOL_FLOOR_PAGES, and says so: fewer requests then stay in
+ * flight, and large ones go in pieces. */
+#define XBDF_POOL_FLOOR_PAGES 32u
 static int
 conn_share_pool(struct xbdfront *h, struct xbdf_conn *c)
 {
     uint32_t want = h->pool_pages != 0 ? h->pool_pages
                                        : pool_size(&h->choice);
-    uint32_t floor = pool_full_request(&h->choice) +
-                     BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    /* Two direct requests' worth: larger requests are then carried in
+     * pieces as the pool allows (slower, but working). */
+    uint32_t floor = XBDF_POOL_FLOOR_PAGES;
     uint32_t pages = want;
     int r;
 

@@ -201,11 +201,12 @@ extern int xbdfront_set_connect_timeout_ms(struct xbdfront *h,
  * full indirect request, so that the whole ring can be kept busy with
  * small requests (64 ring pages: 2048 + 258 pages, 9 MiB per queue).
  * Otherwise 16 to 16384.  The pool bounds how much bounced data a queue
- * has in flight.  The automatic size shrinks (saying so through the log
- * callback) when the platform has fewer grants to give; a size asked for
- * here does not: xbdfront_connect() fails with -ENOSPC.  On Xen the
- * xen_gntalloc module's `limit` parameter (1024 grants by default) bounds
- * rings, pools and buffers together. */
+ * has in flight.  The automatic size shrinks (down to 32 pages, saying so
+ * through the log callback; larger requests then go in pieces) when the
+ * platform has fewer grants to give; a size asked for here does not:
+ * xbdfront_connect() fails with -ENOSPC.  On Xen the xen_gntalloc
+ * module's `limit` parameter (1024 grants by default) bounds rings, pools
+ * and buffers together. */
 extern int xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages);
 
 /* Where the library's messages go: events the caller does not otherwise
