@@ -16,18 +16,21 @@
  *     │  and freed buffers the backend still mapped.
  *     ├─ bufs    zero-copy buffers (xbdfront_buffer_alloc), each granted
  *     │          for its life, with an in-flight count; bufs_lock
- *     └─ hq[nq]  one per queue, driven by the caller's queue thread:
- *          q      the queue engine (xbdf-queue.c)     owner only
- *          geom   the owner's copy of the device geometry
- *          cur    the connection q is attached to:   owner only
- *                 ring + pool pages, event channel
+ *     └─ hq[nq]  one per queue, driven by the caller's queue thread;
+ *                its lock is uncontended but during a reconnect (the
+ *                control thread) and while another queue's requests ride
+ *                on its ring:
+ *          q      the queue engine (xbdf-queue.c)
+ *          geom   the queue's copy of the device geometry
+ *          cur    the connection q is attached to: ring + pool pages,
+ *                 event channel
+ *          carrier  the queue itself, or (when the backend came back with
+ *                 fewer rings than we have queues) queue i % rings, whose
+ *                 ring carries this queue's requests; finished ones come
+ *                 back through q's inbox and run on this queue's thread
  *          epfd   what xbdfront_queue_fd() returns: an epoll set of cur's
- *                 event-channel fd and `wake`; it stays the same fd across
- *                 reconnects
- *          change / next / next_geom   the hand-over from the control
- *                 thread, under h->lock: DETACH (the backend went away),
- *                 ATTACH (a new connection is ready in `next`), RESIZE,
- *                 FAIL (the device is gone for good)
+ *                 (or the carrier's) event-channel fd and `wake`; it
+ *                 stays the same fd across reconnects
  *
  * Connecting: a backend found Connected or Closing serves an earlier
  * frontend of the device that died without closing; it is sent Closed
@@ -35,28 +38,31 @@
  *
  * Recovery (Linux blkfront's blkif_recover idea), level-triggered on the
  * control thread, with the state table of xbdf-negotiate.h:
- *   Connected, backend not Connected  -> every queue gets DETACH; we go
- *       Closed (recovering), so the backend mirrors Closed and forgets the
- *       old rings
+ *   Connected, backend not Connected  -> every queue is detached (what
+ *       was on its ring becomes pending again, requests carried for
+ *       another queue go back to it); we go Closed (recovering), so the
+ *       backend mirrors Closed and forgets the old rings
  *   Closed (recovering), backend Closed / InitWait / Initialising / Unknown
  *                                     -> Initialising
  *   Initialising, backend InitWait    -> negotiate anew (ring size, indirect
- *       limit may differ; the queue count is kept), share new rings
- *   Initialised, backend Connected    -> read the properties, every queue
- *       gets ATTACH, Connected
+ *       limit and the number of rings may differ, up to our queues), share
+ *       new rings
+ *   Initialised, backend Connected    -> read the properties, attach
+ *       queue i to ring i (re-issuing what waits), or when there are fewer
+ *       rings, move its requests to queue i % rings; Connected
  * A backend that leaves with online=0 is being detached by the toolstack:
- * no recovery, every queue gets FAIL.
- * Each queue's owner applies DETACH (what was on the ring becomes pending
- * again) and ATTACH (re-issued on the new ring) the next time it enters
- * the library: callers see a delay, never an error.  The old connection
- * goes back to the control thread, which unshares it; pages the old backend
- * still maps are retried later and never reused (XSA-396).
+ * no recovery, every queue fails.
+ * The control thread does all of that under the queues' locks; callers see
+ * a delay, never an error.  The old connection is unshared; pages the old
+ * backend still maps are retried later and never reused (XSA-396).
  *
- * Locks, never nested: h->lock (hand-overs, retired lists, what the
- * getters read), gs_lock (the one grant-sharing handle, used by the
- * control thread and buffer_alloc/free), bufs_lock (taken for reading by
- * the I/O calls only while buffers exist).  None is held across xenstore
- * calls.
+ * Locks: a queue's lock, then its carrier's (a lower index), then the
+ * leaf locks below; the control thread takes every queue's lock, highest
+ * index first.  Leaf locks, never nested: h->lock (retired lists, what
+ * the getters read), inbox_lock, gs_lock (the one grant-sharing handle,
+ * used by the control thread and buffer_alloc/free), bufs_lock (taken for
+ * reading by the I/O calls only while buffers exist).  None is held
+ * across xenstore calls or callbacks.
  */
 #include <config.h>
 
@@ -64,6 +70,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,38 +99,43 @@ struct xbdf_conn {
     void *ring;                     /* shared ring pages */
     unsigned int ring_pages;
     uint32_t ring_refs[1u << XBD_RING_ORDER_LIMIT];
-    void *pool;                     /* granted page pool */
+    /* The granted page pool, in chunks of XBDF_POOL_CHUNK_PAGES pages
+     * (one share each; the last may be shorter); a chunk is NULL once
+     * unshared.  pool is the queue's view of it. */
+    char **pool_chunks;
+    uint32_t pool_nchunks;
     uint32_t *pool_refs;
     uint32_t pool_pages;
+    struct xbdf_pool pool;
     struct xbdf_conn *next;         /* on h->retired */
 };
 
-enum {
-    CHG_DETACH = 1u << 0,
-    CHG_ATTACH = 1u << 1,
-    CHG_RESIZE = 1u << 2,
-    CHG_FAIL = 1u << 3,
-};
-
 struct xbdf_hqueue {
-    struct xbdf_queue q;            /* owner only */
-    struct xbdf_geom geom;          /* owner only; q.geom points here */
-    struct xbdf_conn *cur;          /* owner only; NULL while detached */
+    struct xbdf_queue q;            /* first: xbdf_queue -> hqueue */
+    pthread_mutex_t lock;           /* q, geom, cur, carrier, watch_fd */
+    struct xbdf_geom geom;          /* q.geom points here */
+    struct xbdf_conn *cur;          /* NULL while detached or carried */
+    /* This queue, or the one whose ring carries its requests (after a
+     * reconnect to a backend offering fewer rings than we have queues). */
+    struct xbdf_hqueue *carrier;
+    int watch_fd;                   /* carrier's channel in epfd, or -1 */
     int epfd, wakefd;
+    atomic_bool woken;              /* a write to wakefd is pending */
     bool initialised;               /* q was set up (xbdf_queue_init) */
-    /* Hand-over from the control thread (under h->lock). */
-    atomic_uint change;
-    struct xbdf_conn *next;
-    struct xbdf_geom next_geom;
-    char fail_why[200];
+    /* Our requests finished on a carrier's ring, waiting for our thread
+     * to run their callbacks (q's inbox); a leaf lock. */
+    pthread_mutex_t inbox_lock;
+    atomic_bool inbox_used;         /* set once something was delivered */
 };
 
 struct xbdfront {
     /* Options (before connect). */
     struct xbdf_opts opts;
-    unsigned int poll_us, max_pending, connect_timeout_ms;
+    unsigned int poll_us, max_pending, connect_timeout_ms, pool_pages;
     xbdfront_resize_fn resize_fn;
     void *resize_data;
+    xbdfront_log_fn log_fn;         /* NULL: quiet */
+    void *log_data;
 
     /* Connection. */
     struct xbd_platform *plat;
@@ -136,6 +148,7 @@ struct xbdfront {
     bool recovering;                /* Closed on the way back, not closing */
     struct xbdf_be_limits limits;
     struct xbdf_choice choice;
+    uint32_t pool_used;             /* smallest queue pool (h->lock) */
     struct xbdf_geom geom;          /* latest, for the getters (h->lock) */
     uint32_t info;
     struct xbdf_hqueue *hq;
@@ -176,6 +189,30 @@ struct xbdf_buf {
  * Handles and options
  * ====================================================================== */
 
+/* The default log function: one line on stderr. */
+static void
+log_stderr(void *user_data, const char *msg)
+{
+    (void)user_data;
+    fprintf(stderr, "libxbdfront: %s\n", msg);
+}
+
+/* Tell the caller something (a reconnect, a reduced pool, pages left
+ * shared) through the log callback; nothing when it is NULL. */
+__attribute__((format(printf, 2, 3))) static void
+xbdf_log(struct xbdfront *h, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (h->log_fn == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    h->log_fn(h->log_data, msg);
+}
+
 int
 xbdfront_create(struct xbdfront **hp)
 {
@@ -188,6 +225,7 @@ xbdfront_create(struct xbdfront **hp)
     h->opts.persistent = true;
     h->opts.trusted = true;
     h->connect_timeout_ms = 10000;
+    h->log_fn = log_stderr;
     h->stopfd = -1;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->gs_lock, NULL);
@@ -263,6 +301,30 @@ int
 xbdfront_set_connect_timeout_ms(struct xbdfront *h, unsigned int ms)
 {
     h->connect_timeout_ms = ms;
+    return 0;
+}
+
+int
+xbdfront_set_log_callback(struct xbdfront *h, xbdfront_log_fn fn,
+                          void *user_data)
+{
+    /* Read by the control thread: only before it runs. */
+    NEED_UNCONNECTED(h);
+    h->log_fn = fn;
+    h->log_data = user_data;
+    return 0;
+}
+
+int
+xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages)
+{
+    NEED_UNCONNECTED(h);
+    if (pages != 0 && (pages < XBDF_MIN_POOL_PAGES ||
+                       pages > XBDF_POOL_MAX_PAGES))
+        return xbdf_set_error(-EINVAL, "pool pages must be 0 (automatic) or "
+                              "%u to %u", XBDF_MIN_POOL_PAGES,
+                              XBDF_POOL_MAX_PAGES);
+    h->pool_pages = pages;
     return 0;
 }
 
@@ -455,23 +517,34 @@ set_state(struct xbdfront *h, int state)
 /* The ring size when the caller asks for none. */
 #define XBDF_AUTO_RING_PAGES 64u
 
-/* The most pages one queue's pool holds (4 MiB): what a queue bounces at
- * once, and what bounds the indirect segments a request may carry. */
-#define XBDF_POOL_MAX_PAGES 1024u
+/* A pool is shared in chunks of this many pages: one grant share is
+ * bounded on some platforms (xbd-sim: 4096 pages), and smaller mappings
+ * are easier to find room for. */
+#define XBDF_POOL_CHUNK_SHIFT 10u
+#define XBDF_POOL_CHUNK_PAGES (1u << XBDF_POOL_CHUNK_SHIFT)
 
-/* Pages in a queue's pool: enough for a full indirect request and a good
- * part of the ring, bounded so that rings + pools stay within gntalloc's
- * default of 1024 grants for a small setup. */
+/* Pool pages one request of the choice's largest size needs: its data
+ * pages and its indirect pages. */
+static uint32_t
+pool_full_request(const struct xbdf_choice *c)
+{
+    uint32_t segs = c->indirect_segs > 0 ? c->indirect_segs
+                                         : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+
+    return segs + (c->indirect_segs > 0
+                   ? (segs + (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE - 1) /
+                     (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE : 0);
+}
+
+/* Pages in a queue's pool when the caller chose none: one per ring slot,
+ * so that the whole ring can be kept busy with small bounced requests,
+ * plus room for one full (indirect) request; bounded. */
 static uint32_t
 pool_size(const struct xbdf_choice *c)
 {
-    uint32_t entries = xbd_ring_entries(1u << c->ring_order);
-    uint32_t p = entries * 4;
+    uint32_t p = xbd_ring_entries(1u << c->ring_order) +
+                 pool_full_request(c);
 
-    if (p > 256)
-        p = 256;
-    if (c->indirect_segs > 0 && p < c->indirect_segs + 2)
-        p = c->indirect_segs + 2;
     if (p > XBDF_POOL_MAX_PAGES)
         p = XBDF_POOL_MAX_PAGES;
     return p < XBDF_MIN_POOL_PAGES ? XBDF_MIN_POOL_PAGES : p;
@@ -499,6 +572,56 @@ gs_unshare(struct xbdfront *h, void *addr, uint32_t count)
     return r;
 }
 
+/* Pages in chunk i of c's pool. */
+static uint32_t
+pool_chunk_pages(const struct xbdf_conn *c, uint32_t i)
+{
+    uint32_t first = i << XBDF_POOL_CHUNK_SHIFT;
+
+    return c->pool_pages - first < XBDF_POOL_CHUNK_PAGES
+           ? c->pool_pages - first : XBDF_POOL_CHUNK_PAGES;
+}
+
+/* Share a pool of `pages` pages for c, chunk by chunk.  On failure what
+ * was shared is unshared again (no backend has seen it yet). */
+static int
+pool_share(struct xbdfront *h, struct xbdf_conn *c, uint32_t pages)
+{
+    int r = 0;
+
+    c->pool_pages = pages;
+    c->pool_nchunks = (pages + XBDF_POOL_CHUNK_PAGES - 1) /
+                      XBDF_POOL_CHUNK_PAGES;
+    c->pool_refs = calloc(pages, sizeof(*c->pool_refs));
+    c->pool_chunks = calloc(c->pool_nchunks, sizeof(*c->pool_chunks));
+    if (c->pool_refs == NULL || c->pool_chunks == NULL)
+        r = -ENOMEM;
+    for (uint32_t i = 0; r == 0 && i < c->pool_nchunks; i++) {
+        void *addr;
+
+        r = gs_share(h, pool_chunk_pages(c, i),
+                     c->pool_refs + ((size_t)i << XBDF_POOL_CHUNK_SHIFT),
+                     &addr);
+        if (r == 0)
+            c->pool_chunks[i] = addr;
+    }
+    if (r < 0) {
+        for (uint32_t i = 0; c->pool_chunks != NULL && i < c->pool_nchunks;
+             i++)
+            if (c->pool_chunks[i] != NULL)
+                gs_unshare(h, c->pool_chunks[i], pool_chunk_pages(c, i));
+        free(c->pool_chunks);
+        free(c->pool_refs);
+        c->pool_chunks = NULL;
+        c->pool_refs = NULL;
+        c->pool_nchunks = c->pool_pages = 0;
+        return r;
+    }
+    c->pool = (struct xbdf_pool){ c->pool_chunks, XBDF_POOL_CHUNK_SHIFT,
+                                  c->pool_refs, pages };
+    return 0;
+}
+
 /* Give back what a connection holds; 0, or -EBUSY when the backend still
  * maps some of its pages (then what could not be unshared stays shared,
  * recorded in c, never reused: retry later or leak - XSA-396). */
@@ -516,13 +639,16 @@ conn_release(struct xbdfront *h, struct xbdf_conn *c)
         else
             c->ring = NULL;
     }
-    if (c->pool != NULL) {
-        if (gs_unshare(h, c->pool, c->pool_pages) < 0)
+    for (uint32_t i = 0; i < c->pool_nchunks; i++) {
+        if (c->pool_chunks[i] == NULL)
+            continue;
+        if (gs_unshare(h, c->pool_chunks[i], pool_chunk_pages(c, i)) < 0)
             r = -EBUSY;
         else
-            c->pool = NULL;
+            c->pool_chunks[i] = NULL;
     }
     if (r == 0) {
+        free(c->pool_chunks);
         free(c->pool_refs);
         free(c);
     }
@@ -550,9 +676,9 @@ release_retired(struct xbdfront *h, bool last_chance)
         list = c->next;
         if (conn_release(h, c) < 0) {
             if (last_chance) {
-                fprintf(stderr, "libxbdfront: %s: cannot unshare pages "
-                        "(%s): left shared, never reused\n", h->fe_dir,
-                        xbd_platform_error());
+                xbdf_log(h, "%s: cannot unshare pages "
+                         "(%s): left shared, never reused", h->fe_dir,
+                         xbd_platform_error());
                 pthread_mutex_lock(&quarantine_lock);
                 c->next = quarantine;
                 quarantine = c;
@@ -592,6 +718,51 @@ retire(struct xbdfront *h, struct xbdf_conn *c)
     pthread_mutex_unlock(&h->lock);
 }
 
+/* Share c's pool.  The caller's size (xbdfront_set_pool_pages) or none;
+ * the automatic size shrinks when the platform runs out of grants, down
+ * to XBDF_POOL_FLOOR_PAGES, and says so: fewer requests then stay in
+ * flight, and large ones go in pieces. */
+#define XBDF_POOL_FLOOR_PAGES 32u
+static int
+conn_share_pool(struct xbdfront *h, struct xbdf_conn *c)
+{
+    uint32_t want = h->pool_pages != 0 ? h->pool_pages
+                                       : pool_size(&h->choice);
+    /* Two direct requests' worth: larger requests are then carried in
+     * pieces as the pool allows (slower, but working). */
+    uint32_t floor = XBDF_POOL_FLOOR_PAGES;
+    uint32_t pages = want;
+    int r;
+
+    if (h->pool_pages != 0 || floor > want)
+        floor = want;
+    for (;;) {
+        r = pool_share(h, c, pages);
+        if (r != -ENOSPC || pages <= floor)
+            break;
+        pages = pages / 2 > floor ? pages / 2 : floor;
+    }
+    if (r == -ENOMEM)
+        return xbdf_set_error(r, "out of memory for a pool of %" PRIu32
+                              " pages", pages);
+    if (r < 0)
+        return xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: "
+                              "%s%s", pages, xbd_platform_error(),
+                              r != -ENOSPC ? "" :
+                              " (on Xen the xen_gntalloc module's `limit` "
+                              "parameter bounds the grants of a process, "
+                              "1024 by default: raise it in /sys/module/"
+                              "xen_gntalloc/parameters/limit; or ask for "
+                              "fewer ring pages, queues or pool pages)");
+    if (pages < want)
+        xbdf_log(h, "%s: only %" PRIu32 " of %" PRIu32 " buffer pages could "
+                 "be granted (%s): fewer requests stay in flight; on Xen "
+                 "raise the xen_gntalloc module's `limit` parameter "
+                 "(/sys/module/xen_gntalloc/parameters/limit)", h->fe_dir,
+                 pages, want, xbd_platform_error());
+    return 0;
+}
+
 /* Share a connection for the current choice: ring pages (initialised, so
  * the backend never sees an unset header), the pool, an event channel. */
 static int
@@ -612,18 +783,9 @@ conn_share(struct xbdfront *h, struct xbdf_conn **out)
         goto fail;
     }
     SHARED_RING_INIT((struct blkif_sring *)c->ring);
-    c->pool_pages = pool_size(&h->choice);
-    c->pool_refs = calloc(c->pool_pages, sizeof(*c->pool_refs));
-    if (c->pool_refs == NULL) {
-        r = xbdf_set_error(-ENOMEM, "out of memory for a pool");
+    r = conn_share_pool(h, c);
+    if (r < 0)
         goto fail;
-    }
-    r = gs_share(h, c->pool_pages, c->pool_refs, &c->pool);
-    if (r < 0) {
-        xbdf_set_error(r, "cannot grant %" PRIu32 " buffer pages: %s",
-                       c->pool_pages, xbd_platform_error());
-        goto fail;
-    }
     r = xbd_evtchn_open(h->plat, &c->ev);
     if (r >= 0)
         r = xbd_evtchn_bind_unbound(c->ev, h->be_domid);
@@ -661,6 +823,7 @@ negotiate(struct xbdfront *h)
     struct xbdf_node *nodes;
     uint32_t *refs, *ports;
     unsigned int pages;
+    uint32_t pool_used = 0;
     struct xbdf_opts o = h->opts;
     struct xbdf_choice c;
     int r, n;
@@ -670,16 +833,12 @@ negotiate(struct xbdfront *h)
     if (r < 0)
         return xbdf_set_error(r, "%s: %s", h->be_dir, why);
     if (h->nq > 0)
-        o.queues = h->nq;       /* a reconnect keeps the caller's queues */
+        o.queues = h->nq;       /* rings for up to the caller's queues */
     /* "The largest both allow" stops at 64 pages (2048 slots) unless asked
      * for more: each page is a grant and a xenstore node per queue. */
     if (o.ring_pages == 0)
         o.ring_pages = XBDF_AUTO_RING_PAGES;
     xbdf_choose(&h->limits, &o, &c);
-    /* A full request's data and indirect pages must fit one pool (two
-     * indirect pages carry up to 1024 segments). */
-    if (c.indirect_segs > XBDF_POOL_MAX_PAGES - 2)
-        c.indirect_segs = XBDF_POOL_MAX_PAGES - 2;
     pthread_mutex_lock(&h->lock);       /* the getters read it */
     h->choice = c;
     pthread_mutex_unlock(&h->lock);
@@ -698,7 +857,12 @@ negotiate(struct xbdfront *h)
             goto out;
         memcpy(&refs[i * pages], h->conns[i]->ring_refs, pages * sizeof(*refs));
         ports[i] = (uint32_t)h->conns[i]->port;
+        if (i == 0 || h->conns[i]->pool_pages < pool_used)
+            pool_used = h->conns[i]->pool_pages;
     }
+    pthread_mutex_lock(&h->lock);
+    h->pool_used = pool_used;
+    pthread_mutex_unlock(&h->lock);
     n = xbdf_frontend_nodes(&h->choice, refs, ports, nodes, XBDF_MAX_NODES);
     if (n < 0) {
         r = xbdf_set_error(n, "too many frontend nodes");
@@ -724,14 +888,81 @@ notify_queue(void *arg)
     return xbd_evtchn_notify(hq->cur->ev, (uint32_t)hq->cur->port);
 }
 
+/* Make the queue's fd readable so that its thread looks.  `woken` saves
+ * the syscalls: a wake-up already pending needs no second write, and the
+ * owner reads the eventfd only when one is pending (wake_consume). */
 static void
 wake(struct xbdf_hqueue *hq)
 {
     uint64_t one = 1;
 
+    if (atomic_exchange(&hq->woken, true))
+        return;
     if (write(hq->wakefd, &one, sizeof(one)) < 0) {
         /* The counter is full: the owner has a wake-up pending anyway. */
     }
+}
+
+/* The owner: consume a pending wake-up before looking at what it
+ * announced.  Drained first, cleared second: a wake() in between finds
+ * the flag set and writes nothing, and what it announced is looked at
+ * after this returns. */
+static void
+wake_consume(struct xbdf_hqueue *hq)
+{
+    uint64_t n;
+
+    if (!atomic_load(&hq->woken))
+        return;
+    if (read(hq->wakefd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: drained already. */
+    }
+    atomic_store(&hq->woken, false);
+}
+
+/* xbdf_deliver_fn: a request of another queue finished on a carrier's
+ * ring (whose lock the caller holds): to its queue's inbox, and wake that
+ * queue's thread to run the callback. */
+static void
+deliver(void *arg, struct xbdf_queue *owner, struct xbdf_io *io)
+{
+    struct xbdf_hqueue *hq = (struct xbdf_hqueue *)(void *)owner;
+
+    (void)arg;
+    pthread_mutex_lock(&hq->inbox_lock);
+    xbdf_queue_inbox_push(owner, io);
+    atomic_store(&hq->inbox_used, true);
+    pthread_mutex_unlock(&hq->inbox_lock);
+    wake(hq);
+}
+
+/* Lock every queue, highest index first (then a queue thread holding its
+ * own lock can still take its carrier's, a lower index). */
+static void
+lock_all(struct xbdfront *h)
+{
+    for (unsigned int i = h->nq; i-- > 0;)
+        pthread_mutex_lock(&h->hq[i].lock);
+}
+
+static void
+unlock_all(struct xbdfront *h)
+{
+    for (unsigned int i = 0; i < h->nq; i++) {
+        pthread_mutex_unlock(&h->hq[i].lock);
+        wake(&h->hq[i]);
+    }
+}
+
+/* With every queue locked: stop watching a carrier's channel. */
+static void
+unwatch_locked(struct xbdf_hqueue *hq)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    if (hq->watch_fd >= 0)
+        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, hq->watch_fd, &ev);
+    hq->watch_fd = -1;
 }
 
 /* First connect: set up the queues on the negotiated connections. */
@@ -742,6 +973,13 @@ queues_create(struct xbdfront *h)
     if (h->hq == NULL)
         return xbdf_set_error(-ENOMEM, "out of memory for queues");
     h->nq = h->choice.queues;
+    for (unsigned int i = 0; i < h->nq; i++) {
+        pthread_mutex_init(&h->hq[i].lock, NULL);
+        pthread_mutex_init(&h->hq[i].inbox_lock, NULL);
+        h->hq[i].carrier = &h->hq[i];
+        h->hq[i].watch_fd = -1;
+        h->hq[i].epfd = h->hq[i].wakefd = -1;
+    }
     for (unsigned int i = 0; i < h->nq; i++) {
         struct xbdf_hqueue *hq = &h->hq[i];
         struct epoll_event ev = { .events = EPOLLIN };
@@ -760,16 +998,56 @@ queues_create(struct xbdfront *h)
                       &ev) < 0)
             return xbdf_set_error(-errno, "epoll: %s", strerror(errno));
         r = xbdf_queue_init(&hq->q, hq->cur->ring, hq->cur->ring_pages,
-                            &hq->geom, (uint16_t)h->vdev, hq->cur->pool,
-                            hq->cur->pool_refs, hq->cur->pool_pages,
+                            &hq->geom, (uint16_t)h->vdev, &hq->cur->pool,
                             notify_queue, hq, h->max_pending);
         if (r < 0)
             return r;
+        hq->q.deliver = deliver;
+        hq->q.deliver_arg = h;
         hq->initialised = true;
     }
     free(h->conns);
     h->conns = NULL;
     return 0;
+}
+
+/* A reconnect is Connected: queue i gets ring i and re-issues what waits;
+ * with fewer rings than queues, the queues beyond have their requests
+ * carried by queue i % rings (whose channel they watch). */
+static void
+attach_queues(struct xbdfront *h, const struct xbdf_geom *g)
+{
+    unsigned int rings = h->choice.queues;
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    lock_all(h);
+    for (unsigned int i = 0; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i];
+
+        hq->geom = *g;
+        if (i >= rings)
+            continue;
+        hq->cur = h->conns[i];
+        h->conns[i] = NULL;
+        epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
+        /* Re-issues every piece the old ring lost, under the new limits. */
+        if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
+                              &hq->cur->pool) < 0)
+            xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
+    }
+    for (unsigned int i = rings; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i], *c = &h->hq[i % rings];
+
+        hq->carrier = c;
+        xbdf_queue_move_pending(&hq->q, &c->q);
+        if (c->q.failed)        /* its ring could not be attached */
+            xbdf_queue_cancel(&c->q, -ENODEV);
+        if (c->cur != NULL) {
+            hq->watch_fd = xbd_evtchn_fd(c->cur->ev);
+            epoll_ctl(hq->epfd, EPOLL_CTL_ADD, hq->watch_fd, &ev);
+        }
+    }
+    unlock_all(h);
 }
 
 /* The backend is Connected: read its properties, then hand the queues
@@ -796,25 +1074,7 @@ connect_queues(struct xbdfront *h)
         if (r < 0)
             return r;
     } else {
-        pthread_mutex_lock(&h->lock);
-        for (unsigned int i = 0; i < h->nq; i++) {
-            struct xbdf_hqueue *hq = &h->hq[i];
-
-            if (i >= h->choice.queues) {
-                snprintf(hq->fail_why, sizeof(hq->fail_why), "the backend "
-                         "came back offering %u queues; queue %u is gone",
-                         h->choice.queues, i);
-                atomic_fetch_or(&hq->change, CHG_FAIL);
-            } else {
-                retire_locked(h, hq->next);     /* unused earlier hand-over */
-                hq->next = h->conns[i];
-                h->conns[i] = NULL;
-                hq->next_geom = g;
-                atomic_fetch_or(&hq->change, CHG_ATTACH);
-            }
-            wake(hq);
-        }
-        pthread_mutex_unlock(&h->lock);
+        attach_queues(h, &g);
         free_conns(h);
     }
     r = set_state(h, XenbusStateConnected);
@@ -828,44 +1088,6 @@ connect_queues(struct xbdfront *h)
     return r;
 }
 
-/* A queue's owner: apply what the control thread handed over. */
-static void
-apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
-{
-    unsigned int c;
-    struct epoll_event ev = { .events = EPOLLIN };
-
-    if (atomic_load_explicit(&hq->change, memory_order_relaxed) == 0)
-        return;
-    pthread_mutex_lock(&h->lock);
-    c = atomic_exchange(&hq->change, 0);
-    if ((c & (CHG_DETACH | CHG_ATTACH | CHG_FAIL)) && hq->cur != NULL) {
-        /* What was on the lost ring becomes pending again. */
-        xbdf_queue_detach(&hq->q);
-        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
-        retire_locked(h, hq->cur);
-        hq->cur = NULL;
-    }
-    if (c & CHG_FAIL) {
-        xbdf_set_error(-ENODEV, "%s", hq->fail_why);
-        xbdf_queue_fail(&hq->q, -ENODEV, hq->fail_why);
-    } else if ((c & CHG_ATTACH) && hq->next != NULL) {
-        hq->cur = hq->next;
-        hq->next = NULL;
-        hq->geom = hq->next_geom;
-        epoll_ctl(hq->epfd, EPOLL_CTL_ADD, xbd_evtchn_fd(hq->cur->ev), &ev);
-        /* Re-issues every piece the old ring lost, under the new limits. */
-        if (xbdf_queue_attach(&hq->q, hq->cur->ring, hq->cur->ring_pages,
-                              hq->cur->pool, hq->cur->pool_refs,
-                              hq->cur->pool_pages) < 0) {
-            xbdf_queue_fail(&hq->q, -ENODEV, xbdfront_get_error());
-        }
-    }
-    if (c & CHG_RESIZE)
-        hq->geom.size = hq->next_geom.size;
-    pthread_mutex_unlock(&h->lock);
-}
-
 /* ======================================================================
  * The control thread
  * ====================================================================== */
@@ -873,18 +1095,38 @@ apply_change(struct xbdfront *h, struct xbdf_hqueue *hq)
 static void close_handshake(struct xbdfront *h);
 static void release_dead_buffers(struct xbdfront *h, bool last_chance);
 
+/* With every queue locked: every queue stops using its ring; what was on
+ * it becomes pending again, and requests carried for other queues go back
+ * to them. */
+static void
+detach_all_locked(struct xbdfront *h)
+{
+    for (unsigned int i = 0; i < h->nq; i++) {
+        struct xbdf_hqueue *hq = &h->hq[i];
+        struct epoll_event ev = { .events = EPOLLIN };
+
+        unwatch_locked(hq);
+        hq->carrier = hq;
+        if (hq->cur == NULL)
+            continue;
+        xbdf_queue_detach(&hq->q);
+        epoll_ctl(hq->epfd, EPOLL_CTL_DEL, xbd_evtchn_fd(hq->cur->ev), &ev);
+        retire(h, hq->cur);
+        hq->cur = NULL;
+    }
+    for (unsigned int i = 0; i < h->nq; i++)
+        xbdf_queue_give_back(&h->hq[i].q);
+}
+
 /* The backend left Connected: every queue stops using its ring. */
 static void
 begin_recovery(struct xbdfront *h, int be)
 {
-    fprintf(stderr, "libxbdfront: %s: backend state %d, reconnecting\n",
-            h->fe_dir, be);
-    pthread_mutex_lock(&h->lock);
-    for (unsigned int i = 0; i < h->nq; i++) {
-        atomic_fetch_or(&h->hq[i].change, CHG_DETACH);
-        wake(&h->hq[i]);
-    }
-    pthread_mutex_unlock(&h->lock);
+    xbdf_log(h, "%s: backend state %d, reconnecting",
+             h->fe_dir, be);
+    lock_all(h);
+    detach_all_locked(h);
+    unlock_all(h);
     h->recovering = true;
     h->reconnects++;
     /* Closed first: a backend that is still there mirrors it and lets the
@@ -896,13 +1138,13 @@ begin_recovery(struct xbdfront *h, int be)
 static void
 fail_queues(struct xbdfront *h, const char *why)
 {
-    pthread_mutex_lock(&h->lock);
-    for (unsigned int i = 0; i < h->nq; i++) {
-        snprintf(h->hq[i].fail_why, sizeof(h->hq[i].fail_why), "%s", why);
-        atomic_fetch_or(&h->hq[i].change, CHG_FAIL);
-        wake(&h->hq[i]);
-    }
-    pthread_mutex_unlock(&h->lock);
+    /* The rings first (the backend may still answer on them: nothing it
+     * says reaches a request any more), then every request fails. */
+    lock_all(h);
+    detach_all_locked(h);
+    for (unsigned int i = 0; i < h->nq; i++)
+        xbdf_queue_fail(&h->hq[i].q, -ENODEV, why);
+    unlock_all(h);
 }
 
 static void
@@ -923,12 +1165,13 @@ check_resize(struct xbdfront *h)
         return;
     }
     h->geom.size = g.size;
+    pthread_mutex_unlock(&h->lock);
     for (unsigned int i = 0; i < h->nq; i++) {
-        h->hq[i].next_geom.size = g.size;
-        atomic_fetch_or(&h->hq[i].change, CHG_RESIZE);
+        pthread_mutex_lock(&h->hq[i].lock);
+        h->hq[i].geom.size = g.size;
+        pthread_mutex_unlock(&h->hq[i].lock);
         wake(&h->hq[i]);
     }
-    pthread_mutex_unlock(&h->lock);
     if (h->resize_fn != NULL)
         h->resize_fn(h->resize_data, old, g.size);
 }
@@ -964,7 +1207,7 @@ control_step(struct xbdfront *h)
 
         snprintf(why, sizeof(why), "lost the connection to xenstore: %s",
                  strerror(e));
-        fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+        xbdf_log(h, "%s: %s", h->fe_dir, why);
         fail_queues(h, why);
         return false;
     }
@@ -1013,8 +1256,8 @@ control_step(struct xbdfront *h)
         break;
     case XBDF_NEGOTIATE:
         if (negotiate(h) < 0)
-            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
-                    xbdfront_get_error());
+            xbdf_log(h, "%s: reconnect: %s", h->fe_dir,
+                     xbdfront_get_error());
         break;
     case XBDF_CONNECT:
         if (connect_queues(h) == -EPROTO) {
@@ -1023,17 +1266,23 @@ control_step(struct xbdfront *h)
 
             snprintf(why, sizeof(why), "after a reconnect: %s",
                      xbdfront_get_error());
-            fprintf(stderr, "libxbdfront: %s: %s\n", h->fe_dir, why);
+            xbdf_log(h, "%s: %s", h->fe_dir, why);
             fail_queues(h, why);
             close_handshake(h);
             return false;
         } else if (h->state != XenbusStateConnected)
-            fprintf(stderr, "libxbdfront: %s: reconnect: %s\n", h->fe_dir,
-                    xbdfront_get_error());
+            xbdf_log(h, "%s: reconnect: %s", h->fe_dir,
+                     xbdfront_get_error());
+        else if (h->choice.queues < h->nq)
+            xbdf_log(h, "%s: reconnected (%u ring pages, %u queues): the "
+                     "backend offers %u rings for our %u queues, queue i "
+                     "rides on ring i %% %u", h->fe_dir,
+                     1u << h->choice.ring_order, h->choice.queues,
+                     h->choice.queues, h->nq, h->choice.queues);
         else
-            fprintf(stderr, "libxbdfront: %s: reconnected (%u ring pages, "
-                    "%u queues)\n", h->fe_dir, 1u << h->choice.ring_order,
-                    h->choice.queues);
+            xbdf_log(h, "%s: reconnected (%u ring pages, "
+                     "%u queues)", h->fe_dir, 1u << h->choice.ring_order,
+                     h->choice.queues);
         break;
     case XBDF_WAIT:
         break;
@@ -1088,9 +1337,9 @@ buffer_destroy(struct xbdfront *h, struct xbdf_buf *b, bool last_chance)
             pthread_mutex_unlock(&h->lock);
             return;
         }
-        fprintf(stderr, "libxbdfront: %s: cannot unshare a buffer's pages "
-                "(%s): left shared, never reused\n", h->fe_dir,
-                xbd_platform_error());
+        xbdf_log(h, "%s: cannot unshare a buffer's pages "
+                 "(%s): left shared, never reused", h->fe_dir,
+                 xbd_platform_error());
     }
     free(b->refs);
     free(b);
@@ -1292,17 +1541,27 @@ teardown(struct xbdfront *h)
         h->ctl_running = false;
     }
     close_handshake(h);
+    /* Cancel everything first: a queue carrying another's requests
+     * delivers them to that queue's inbox, run below. */
+    for (unsigned int i = 0; i < h->nq; i++)
+        if (h->hq[i].initialised)
+            xbdf_queue_cancel(&h->hq[i].q, -ECANCELED);
     for (unsigned int i = 0; i < h->nq; i++) {
         struct xbdf_hqueue *hq = &h->hq[i];
+        struct xbdf_io *io;
 
-        if (hq->initialised)
+        if (hq->initialised) {
+            while ((io = xbdf_queue_inbox_pop(&hq->q)) != NULL)
+                xbdf_queue_run_io(&hq->q, io);
             xbdf_queue_fini(&hq->q, -ECANCELED);
+        }
         retire(h, hq->cur);
-        retire(h, hq->next);
-        if (hq->epfd > 0)
+        if (hq->epfd >= 0)
             close(hq->epfd);
-        if (hq->wakefd > 0)
+        if (hq->wakefd >= 0)
             close(hq->wakefd);
+        pthread_mutex_destroy(&hq->inbox_lock);
+        pthread_mutex_destroy(&hq->lock);
     }
     free(h->hq);
     h->hq = NULL;
@@ -1537,6 +1796,12 @@ xbdfront_get_indirect_segments(struct xbdfront *h)
 }
 
 int
+xbdfront_get_pool_pages(struct xbdfront *h)
+{
+    LOCKED_GET(h, int, (int)h->pool_used);
+}
+
+int
 xbdfront_get_persistent(struct xbdfront *h)
 {
     LOCKED_GET(h, int, h->choice.persistent);
@@ -1584,7 +1849,7 @@ xbdfront_get_features(struct xbdfront *h)
  * I/O
  * ====================================================================== */
 
-/* The queue, with the control thread's hand-over applied. */
+/* The queue, checked. */
 static struct xbdf_hqueue *
 get_queue(struct xbdfront *h, unsigned int queue)
 {
@@ -1597,8 +1862,57 @@ get_queue(struct xbdfront *h, unsigned int queue)
                        h->nq);
         return NULL;
     }
-    apply_change(h, &h->hq[queue]);
     return &h->hq[queue];
+}
+
+/* Lock a queue and its carrier (when another queue's ring carries its
+ * requests): returns the carrier, the queue whose engine to drive. */
+static struct xbdf_hqueue *
+lock_queue(struct xbdf_hqueue *hq)
+{
+    struct xbdf_hqueue *c;
+
+    pthread_mutex_lock(&hq->lock);
+    c = hq->carrier;
+    if (c != hq)
+        pthread_mutex_lock(&c->lock);
+    return c;
+}
+
+static void
+unlock_carrier(struct xbdf_hqueue *hq, struct xbdf_hqueue *c)
+{
+    if (c != hq)
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void
+unlock_queue(struct xbdf_hqueue *hq, struct xbdf_hqueue *c)
+{
+    unlock_carrier(hq, c);
+    pthread_mutex_unlock(&hq->lock);
+}
+
+/* Submit on a queue: on its carrier's engine, for it. */
+static int
+submit(struct xbdfront *h, unsigned int queue, enum xbdf_io_op op,
+       void *buf, uint64_t len, uint64_t offset, unsigned int flags,
+       xbdfront_completion_fn cb, void *user_data)
+{
+    struct xbdf_hqueue *hq = get_queue(h, queue), *c;
+    const uint32_t *refs = NULL;
+    atomic_int *busy = NULL;
+    int r;
+
+    if (hq == NULL)
+        return -xbdfront_get_errno();
+    if (op == XBDF_IO_READ || op == XBDF_IO_WRITE)
+        refs = buffer_lookup(h, buf, len, &busy);
+    c = lock_queue(hq);
+    r = xbdf_queue_submit_as(&c->q, &hq->q, op, buf, len, offset, flags,
+                             refs, busy, cb, user_data);
+    unlock_queue(hq, c);
+    return r;
 }
 
 int
@@ -1606,16 +1920,8 @@ xbdfront_aio_pread(struct xbdfront *h, unsigned int queue, void *buf,
                    size_t len, uint64_t offset, unsigned int flags,
                    xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    const uint32_t *refs;
-    atomic_int *busy = NULL;
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    refs = buffer_lookup(h, buf, len, &busy);
-    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_READ, buf, len, offset, flags,
-                                refs, busy, cb, user_data);
+    return submit(h, queue, XBDF_IO_READ, buf, len, offset, flags, cb,
+                  user_data);
 }
 
 int
@@ -1623,18 +1929,9 @@ xbdfront_aio_pwrite(struct xbdfront *h, unsigned int queue, const void *buf,
                     size_t len, uint64_t offset, unsigned int flags,
                     xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    const uint32_t *refs;
-    atomic_int *busy = NULL;
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    refs = buffer_lookup(h, buf, len, &busy);
     /* The queue only reads a write's buffer. */
-    return xbdf_queue_submit_zc(&hq->q, XBDF_IO_WRITE, (void *)(uintptr_t)buf,
-                                len, offset, flags, refs, busy, cb,
-                                user_data);
+    return submit(h, queue, XBDF_IO_WRITE, (void *)(uintptr_t)buf, len,
+                  offset, flags, cb, user_data);
 }
 
 int
@@ -1642,12 +1939,7 @@ xbdfront_aio_flush(struct xbdfront *h, unsigned int queue,
                    unsigned int flags, xbdfront_completion_fn cb,
                    void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    return xbdf_queue_submit(&hq->q, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb,
-                             user_data);
+    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data);
 }
 
 int
@@ -1655,12 +1947,8 @@ xbdfront_aio_discard(struct xbdfront *h, unsigned int queue, uint64_t len,
                      uint64_t offset, unsigned int flags,
                      xbdfront_completion_fn cb, void *user_data)
 {
-    struct xbdf_hqueue *hq = get_queue(h, queue);
-
-    if (hq == NULL)
-        return -xbdfront_get_errno();
-    return xbdf_queue_submit(&hq->q, XBDF_IO_DISCARD, NULL, len, offset,
-                             flags, cb, user_data);
+    return submit(h, queue, XBDF_IO_DISCARD, NULL, len, offset, flags, cb,
+                  user_data);
 }
 
 int
@@ -1673,34 +1961,131 @@ xbdfront_queue_fd(struct xbdfront *h, unsigned int queue)
     return hq->epfd;
 }
 
+/* Are callbacks due on this queue (finished requests of its own, or
+ * delivered by a carrier)? */
+static bool
+inbox_ready(struct xbdf_hqueue *hq)
+{
+    bool r;
+
+    /* Nothing was ever delivered: no lock (the common case). */
+    if (!atomic_load_explicit(&hq->inbox_used, memory_order_relaxed))
+        return false;
+    pthread_mutex_lock(&hq->inbox_lock);
+    r = xbdf_queue_has_inbox(&hq->q);
+    pthread_mutex_unlock(&hq->inbox_lock);
+    return r;
+}
+
+static bool
+ready(struct xbdf_hqueue *hq)
+{
+    bool r;
+
+    pthread_mutex_lock(&hq->lock);
+    r = xbdf_queue_has_done(&hq->q);
+    pthread_mutex_unlock(&hq->lock);
+    return r || inbox_ready(hq);
+}
+
+/* Run up to `budget` (0: all) callbacks that are due on this queue: its
+ * own finished requests, then those a carrier delivered.  No lock is held
+ * while a callback runs (it may submit). */
+static int
+run_ready(struct xbdf_hqueue *hq, unsigned int budget)
+{
+    unsigned int ran = 0;
+
+    while (budget == 0 || ran < budget) {
+        struct xbdf_io *io;
+
+        pthread_mutex_lock(&hq->lock);
+        io = xbdf_queue_pop_done(&hq->q);
+        pthread_mutex_unlock(&hq->lock);
+        if (io == NULL && inbox_ready(hq)) {
+            pthread_mutex_lock(&hq->inbox_lock);
+            io = xbdf_queue_inbox_pop(&hq->q);
+            pthread_mutex_unlock(&hq->inbox_lock);
+        }
+        if (io == NULL)
+            return (int)ran;
+        xbdf_queue_run_io(&hq->q, io);
+        ran++;
+    }
+    /* The budget left callbacks waiting: keep the fd readable so that an
+     * event loop comes back for them. */
+    if (ready(hq))
+        wake(hq);
+    return (int)ran;
+}
+
+/* With the queue and carrier locked: acknowledge the carrier's channel,
+ * then consume its ring.  arm: re-arm the ring's rsp_event (the caller
+ * may sleep next); a busy-poller passes false so that the backend does
+ * not notify for what it finds. */
+static void
+collect_locked(struct xbdf_hqueue *hq, struct xbdf_hqueue *c, bool arm)
+{
+    int port;
+
+    /* Acknowledge the event first, then look at the ring: a response
+     * published after this point raises a new event. */
+    while (c->cur != NULL && (port = xbd_evtchn_pending(c->cur->ev)) >= 0) {
+        c->q.stats.notify_received++;
+        xbd_evtchn_unmask(c->cur->ev, (uint32_t)port);
+    }
+    xbdf_queue_collect(&c->q, arm);
+    /* We took the carrier's event: its own thread must learn of what we
+     * finished for it (ours came to our inbox). */
+    if (c != hq && xbdf_queue_has_done(&c->q))
+        wake(c);
+    /* A failed queue: say why on this thread, for the synchronous
+     * helpers' message. */
+    if (c->q.failed)
+        xbdf_set_error(-ENODEV, "%s", c->q.failed_why);
+    else if (hq->q.failed)
+        xbdf_set_error(-ENODEV, "%s", hq->q.failed_why);
+}
+
+static int
+process_queue(struct xbdf_hqueue *hq, unsigned int budget, bool arm)
+{
+    struct xbdf_hqueue *c;
+
+    /* Consume the wake-up first: whatever it announced is looked at
+     * below. */
+    wake_consume(hq);
+    c = lock_queue(hq);
+    collect_locked(hq, c, arm);
+    unlock_queue(hq, c);
+    return run_ready(hq, budget);
+}
+
 int
 xbdfront_process(struct xbdfront *h, unsigned int queue, unsigned int budget)
 {
     struct xbdf_hqueue *hq = get_queue(h, queue);
-    uint64_t n;
-    int port, r;
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    /* Consume the wake-up, then apply what it announced: a hand-over made
-     * after get_queue() looked is applied here, not left behind a wake-up
-     * that was already read. */
-    if (read(hq->wakefd, &n, sizeof(n)) < 0) {
-        /* EAGAIN: none pending. */
-    }
-    apply_change(h, hq);
-    /* Acknowledge the event first, then look at the ring: a response
-     * published after this point raises a new event. */
-    while (hq->cur != NULL && (port = xbd_evtchn_pending(hq->cur->ev)) >= 0) {
-        hq->q.stats.notify_received++;
-        xbd_evtchn_unmask(hq->cur->ev, (uint32_t)port);
-    }
-    r = xbdf_queue_process(&hq->q, budget);
-    /* The budget left callbacks waiting: keep the fd readable so that an
-     * event loop comes back for them. */
-    if (r >= 0 && xbdf_queue_has_done(&hq->q))
-        wake(hq);
-    return r;
+    return process_queue(hq, budget, true);
+}
+
+/* Busy-poll: consume the carrier's ring without re-arming, no syscall;
+ * true when callbacks are due. */
+static bool
+poll_once(struct xbdf_hqueue *hq)
+{
+    struct xbdf_hqueue *c = lock_queue(hq);
+
+    bool r;
+
+    xbdf_queue_collect(&c->q, false);
+    if (c != hq && xbdf_queue_has_done(&c->q))
+        wake(c);
+    r = xbdf_queue_has_done(&hq->q);
+    unlock_queue(hq, c);
+    return r || inbox_ready(hq);
 }
 
 int
@@ -1713,25 +2098,31 @@ xbdfront_poll(struct xbdfront *h, unsigned int queue, int timeout_ms,
 
     if (hq == NULL)
         return -xbdfront_get_errno();
-    n = xbdfront_process(h, queue, budget);
-    if (n != 0)
-        return n;
     if (h->poll_us > 0) {
+        /* Busy-poll without re-arming rsp_event (Linux's
+         * RING_FINAL_CHECK_FOR_RESPONSES pattern: arm only when about to
+         * sleep), so the backend does not notify for what we pick up. */
         int64_t until = now_us() + h->poll_us;
 
-        while (now_us() < until) {
-            n = xbdf_queue_process(&hq->q, budget);
-            if (n != 0) {
+        /* No syscall while spinning: the event channel and wake-ups are
+         * looked at before sleeping (a masked channel raises nothing
+         * meanwhile). */
+        do {
+            if (poll_once(hq)) {
                 hq->q.stats.polls++;
-                return n;
+                return run_ready(hq, budget);
             }
-        }
+        } while (now_us() < until);
     }
+    /* About to sleep: re-arm, and look once more. */
+    n = process_queue(hq, budget, true);
+    if (n != 0)
+        return n;
     pfd.fd = hq->epfd;
     pfd.events = POLLIN;
     if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
         return xbdf_set_error(-errno, "poll: %s", strerror(errno));
-    return xbdfront_process(h, queue, budget);
+    return process_queue(hq, budget, true);
 }
 
 int
@@ -1741,6 +2132,7 @@ xbdfront_in_flight(struct xbdfront *h, unsigned int queue)
 
     if (hq == NULL)
         return -xbdfront_get_errno();
+    /* The queue's own count, kept by its thread alone. */
     return (int)xbdf_queue_in_flight(&hq->q);
 }
 
@@ -1840,7 +2232,9 @@ xbdfront_get_stats(struct xbdfront *h, unsigned int queue,
 
     if (hq == NULL)
         return -xbdfront_get_errno();
+    pthread_mutex_lock(&hq->lock);
     s = hq->q.stats;    /* cumulative across reconnects */
+    pthread_mutex_unlock(&hq->lock);
     memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
     return 0;
 }

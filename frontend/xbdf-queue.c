@@ -33,6 +33,10 @@ struct xbdf_io {
     const uint32_t *zc_refs;
     uint32_t zc_off;
     atomic_int *zc_busy;
+    /* The queue whose caller submitted it, when another queue carries it
+     * (fewer rings than queues after a reconnect): its callback runs
+     * there.  NULL: the queue that holds it. */
+    struct xbdf_queue *owner;
     struct xbdf_io *next;       /* on the done list */
 };
 
@@ -98,15 +102,23 @@ indirect_pages(uint32_t ndata)
            (uint32_t)XBD_SEGS_PER_INDIRECT_PAGE;
 }
 
+/* Append w to the list head..tail. */
+static void
+work_append(struct xbdf_work **head, struct xbdf_work **tail,
+            struct xbdf_work *w)
+{
+    w->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+}
+
 static void
 work_push(struct xbdf_queue *q, struct xbdf_work *w)
 {
-    w->next = NULL;
-    if (q->pending_tail != NULL)
-        q->pending_tail->next = w;
-    else
-        q->pending_head = w;
-    q->pending_tail = w;
+    work_append(&q->pending_head, &q->pending_tail, w);
 }
 
 static struct xbdf_work *
@@ -122,18 +134,26 @@ work_pop(struct xbdf_queue *q)
     return w;
 }
 
-/* An io is finished when nothing of it is on the ring or left to issue. */
+/* An io is finished when nothing of it is on the ring or left to issue;
+ * then its callback is due on its owner's queue. */
 static void
 io_maybe_done(struct xbdf_queue *q, struct xbdf_io *io)
 {
-    if (io->inflight == 0 && io->works == 0)
+    if (io->inflight != 0 || io->works != 0)
+        return;
+    if (io->owner != NULL && io->owner != q && q->deliver != NULL)
+        q->deliver(q->deliver_arg, io->owner, io);
+    else
         list_push(&q->done_head, &q->done_tail, io);
 }
 
 static inline char *
 pool_page(struct xbdf_queue *q, uint32_t i)
 {
-    return q->pool_base + (size_t)i * XBD_PAGE_SIZE;
+    uint32_t mask = (1u << q->pool.chunk_shift) - 1;
+
+    return q->pool.chunks[i >> q->pool.chunk_shift] +
+           (size_t)(i & mask) * XBD_PAGE_SIZE;
 }
 
 static void kick(struct xbdf_queue *q);
@@ -144,22 +164,21 @@ static void kick(struct xbdf_queue *q);
 
 int
 xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
-                  void *pool_base, const uint32_t *pool_refs,
-                  uint32_t pool_pages)
+                  const struct xbdf_pool *pool)
 {
+    uint32_t pool_pages = pool->pages;
     int err;
 
     if (q->attached)
         return xbdf_set_error(-EBUSY, "queue already attached to a ring");
     /* Room for the largest sector (64 KiB) and a direct request. */
-    if (pool_pages < XBDF_MIN_POOL_PAGES)
+    if (pool_pages < XBDF_MIN_POOL_PAGES || pool->chunk_shift > 31)
         return xbdf_set_error(-EINVAL, "a queue needs at least %u pool pages, "
                               "got %" PRIu32, XBDF_MIN_POOL_PAGES, pool_pages);
     err = xbdf_ring_init(&q->ring, sring, pages, q->notify, q->notify_arg);
     if (err < 0)
         return xbdf_set_error(err, "cannot set up a ring of %u pages", pages);
-    q->pool_base = pool_base;
-    q->pool_refs = pool_refs;
+    q->pool = *pool;
     q->pool_pages = pool_pages;
     q->pool_free = malloc(pool_pages * sizeof(*q->pool_free));
     q->piece = calloc(q->ring.shadow.size, sizeof(*q->piece));
@@ -205,12 +224,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
         w->off = p->io_off;
         w->len = p->io->op == XBDF_IO_READ || p->io->op == XBDF_IO_WRITE
                  ? p->len : 0;
-        w->next = NULL;
-        if (tail != NULL)
-            tail->next = w;
-        else
-            head = w;
-        tail = w;
+        work_append(&head, &tail, w);
         p->io->inflight--;
         p->io->works++;
         q->stats.reissued++;
@@ -226,8 +240,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
     free(q->piece);
     q->pool_free = NULL;
     q->piece = NULL;
-    q->pool_base = NULL;
-    q->pool_refs = NULL;
+    memset(&q->pool, 0, sizeof(q->pool));
     q->pool_pages = q->pool_nfree = 0;
     xbdf_ring_fini(&q->ring);
     q->attached = false;
@@ -236,9 +249,8 @@ xbdf_queue_detach(struct xbdf_queue *q)
 int
 xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
                 const struct xbdf_geom *geom, uint16_t handle,
-                void *pool_base, const uint32_t *pool_refs,
-                uint32_t pool_pages, xbdf_notify_fn notify, void *notify_arg,
-                unsigned int max_pending)
+                const struct xbdf_pool *pool, xbdf_notify_fn notify,
+                void *notify_arg, unsigned int max_pending)
 {
     memset(q, 0, sizeof(*q));
     q->geom = geom;
@@ -246,8 +258,7 @@ xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
     q->notify = notify;
     q->notify_arg = notify_arg;
     q->max_pending = max_pending;
-    return xbdf_queue_attach(q, sring, pages, pool_base, pool_refs,
-                             pool_pages);
+    return xbdf_queue_attach(q, sring, pages, pool);
 }
 
 static void
@@ -425,6 +436,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
     if (io->op == XBDF_IO_READ || io->op == XBDF_IO_WRITE) {
         uint32_t grefs_small[BLKIF_MAX_SEGMENTS_PER_REQUEST];
         uint32_t igrefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+        struct blkif_request_segment *ipages[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
         uint32_t *grefs = ndata <= BLKIF_MAX_SEGMENTS_PER_REQUEST
                           ? grefs_small : malloc(ndata * sizeof(*grefs));
         const uint32_t *data_refs = zc ? io->zc_refs + zc_first : grefs;
@@ -443,14 +455,17 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
             uint64_t off = (uint64_t)i * XBD_PAGE_SIZE;
             uint64_t n = len - off < XBD_PAGE_SIZE ? len - off : XBD_PAGE_SIZE;
 
-            grefs[i] = q->pool_refs[p->pages[i]];
+            grefs[i] = q->pool.refs[p->pages[i]];
             if (io->op == XBDF_IO_WRITE) {
                 memcpy(page, p->ubuf + off, n);
                 q->stats.bounced_bytes += n;
             }
         }
-        for (uint32_t i = 0; i < nind; i++)
-            igrefs[i] = q->pool_refs[p->pages[ndata + i]];
+        for (uint32_t i = 0; i < nind; i++) {
+            igrefs[i] = q->pool.refs[p->pages[ndata + i]];
+            ipages[i] = (struct blkif_request_segment *)(void *)
+                        pool_page(q, p->pages[ndata + i]);
+        }
         memset(&d, 0, sizeof(d));
         d.op = op;
         d.handle = q->handle;
@@ -460,8 +475,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         d.len = (uint32_t)len;
         d.grefs = data_refs;
         if (nind > 0) {
-            d.ind_segs = (struct blkif_request_segment *)(void *)
-                         pool_page(q, p->pages[ndata]);
+            d.ind_pages = ipages;
             d.ind_grefs = igrefs;
         }
         r = xbdf_build_rw(&e->req, &d, why, sizeof(why));
@@ -535,6 +549,17 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                      const uint32_t *zc_refs, atomic_int *zc_busy,
                      xbdfront_completion_fn cb, void *user_data)
 {
+    return xbdf_queue_submit_as(q, q, op, buf, len, offset, flags, zc_refs,
+                                zc_busy, cb, user_data);
+}
+
+int
+xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
+                     enum xbdf_io_op op, void *buf, uint64_t len,
+                     uint64_t offset, unsigned int flags,
+                     const uint32_t *zc_refs, atomic_int *zc_busy,
+                     xbdfront_completion_fn cb, void *user_data)
+{
     const struct xbdf_geom *g = q->geom;
     struct xbdf_io *io;
     struct xbdf_work *w;
@@ -549,9 +574,9 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                               xbdf_ring_broken(&q->ring));
     if (q->failed)
         return xbdf_set_error(-ENODEV, "%s", q->failed_why);
-    if (q->nios >= q->max_pending)
+    if (owner->nios >= owner->max_pending)
         return xbdf_set_error(-EAGAIN, "%u requests pending on this queue: "
-                              "process completions first", q->nios);
+                              "process completions first", owner->nios);
     switch (op) {
     case XBDF_IO_READ:
     case XBDF_IO_WRITE:
@@ -616,10 +641,11 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
         if (zc_busy != NULL)
             atomic_fetch_add(zc_busy, 1);
     }
-    q->nios++;
-    q->stats.submitted++;
+    io->owner = owner != q ? owner : NULL;
+    owner->nios++;
+    owner->stats.submitted++;
     if (now) {
-        list_push(&q->done_head, &q->done_tail, io);
+        io_maybe_done(q, io);
         return 0;
     }
     w->io = io;
@@ -668,23 +694,111 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
 }
 
 int
-xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
+xbdf_queue_collect(struct xbdf_queue *q, bool arm)
 {
-    unsigned int ran = 0;
+    int r = 0;
 
     /* Responses first (their pieces free ring slots and pool pages), then
-     * whatever waited for them, then the callbacks. */
+     * whatever waited for them. */
     if (q->attached && !q->ring.broken &&
-        xbdf_ring_collect(&q->ring, 0, piece_done, q) < 0)
-        xbdf_set_error(-ENODEV, "the device is broken: %s",
-                       xbdf_ring_broken(&q->ring));
+        (arm ? xbdf_ring_collect(&q->ring, 0, piece_done, q)
+             : xbdf_ring_poll(&q->ring, 0, piece_done, q)) < 0)
+        r = xbdf_set_error(-ENODEV, "the device is broken: %s",
+                           xbdf_ring_broken(&q->ring));
     if (q->attached && q->ring.broken)
         fail_all(q, -ENODEV);
     else
         kick(q);
+    return r;
+}
+
+struct xbdf_io *
+xbdf_queue_pop_done(struct xbdf_queue *q)
+{
+    return list_pop(&q->done_head, &q->done_tail);
+}
+
+void
+xbdf_queue_inbox_push(struct xbdf_queue *q, struct xbdf_io *io)
+{
+    list_push(&q->inbox_head, &q->inbox_tail, io);
+}
+
+struct xbdf_io *
+xbdf_queue_inbox_pop(struct xbdf_queue *q)
+{
+    return list_pop(&q->inbox_head, &q->inbox_tail);
+}
+
+void
+xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io)
+{
+    run_callback(owner, io);
+}
+
+void
+xbdf_queue_move_pending(struct xbdf_queue *from, struct xbdf_queue *to)
+{
+    struct xbdf_work *w;
+
+    while ((w = work_pop(from)) != NULL) {
+        if (w->io->owner == NULL)
+            w->io->owner = from;
+        if (w->io->owner == to)
+            w->io->owner = NULL;
+        work_push(to, w);
+    }
+    kick(to);
+}
+
+void
+xbdf_queue_give_back(struct xbdf_queue *q)
+{
+    struct xbdf_work *w, *keep_head = NULL, *keep_tail = NULL;
+
+    while ((w = work_pop(q)) != NULL) {
+        struct xbdf_queue *owner = w->io->owner;
+
+        if (owner == NULL || owner == q) {
+            work_append(&keep_head, &keep_tail, w);
+            continue;
+        }
+        /* Every piece of a foreign io is pending here (the ring is gone):
+         * the io goes back whole.  Its owner field stays: an owner equal
+         * to the queue holding the io means the same as none. */
+        work_push(owner, w);
+    }
+    q->pending_head = keep_head;
+    q->pending_tail = keep_tail;
+}
+
+void
+xbdf_queue_cancel(struct xbdf_queue *q, int err)
+{
+    fail_all(q, err);
+}
+
+static int
+process(struct xbdf_queue *q, unsigned int budget, bool arm)
+{
+    unsigned int ran = 0;
+
+    xbdf_queue_collect(q, arm);
     while ((budget == 0 || ran < budget) && q->done_head != NULL) {
         run_callback(q, list_pop(&q->done_head, &q->done_tail));
         ran++;
     }
     return (int)ran;
+}
+
+int
+xbdf_queue_process(struct xbdf_queue *q, unsigned int budget)
+{
+    return process(q, budget, true);
+}
+
+int
+xbdf_queue_poll(struct xbdf_queue *q, unsigned int budget)
+{
+    return process(q, budget, false);
 }

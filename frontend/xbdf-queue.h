@@ -31,8 +31,28 @@
 enum xbdf_io_op { XBDF_IO_READ, XBDF_IO_WRITE, XBDF_IO_FLUSH, XBDF_IO_DISCARD };
 
 struct xbdf_io;                 /* one caller request, private */
+struct xbdf_queue;
+
+/* Where a finished io of another queue goes (see CARRYING below). */
+typedef void (*xbdf_deliver_fn)(void *arg, struct xbdf_queue *owner,
+                                struct xbdf_io *io);
 struct xbdf_piece;              /* one ring request, private */
 struct xbdf_work;               /* what is left to issue of an io */
+
+/* A queue's pool of granted pages, possibly in several chunks (one grant
+ * share each: a platform shares a bounded number of pages at once).  Page
+ * i lives in chunk i >> chunk_shift, at page (i & ((1 << chunk_shift) - 1))
+ * of it, and is granted to the backend as refs[i].  The arrays are the
+ * caller's and must outlive the attachment. */
+struct xbdf_pool {
+    char *const *chunks;
+    unsigned int chunk_shift;       /* log2 of the pages per chunk */
+    const uint32_t *refs;
+    uint32_t pages;
+};
+
+/* chunk_shift for a pool in one chunk (any size). */
+#define XBDF_POOL_ONE_CHUNK 31u
 
 struct xbdf_queue {
     struct xbdf_ring ring;          /* valid while attached */
@@ -42,12 +62,10 @@ struct xbdf_queue {
     xbdf_notify_fn notify;
     void *notify_arg;
 
-    /* The granted page pool: page i is at pool_base + i * 4 KiB, granted
-     * to the backend as pool_refs[i].  A free page's index sits on the
-     * free stack. */
-    char *pool_base;
-    const uint32_t *pool_refs;
-    uint32_t pool_pages;
+    /* The granted page pool (see struct xbdf_pool).  A free page's index
+     * sits on the free stack. */
+    struct xbdf_pool pool;
+    uint32_t pool_pages;            /* == pool.pages */
     uint32_t *pool_free;
     uint32_t pool_nfree;
 
@@ -57,8 +75,16 @@ struct xbdf_queue {
      * callback has not run yet (FIFO). */
     struct xbdf_work *pending_head, *pending_tail;
     struct xbdf_io *done_head, *done_tail;
+    /* Finished ios of ours that a carrier delivered (its deliver function
+     * puts them here; the caller serialises access). */
+    struct xbdf_io *inbox_head, *inbox_tail;
     unsigned int nios;              /* accepted, callback not yet run */
     unsigned int max_pending;
+
+    /* Finished ios owned by another queue go here (NULL: to our own done
+     * list, as for a queue that never carries others'). */
+    xbdf_deliver_fn deliver;
+    void *deliver_arg;
 
     /* Failed for good (xbdf_queue_fail): everything is refused. */
     bool failed;
@@ -68,14 +94,15 @@ struct xbdf_queue {
 };
 
 #define XBDF_MIN_POOL_PAGES 16u
+/* The most pages a queue's pool may hold (64 MiB). */
+#define XBDF_POOL_MAX_PAGES 16384u
 
 /* Set up a queue on `pages` ring pages at sring (initialised here) with a
- * pool of pool_pages granted pages.  The pool must hold at least
- * XBDF_MIN_POOL_PAGES pages; geom must outlive the queue. */
+ * pool of granted pages.  The pool must hold at least XBDF_MIN_POOL_PAGES
+ * pages; geom must outlive the queue. */
 int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
                     const struct xbdf_geom *geom, uint16_t handle,
-                    void *pool_base, const uint32_t *pool_refs,
-                    uint32_t pool_pages, xbdf_notify_fn notify,
+                    const struct xbdf_pool *pool, xbdf_notify_fn notify,
                     void *notify_arg, unsigned int max_pending);
 
 /* Reconnect support.  detach: the backend went away; every request on
@@ -86,8 +113,7 @@ int xbdf_queue_init(struct xbdf_queue *q, void *sring, unsigned int pages,
  * pending is issued at once.  Submissions while detached wait. */
 void xbdf_queue_detach(struct xbdf_queue *q);
 int xbdf_queue_attach(struct xbdf_queue *q, void *sring, unsigned int pages,
-                      void *pool_base, const uint32_t *pool_refs,
-                      uint32_t pool_pages);
+                      const struct xbdf_pool *pool);
 
 /* Fail every request not yet completed with `err` (running their callbacks
  * now) and free everything.  Pool pages of pieces the backend may still be
@@ -117,17 +143,69 @@ int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                          const uint32_t *zc_refs, atomic_int *zc_busy,
                          xbdfront_completion_fn cb, void *user_data);
 
+/* ---- Carrying another queue's requests --------------------------------
+ *
+ * After a reconnect the backend may offer fewer rings than the caller has
+ * queues.  A queue without a ring (the owner) then has its requests
+ * carried by one with a ring (the carrier): they are issued on the
+ * carrier's ring from its pool, and when one finishes it is handed to the
+ * carrier's deliver function, which takes it to the owner, whose
+ * xbdf_queue_run_io() runs the callback.  The in-flight count, the limit
+ * and the submitted/completed/errors counters stay the owner's; the ring
+ * counters are the carrier's.  The caller serialises access to a carrier
+ * (its ring is driven by more than one thread).
+ *
+ * submit_as: submit on q for owner (q itself for an ordinary request).
+ * move_pending: every request waiting in `from` goes to `to`, keeping
+ *   (or becoming) from's, and is issued there as room allows.
+ * give_back: on a detached queue, every request owned by another queue
+ *   goes back to its owner's pending list, whole.
+ * collect: consume responses and issue what waits, running no callback
+ *   (arm as for the ring: false while busy-polling); then pop_done yields
+ *   the finished ios of q's own, run with run_io on the owner. */
+int xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
+                         enum xbdf_io_op op, void *buf, uint64_t len,
+                         uint64_t offset, unsigned int flags,
+                         const uint32_t *zc_refs, atomic_int *zc_busy,
+                         xbdfront_completion_fn cb, void *user_data);
+void xbdf_queue_move_pending(struct xbdf_queue *from, struct xbdf_queue *to);
+void xbdf_queue_give_back(struct xbdf_queue *q);
+int xbdf_queue_collect(struct xbdf_queue *q, bool arm);
+struct xbdf_io *xbdf_queue_pop_done(struct xbdf_queue *q);
+void xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io);
+
+/* Fail every request not yet completed with err, as xbdf_queue_fini does,
+ * but run no callback (they wait on the done list, or are delivered to
+ * their owners) and keep the queue. */
+void xbdf_queue_cancel(struct xbdf_queue *q, int err);
+
 /* Consume responses, issue what waits, and run up to `budget` callbacks
  * (0: no limit).  Returns the callbacks run.  When the backend broke the
  * protocol every outstanding request completes with -ENODEV and later
  * submissions are refused with -ENODEV. */
 int xbdf_queue_process(struct xbdf_queue *q, unsigned int budget);
 
+/* The same for a busy-polling caller: the ring's rsp_event is not
+ * re-armed (xbdf_ring_poll), so the backend does not notify for what the
+ * poller collects.  Call xbdf_queue_process() before sleeping. */
+int xbdf_queue_poll(struct xbdf_queue *q, unsigned int budget);
+
 /* Callbacks ready to run (a budget left them for the next call). */
 static inline bool
 xbdf_queue_has_done(const struct xbdf_queue *q)
 {
     return q->done_head != NULL;
+}
+
+/* The inbox of finished ios a carrier delivered (see above): push from
+ * the deliver function, pop and xbdf_queue_run_io() on the owner. */
+void xbdf_queue_inbox_push(struct xbdf_queue *q, struct xbdf_io *io);
+struct xbdf_io *xbdf_queue_inbox_pop(struct xbdf_queue *q);
+
+static inline bool
+xbdf_queue_has_inbox(const struct xbdf_queue *q)
+{
+    return q->inbox_head != NULL;
 }
 
 /* Requests accepted whose callback has not run. */

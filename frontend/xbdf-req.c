@@ -122,7 +122,7 @@ xbdf_build_rw(union xbdf_req *req, const struct xbdf_rw_desc *d,
         return 0;
     }
     if ((d->op != BLKIF_OP_READ && d->op != BLKIF_OP_WRITE) ||
-        d->ind_segs == NULL || d->ind_grefs == NULL ||
+        d->ind_pages == NULL || d->ind_grefs == NULL ||
         nseg > XBD_MAX_INDIRECT_SEGMENTS) {
         snprintf(why, whylen, "%u segments need an indirect READ or WRITE "
                  "with indirect pages (at most %u segments)", nseg,
@@ -140,8 +140,18 @@ xbdf_build_rw(union xbdf_req *req, const struct xbdf_rw_desc *d,
          i++)
         req->indirect.indirect_grefs[i] = d->ind_grefs[i];
     /* The segment pages are ours (granted read-only): written here, never
-     * read back. */
-    fill_segs(d->ind_segs, nseg, d->grefs, d->page_off, d->len);
+     * read back.  Page by page: they need not be adjacent in memory. */
+    for (unsigned int first = 0; first < nseg;
+         first += XBD_SEGS_PER_INDIRECT_PAGE) {
+        unsigned int n = nseg - first < XBD_SEGS_PER_INDIRECT_PAGE
+                         ? nseg - first : XBD_SEGS_PER_INDIRECT_PAGE;
+        uint64_t skip = (uint64_t)first * XBD_PAGE_SIZE;
+        uint64_t start = first == 0 ? d->page_off : 0;
+        uint64_t end = (uint64_t)d->page_off + d->len - skip;
+
+        fill_segs(d->ind_pages[first / XBD_SEGS_PER_INDIRECT_PAGE], n,
+                  d->grefs + first, (uint32_t)start, (uint32_t)(end - start));
+    }
     return 0;
 }
 

@@ -68,14 +68,15 @@ struct xbdf_rw_desc {
     uint32_t len;               /* bytes */
     const uint32_t *grefs;      /* one grant per data page spanned */
     /* For more than 11 pages: the frontend's indirect pages (mapped here,
-     * granted read-only to the backend) and their grants. */
-    struct blkif_request_segment *ind_segs;
+     * granted read-only to the backend), one pointer per page (they need
+     * not be adjacent), and their grants. */
+    struct blkif_request_segment *const *ind_pages;
     const uint32_t *ind_grefs;
 };
 
 /* Build the request in *req (the shadow's private copy): direct for up to
  * 11 pages, BLKIF_OP_INDIRECT beyond (then the segments are written into
- * ind_segs).  -EINVAL for a descriptor that breaks blkif's rules. */
+ * ind_pages).  -EINVAL for a descriptor that breaks blkif's rules. */
 int xbdf_build_rw(union xbdf_req *req, const struct xbdf_rw_desc *d,
                   char *why, size_t whylen);
 

@@ -231,9 +231,9 @@ xbdf_ring_broken(const struct xbdf_ring *r)
     return r->broken ? r->broken_why : NULL;
 }
 
-int
-xbdf_ring_collect(struct xbdf_ring *r, unsigned int budget,
-                  xbdf_complete_fn done, void *arg)
+static int
+collect(struct xbdf_ring *r, unsigned int budget, xbdf_complete_fn done,
+        void *arg, bool arm)
 {
     unsigned int n = 0;
     int more;
@@ -296,10 +296,26 @@ xbdf_ring_collect(struct xbdf_ring *r, unsigned int budget,
         }
         if (budget != 0 && n >= budget)
             break;
+        if (!arm)
+            break;      /* busy-polling: the backend need not notify */
         /* Re-arm rsp_event and look once more: a response published
          * between our read of rsp_prod and the store to rsp_event would
          * otherwise sleep unnoticed.  (mb inside the macro.) */
         RING_FINAL_CHECK_FOR_RESPONSES(&r->front, more);
     } while (more);
     return (int)n;
+}
+
+int
+xbdf_ring_collect(struct xbdf_ring *r, unsigned int budget,
+                  xbdf_complete_fn done, void *arg)
+{
+    return collect(r, budget, done, arg, true);
+}
+
+int
+xbdf_ring_poll(struct xbdf_ring *r, unsigned int budget,
+               xbdf_complete_fn done, void *arg)
+{
+    return collect(r, budget, done, arg, false);
 }

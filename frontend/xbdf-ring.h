@@ -128,6 +128,14 @@ int xbdf_ring_push(struct xbdf_ring *r);
 int xbdf_ring_collect(struct xbdf_ring *r, unsigned int budget,
                       xbdf_complete_fn done, void *arg);
 
+/* The same without re-arming rsp_event: for a caller that busy-polls the
+ * ring and will call again soon.  rsp_event stays where it was, so a
+ * backend following RING_PUSH_RESPONSES_AND_CHECK_NOTIFY does not notify
+ * for responses the poller picks up itself.  Before sleeping on the event
+ * channel, call xbdf_ring_collect() (which re-arms and checks once more). */
+int xbdf_ring_poll(struct xbdf_ring *r, unsigned int budget,
+                   xbdf_complete_fn done, void *arg);
+
 /* NULL, or why the ring was marked broken. */
 const char *xbdf_ring_broken(const struct xbdf_ring *r);
 

@@ -34,8 +34,8 @@
  * ====================================================================== */
 
 struct opts {
-    unsigned int ring_pages, queues, indirect;
-    bool set_indirect, no_persistent, json, zero_copy;
+    unsigned int ring_pages, queues, indirect, pool_pages;
+    bool set_indirect, no_persistent, json, zero_copy, quiet;
     unsigned int timeout_s;
     /* verify */
     uint64_t seed, size;
@@ -192,6 +192,10 @@ open_dev(const char *dev)
         r = xbdfront_set_persistent(h, 0);
     if (r >= 0 && o.poll_set)
         r = xbdfront_set_poll_us(h, o.poll_us);
+    if (r >= 0 && o.pool_pages != 0)
+        r = xbdfront_set_pool_pages(h, o.pool_pages);
+    if (r >= 0 && o.quiet)
+        r = xbdfront_set_log_callback(h, NULL, NULL);
     /* verify and bench keep --iodepth requests in flight per queue: the
      * library must accept that many, even beyond its default of four
      * rings' worth (the excess waits for ring space inside it). */
@@ -270,7 +274,7 @@ cmd_info(struct xbdfront *h, const char *dev, int argc, char **argv)
                 printf("%s\"%s\"", first ? "" : ", ", feature_names[i].name);
                 first = false;
             }
-        printf("]}\n");
+        printf("], \"pool_pages\": %d}\n", xbdfront_get_pool_pages(h));
         return 0;
     }
     printf("device:            %s (virtual-device %" PRId64 ")\n", dev,
@@ -280,6 +284,7 @@ cmd_info(struct xbdfront *h, const char *dev, int argc, char **argv)
     printf("ring pages:        %d\n", xbdfront_get_ring_pages(h));
     printf("queues:            %d\n", xbdfront_get_queues(h));
     printf("indirect segments: %d\n", xbdfront_get_indirect_segments(h));
+    printf("pool pages:        %d per queue\n", xbdfront_get_pool_pages(h));
     printf("persistent grants: %s\n", xbdfront_get_persistent(h) ? "yes" : "no");
     printf("features:         ");
     for (size_t i = 0; i < sizeof(feature_names) / sizeof(feature_names[0]); i++)
@@ -639,6 +644,10 @@ next_job(struct worker *w, struct slot *s)
     return true;
 }
 
+/* Progress on stderr: a terminal and no --quiet.  Decided once, in
+ * main(): isatty() is a syscall, too dear for every loop of a worker. */
+static bool show_progress;
+
 static void *
 worker_main(void *arg)
 {
@@ -704,7 +713,8 @@ worker_main(void *arg)
         }
         /* Progress on a terminal, from queue 0's thread, once a second:
          * rate, elapsed, remaining. */
-        if (w->queue == 0 && isatty(2) && now_s() - last_progress >= 1) {
+        if (w->queue == 0 && show_progress &&
+            now_s() - last_progress >= 1) {
             double t = now_s(), el = t - e->start;
             uint64_t done = atomic_load(&e->done_bytes);
             double rate = el > 0 ? (double)done / el : 0;
@@ -767,7 +777,7 @@ engine_run(struct engine *e, unsigned int depth, uint64_t slot_len,
             die("cannot start a thread: %s", strerror(errno));
     for (unsigned int q = 0; q < nq; q++)
         pthread_join(ws[q].tid, NULL);
-    if (isatty(2))
+    if (show_progress)
         fprintf(stderr, "\r%60s\r", "");
     *nworkers = nq;
     return ws;
@@ -1129,6 +1139,11 @@ usage(FILE *f)
             "  --indirect N      indirect segments per request (0: none; "
             "default 256)\n"
             "  --no-persistent   do not use persistent grants\n"
+            "  --pool-pages N    granted bounce pages per queue (16..16384; "
+            "default: one per\n                    ring slot plus one full "
+            "indirect request)\n"
+            "  --quiet           no library messages (reconnects) and no "
+            "progress\n"
             "  --poll-us US      busy-poll the ring up to US microseconds "
             "before sleeping\n                    on the event channel "
             "(default 0: never)\n"
@@ -1151,7 +1166,7 @@ main(int argc, char **argv)
 {
     enum { O_RING = 256, O_QUEUES, O_INDIRECT, O_NOPERS, O_TIMEOUT, O_SEED,
            O_SIZE, O_PHASE, O_RW, O_BS, O_DEPTH, O_SECONDS, O_JSON,
-           O_POLL, O_VERSION, O_ZC };
+           O_POLL, O_VERSION, O_ZC, O_POOL, O_QUIET };
     static const struct option lopts[] = {
         { "ring-pages", required_argument, NULL, O_RING },
         { "queues", required_argument, NULL, O_QUEUES },
@@ -1168,6 +1183,8 @@ main(int argc, char **argv)
         { "json", no_argument, NULL, O_JSON },
         { "zero-copy", no_argument, NULL, O_ZC },
         { "poll-us", required_argument, NULL, O_POLL },
+        { "pool-pages", required_argument, NULL, O_POOL },
+        { "quiet", no_argument, NULL, O_QUIET },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
@@ -1206,6 +1223,10 @@ main(int argc, char **argv)
         case O_SECONDS: o.seconds = uint_arg("--seconds", optarg, 1, 86400); break;
         case O_JSON: o.json = true; break;
         case O_ZC: o.zero_copy = true; break;
+        case O_POOL:
+            o.pool_pages = uint_arg("--pool-pages", optarg, 16, 16384);
+            break;
+        case O_QUIET: o.quiet = true; break;
         case O_POLL:
             o.poll_us = uint_arg("--poll-us", optarg, 0, 1000000);
             o.poll_set = true;
@@ -1234,6 +1255,7 @@ main(int argc, char **argv)
         fprintf(stderr, "Usage: xbdfront %s %s\n", cmd->name, cmd->usage);
         return 2;
     }
+    show_progress = !o.quiet && isatty(2);
     h = open_dev(argv[optind + 1]);
     the_handle = h;
     rc = cmd->fn(h, argv[optind + 1], argc - optind - 2, argv + optind + 2);

@@ -21,27 +21,33 @@
  *   A connected handle has xbdfront_get_queues() queues, numbered from 0.
  *   Each queue is one shared ring with its own event channel.  A queue must
  *   be used by one thread at a time: submit, process completions and poll
- *   on a queue from the thread that owns it.  There are no locks on that
- *   path; that is what makes queues scale.  Different queues may be driven
- *   concurrently by different threads.  The setters, getters and
- *   xbdfront_close() are not for concurrent use with anything else on the
- *   same handle.
+ *   on a queue from the thread that owns it.  Each queue has its own lock,
+ *   which nothing else takes in normal operation; that is what makes
+ *   queues scale.  Different queues may be driven concurrently by
+ *   different threads.  The setters, getters and xbdfront_close() are not
+ *   for concurrent use with anything else on the same handle.
  *
  *   The library runs one control thread per handle.  It watches the
  *   backend's state in xenstore and handles the events that do not belong
  *   to a queue: a resize (the resize callback runs on that thread) and a
  *   backend that goes away and comes back (a daemon restart, a toolstack
- *   reconnect).  Then the library renegotiates — possibly a different ring
- *   size or indirect limit — and re-issues every request that had not
- *   completed, from its private copies, the next time each queue's owner
- *   enters the library (xbdfront_queue_fd() turns readable to say so).
- *   Callers see no error, only a delay.  The queue count stays what the
- *   first connect chose: if the backend comes back offering fewer queues,
- *   the queues beyond fail with -ENODEV and a message saying so.  A
- *   backend going away with `online` 0 is the toolstack detaching the
- *   device, not a restart: no reconnect, every queue fails with -ENODEV;
- *   so it does when the device's directories vanish or the store itself
- *   goes away.  Each reconnect logs one line on stderr.
+ *   reconnect).  Then the library renegotiates from what the backend offers
+ *   now — the ring size, the indirect limit, the number of rings — and
+ *   re-issues every request that had not completed, from its private
+ *   copies (xbdfront_queue_fd() turns readable to say so).  Callers see no
+ *   error, only a delay.  The number of queues stays what the first
+ *   connect chose (the caller's threads own them): when the backend comes
+ *   back with fewer rings, queue i's requests ride on the ring of queue
+ *   i % rings — the waiting ones, the ones lost on the old ring and new
+ *   ones — and their callbacks still run on queue i's thread; queue i's
+ *   fd also watches that ring.  The two queues' threads then share that
+ *   ring's lock.  A later reconnect with more rings gives each queue its
+ *   own ring again (up to the first connect's count).  A backend going
+ *   away with `online` 0 is the toolstack detaching the device, not a
+ *   restart: no reconnect, every queue fails with -ENODEV; so it does when
+ *   the device's directories vanish or the store itself goes away.  Each
+ *   reconnect logs one line through the log callback (stderr unless
+ *   xbdfront_set_log_callback() says otherwise).
  *
  * ASYNCHRONOUS I/O
  *   xbdfront_aio_*() submit a request on a queue and take a completion
@@ -175,7 +181,10 @@ extern int xbdfront_set_persistent(struct xbdfront *h, int enable);
 
 /* Busy-poll the ring for up to `us` microseconds in xbdfront_poll() and the
  * synchronous helpers before sleeping on the event channel (0, the default,
- * never spins). */
+ * never spins).  While spinning the library makes no syscall and does not
+ * ask the backend to notify (the ring's rsp_event is re-armed only before
+ * sleeping), so polling also cuts notifications.  May be changed while
+ * connected, from the thread that drives the queues. */
 extern int xbdfront_set_poll_us(struct xbdfront *h, unsigned int us);
 
 /* Requests a queue accepts before xbdfront_aio_*() return -EAGAIN,
@@ -186,6 +195,30 @@ extern int xbdfront_set_max_pending(struct xbdfront *h, unsigned int n);
  * libxl's own limit). */
 extern int xbdfront_set_connect_timeout_ms(struct xbdfront *h,
                                            unsigned int ms);
+
+/* Pages of each queue's pool of granted bounce pages (and indirect
+ * segment pages), or 0 (the default) for one page per ring slot plus one
+ * full indirect request, so that the whole ring can be kept busy with
+ * small requests (64 ring pages: 2048 + 258 pages, 9 MiB per queue).
+ * Otherwise 16 to 16384.  The pool bounds how much bounced data a queue
+ * has in flight.  The automatic size shrinks (down to 32 pages, saying so
+ * through the log callback; larger requests then go in pieces) when the
+ * platform has fewer grants to give; a size asked for here does not:
+ * xbdfront_connect() fails with -ENOSPC.  On Xen the xen_gntalloc
+ * module's `limit` parameter (1024 grants by default) bounds rings, pools
+ * and buffers together. */
+extern int xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages);
+
+/* Where the library's messages go: events the caller does not otherwise
+ * see (a reconnect, a pool shrunk for lack of grants, pages a backend
+ * still maps left shared).  By default one line each on stderr, prefixed
+ * "libxbdfront: "; fn receives each message (no prefix, no newline), on
+ * the control thread or inside xbdfront_connect() / xbdfront_close();
+ * NULL drops them (quiet).  Errors of calls are still reported through
+ * return values and xbdfront_get_error(). */
+typedef void (*xbdfront_log_fn)(void *user_data, const char *msg);
+extern int xbdfront_set_log_callback(struct xbdfront *h, xbdfront_log_fn fn,
+                                     void *user_data);
 
 /* Called on the control thread when the device's size changed while
  * connected (the backend rewrote `sectors`). */
@@ -220,6 +253,10 @@ extern int xbdfront_get_ring_pages(struct xbdfront *h);
 extern int xbdfront_get_queues(struct xbdfront *h);
 /* 0: no indirect descriptors, requests carry at most 11 pages. */
 extern int xbdfront_get_indirect_segments(struct xbdfront *h);
+/* Pages in each queue's pool of granted bounce pages (the smallest when
+ * the platform's grant limit made some smaller): with one page per ring
+ * slot or more, small requests can fill the whole ring. */
+extern int xbdfront_get_pool_pages(struct xbdfront *h);
 /* 1 when persistent grants are in use. */
 extern int xbdfront_get_persistent(struct xbdfront *h);
 /* The virtual-device number. */
@@ -316,7 +353,11 @@ extern int xbdfront_discard(struct xbdfront *h, unsigned int queue,
 
 /* ---- Counters ---------------------------------------------------------- */
 
-/* Per-queue counters since connect (they survive a reconnect). */
+/* Per-queue counters since connect (they survive a reconnect).  While a
+ * queue's requests ride on another queue's ring (see QUEUES AND THREADS),
+ * the ring's counters (ring_requests, notifications, ring_full, bounced
+ * bytes, reissued) count on the queue that owns the ring; submitted,
+ * completed, errors and polls stay the submitting queue's. */
 struct xbdfront_stats {
     uint64_t submitted;         /* requests accepted from the caller */
     uint64_t ring_requests;     /* ring slots used (after splitting) */

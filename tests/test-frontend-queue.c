@@ -161,7 +161,16 @@ static struct xbdf_queue q;
 static struct be be;
 static struct xbdf_geom geom;
 static void *ring_mem;
-static uint32_t refs[1024];
+static uint32_t refs[1024];    /* identity: refs[i] is page i of be.pool */
+
+/* The queue's view of the pool, in chunks of 8 pages laid out in reverse
+ * order in be.pool, as a pool shared in several pieces is: nothing may
+ * assume that consecutive pool pages are adjacent in memory. */
+#define CHUNK_SHIFT 3u
+#define CHUNK_PAGES (1u << CHUNK_SHIFT)
+static char *chunks[1024 / CHUNK_PAGES];
+static uint32_t qrefs[1024];
+static struct xbdf_pool qpool;
 
 static void
 setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
@@ -182,19 +191,28 @@ setup(unsigned int ring_pages, uint32_t pool_pages, uint32_t indirect)
     if (posix_memalign(&ring_mem, XBD_PAGE_SIZE, ring_pages * XBD_PAGE_SIZE) ||
         disk == NULL)
         bail_out("out of memory");
+    uint32_t nchunks = (pool_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+
     memset(&be, 0, sizeof(be));
     if (posix_memalign((void **)&be.pool, XBD_PAGE_SIZE,
-                       (size_t)pool_pages * XBD_PAGE_SIZE))
+                       (size_t)nchunks * CHUNK_PAGES * XBD_PAGE_SIZE))
         bail_out("out of memory");
-    for (uint32_t i = 0; i < pool_pages; i++)
+    for (uint32_t i = 0; i < 1024; i++)
         refs[i] = REF0 + i;
+    for (uint32_t c = 0; c < nchunks; c++)
+        chunks[c] = be.pool + (size_t)(nchunks - 1 - c) * CHUNK_PAGES *
+                              XBD_PAGE_SIZE;
+    for (uint32_t i = 0; i < pool_pages; i++)
+        qrefs[i] = REF0 + (nchunks - 1 - (i >> CHUNK_SHIFT)) * CHUNK_PAGES +
+                   (i & (CHUNK_PAGES - 1));
+    qpool = (struct xbdf_pool){ chunks, CHUNK_SHIFT, qrefs, pool_pages };
     be.sr = ring_mem;
     be.disk = disk;
     be.disk_size = geom.size;
-    be.pool_pages = pool_pages;
+    be.pool_pages = nchunks * CHUNK_PAGES;
     be.ref0 = REF0;
-    if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, be.pool, refs,
-                        pool_pages, NULL, NULL, 0) < 0)
+    if (xbdf_queue_init(&q, ring_mem, ring_pages, &geom, 51712, &qpool, NULL,
+                        NULL, 0) < 0)
         bail_out("queue init");
     be.size = RING_SIZE(&q.ring.front);
 }
@@ -464,7 +482,8 @@ test_reconnect(void)
     be.pool = pool2;
     be.pool_pages = 400;
     be.ref0 = 5000;
-    is_int(xbdf_queue_attach(&q, ring2, 4, pool2, refs2, 400), 0,
+    qpool = (struct xbdf_pool){ &pool2, XBDF_POOL_ONE_CHUNK, refs2, 400 };
+    is_int(xbdf_queue_attach(&q, ring2, 4, &qpool), 0,
            "attach to the new backend's ring");
     be.size = RING_SIZE(&q.ring.front);
     run();
@@ -541,8 +560,9 @@ test_zero_copy(void)
 
     setup(1, 400, 256);
     xbdf_queue_fini(&q, -ECANCELED);
-    if (xbdf_queue_init(&q, ring_mem, 1, &geom, 51712, be.pool, refs, 64,
-                        NULL, NULL, 0) < 0 || back == NULL)
+    qpool = (struct xbdf_pool){ &be.pool, XBDF_POOL_ONE_CHUNK, refs, 64 };
+    if (xbdf_queue_init(&q, ring_mem, 1, &geom, 51712, &qpool, NULL, NULL,
+                        0) < 0 || back == NULL)
         bail_out("queue init");
     zbuf = be.pool + 64 * XBD_PAGE_SIZE + 512;
     fill(zbuf, len, 5);
@@ -570,6 +590,135 @@ test_zero_copy(void)
     free(back);
 }
 
+/* A queue without a ring (b, the owner) has its requests carried by one
+ * with a ring (q, the carrier), as after a reconnect to a backend with
+ * fewer rings than queues: they go out on q's ring, and when they finish
+ * they are delivered to b, whose own run_io runs the callbacks; b keeps
+ * its counts.  When q loses its ring, b's requests go back to b whole. */
+static int delivered;
+
+static void
+test_deliver(void *arg, struct xbdf_queue *owner, struct xbdf_io *io)
+{
+    (void)arg;
+    delivered++;
+    xbdf_queue_inbox_push(owner, io);
+}
+
+static void
+test_carry(void)
+{
+    enum { N = 12 };
+    static struct xbdf_queue b;
+    static char w[N][8192], r[N][8192];
+    struct cb cw[N], cr[N], cq = { 0, 1 };
+    struct xbdf_pool bpool;
+    char *bmem = NULL, *qmem, qbuf[4096];
+    void *bring = NULL;
+    struct xbdf_io *io;
+    int good = 1, ran = 0, owned = 0;
+
+    setup(1, 64, 0);
+    q.deliver = test_deliver;
+    /* b: its own ring once, then detached (the backend took it away). */
+    if (posix_memalign(&bring, XBD_PAGE_SIZE, XBD_PAGE_SIZE) ||
+        posix_memalign((void **)&bmem, XBD_PAGE_SIZE, 16 * XBD_PAGE_SIZE))
+        bail_out("out of memory");
+    bpool = (struct xbdf_pool){ &bmem, XBDF_POOL_ONE_CHUNK, refs, 16 };
+    if (xbdf_queue_init(&b, bring, 1, &geom, 51712, &bpool, NULL, NULL,
+                        0) < 0)
+        bail_out("queue init");
+    xbdf_queue_detach(&b);
+    memset(cw, 0, sizeof(cw));
+    memset(cr, 0, sizeof(cr));
+    for (int i = 0; i < N; i++) {
+        memset(w[i], 'A' + i, sizeof(w[i]));
+        xbdf_queue_submit(&b, XBDF_IO_WRITE, w[i], sizeof(w[i]),
+                          (uint64_t)i * 8192, 0, on_done, &cw[i]);
+    }
+    is_int(xbdf_queue_in_flight(&b), N, "%d writes waiting on a queue "
+           "without a ring", N);
+    xbdf_queue_move_pending(&b, &q);
+    ok(q.ring.shadow.in_use > 0, "moved: issued on the carrier's ring");
+    for (int i = 0; i < N; i++)
+        is_int(xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
+                                    (uint64_t)i * 8192, 0, NULL, NULL,
+                                    on_done, &cr[i]), 0,
+               "read %d submitted on the carrier for b", i);
+    xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
+                      &cq);
+    is_int(xbdf_queue_in_flight(&b), 2 * N, "b counts its %d requests",
+           2 * N);
+    is_int(xbdf_queue_in_flight(&q), 1, "q counts only its own");
+    for (int i = 0; i < 1000 && delivered < 2 * N; i++) {
+        be_process(&be);
+        ran += xbdf_queue_process(&q, 0);
+    }
+    is_int(ran, 1, "q ran only its own callback");
+    is_int(delivered, 2 * N, "b's %d requests were delivered to it", 2 * N);
+    ok(cw[0].calls == 0 && cr[0].calls == 0, "no callback of b's ran yet");
+    while ((io = xbdf_queue_inbox_pop(&b)) != NULL) {
+        xbdf_queue_run_io(&b, io);
+        owned++;
+    }
+    is_int(owned, 2 * N, "b runs them");
+    for (int i = 0; i < N; i++)
+        if (cw[i].calls != 1 || cw[i].err != 0 || cr[i].calls != 1 ||
+            cr[i].err != 0 || memcmp(r[i], w[i], sizeof(r[i])) != 0)
+            good = 0;
+    ok(good, "each once, with 0, the reads returning what was written");
+    is_int(xbdf_queue_in_flight(&b), 0, "b: nothing in flight");
+    is_int(b.stats.completed, 2 * N, "b counted its completions");
+
+    /* The carrier loses its ring with b's requests on it (and waiting). */
+    delivered = 0;
+    memset(cr, 0, sizeof(cr));
+    be.limit = 2;
+    for (int i = 0; i < N; i++)
+        xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
+                             (uint64_t)i * 8192, 0, NULL, NULL, on_done,
+                             &cr[i]);
+    xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
+                      &cq);
+    be_process(&be);
+    xbdf_queue_process(&q, 0);
+    xbdf_queue_detach(&q);
+    xbdf_queue_give_back(&q);
+    is_int(xbdf_queue_in_flight(&b), N - delivered, "%d of b's requests "
+           "unfinished", N - delivered);
+    ok(b.pending_head != NULL, "they wait on b again");
+    is_int(xbdf_queue_in_flight(&q), 1, "q keeps its own");
+    /* b gets a ring back: they go out there, and finish on b itself. */
+    qmem = be.pool;
+    be.sr = bring;
+    be.cons = be.rsp = 0;
+    be.limit = 0;
+    be.pool = bmem;
+    be.pool_pages = 16;
+    memset(bring, 0, XBD_PAGE_SIZE);
+    is_int(xbdf_queue_attach(&b, bring, 1, &bpool), 0, "b attached again");
+    be.size = RING_SIZE(&b.ring.front);
+    for (int i = 0; i < 1000 && xbdf_queue_in_flight(&b) > 0; i++) {
+        be_process(&be);
+        xbdf_queue_process(&b, 0);
+        while ((io = xbdf_queue_inbox_pop(&b)) != NULL)
+            xbdf_queue_run_io(&b, io);
+    }
+    good = 1;
+    for (int i = 0; i < N; i++)
+        if (cr[i].calls != 1 || cr[i].err != 0 ||
+            memcmp(r[i], w[i], sizeof(r[i])) != 0)
+            good = 0;
+    ok(good, "each of b's reads completed once, with the data");
+    xbdf_queue_fini(&b, -ECANCELED);
+    xbdf_queue_fini(&q, -ECANCELED);
+    ok(cq.calls == 2 && cq.err == -ECANCELED,
+       "q's own: the first completed, the one q kept cancelled at the end");
+    be.pool = qmem;             /* main() frees it */
+    free(bring);
+    free(bmem);
+}
+
 int
 main(void)
 {
@@ -581,6 +730,7 @@ main(void)
     test_reconnect();
     test_fail();
     test_zero_copy();
+    test_carry();
     free(ring_mem);
     free(be.pool);
     return done_testing();

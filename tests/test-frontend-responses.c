@@ -106,6 +106,63 @@ test_good(void)
     xbdf_ring_fini(&r);
 }
 
+/* The backend's side of notification: publish n more responses the way
+ * a backend does (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: notify when
+ * rsp_event lies among the new ones).  Returns 1 when it would notify. */
+static int
+respond_and_check(const uint64_t *ids, int n)
+{
+    struct blkif_sring *sr = r.front.sring;
+    RING_IDX old = sr->rsp_prod, new = old + (RING_IDX)n;
+
+    for (int i = 0; i < n; i++) {
+        struct blkif_response *rsp = &sr->ring[(old + (RING_IDX)i) %
+                                               RING_SIZE(&r.front)].rsp;
+
+        rsp->id = ids[i];
+        rsp->operation = BLKIF_OP_READ;
+        rsp->status = BLKIF_RSP_OKAY;
+    }
+    sr->rsp_prod = new;
+    return (RING_IDX)(new - sr->rsp_event) < (RING_IDX)(new - old);
+}
+
+/* Busy-polling does not re-arm rsp_event, so a backend does not notify
+ * for what the poller collects; collecting before a sleep does. */
+static void
+test_poll_no_rearm(void)
+{
+    uint64_t id[8];
+    int notified = 0;
+
+    setup();
+    /* First an ordinary collect: armed for the next response. */
+    id[0] = submit(BLKIF_OP_READ, 0);
+    notified += respond_and_check(id, 1);
+    is_int(xbdf_ring_collect(&r, 0, on_done, NULL), 1, "collect: 1 response");
+    is_int(notified, 1, "the first response notifies (rsp_event was armed)");
+    /* Now 6 rounds of submit, respond, poll. */
+    notified = 0;
+    for (int i = 0; i < 6; i++) {
+        id[0] = submit(BLKIF_OP_READ, (uint64_t)i);
+        notified += respond_and_check(id, 1);
+        is_int(xbdf_ring_poll(&r, 0, on_done, NULL), 1, "poll %d: 1 response",
+               i);
+    }
+    is_int(notified, 1, "polling: 6 responses, only the first (armed before) "
+           "notified");
+    ok(r.front.sring->rsp_event != r.front.rsp_cons + 1,
+       "rsp_event left behind while polling");
+    /* Before sleeping: collect re-arms, the next response notifies. */
+    is_int(xbdf_ring_collect(&r, 0, on_done, NULL), 0, "collect: nothing new");
+    is_int(r.front.sring->rsp_event, r.front.rsp_cons + 1,
+           "collect re-armed rsp_event");
+    id[0] = submit(BLKIF_OP_READ, 9);
+    is_int(respond_and_check(id, 1), 1, "so the next response notifies");
+    is_int(xbdf_ring_poll(&r, 0, on_done, NULL), 1, "and is polled");
+    xbdf_ring_fini(&r);
+}
+
 static void
 test_budget(void)
 {
@@ -237,6 +294,7 @@ main(void)
 {
     test_good();
     test_budget();
+    test_poll_no_rearm();
     test_lies();
     free(mem);
     return done_testing();

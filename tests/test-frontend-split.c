@@ -101,8 +101,13 @@ test_build(void)
 {
     union xbdf_req req;
     uint32_t grefs[700], igrefs[8] = { 900, 901 };
-    struct blkif_request_segment *ind = calloc(2 * XBD_SEGS_PER_INDIRECT_PAGE,
-                                               sizeof(*ind));
+    /* Two indirect pages in one allocation, handed over in reverse order:
+     * the builder must follow the page pointers, not assume adjacency. */
+    struct blkif_request_segment *mem = calloc(2 * XBD_SEGS_PER_INDIRECT_PAGE,
+                                               sizeof(*mem));
+    struct blkif_request_segment *ind = mem + XBD_SEGS_PER_INDIRECT_PAGE;
+    struct blkif_request_segment *ind2 = mem;
+    struct blkif_request_segment *ipages[2] = { ind, ind2 };
     struct xbdf_rw_desc d;
 
     for (unsigned int i = 0; i < 700; i++)
@@ -142,7 +147,7 @@ test_build(void)
     /* Indirect: 256 segments in 1 indirect page, then 600 over 2. */
     d.len = 256 * 4096;
     d.op = BLKIF_OP_WRITE;
-    d.ind_segs = ind;
+    d.ind_pages = ipages;
     d.ind_grefs = igrefs;
     is_int(xbdf_build_rw(&req, &d, why, sizeof(why)), 0, "256-segment write built");
     is_int(req.indirect.operation, BLKIF_OP_INDIRECT, "operation INDIRECT");
@@ -154,7 +159,10 @@ test_build(void)
        "last segment in the indirect page");
     d.len = 600 * 4096;
     is_int(xbdf_build_rw(&req, &d, why, sizeof(why)), 0, "600 segments: 2 pages");
-    ok(ind[599].gref == 699, "segment 599 in the second indirect page");
+    ok(ind2[599 - XBD_SEGS_PER_INDIRECT_PAGE].gref == 699 &&
+       ind2[0].gref == 100 + XBD_SEGS_PER_INDIRECT_PAGE &&
+       ind[XBD_SEGS_PER_INDIRECT_PAGE - 1].gref == 99 + XBD_SEGS_PER_INDIRECT_PAGE,
+       "segments 512.. go to the second indirect page wherever it lies");
     is_int(req.indirect.indirect_grefs[1], 901, "indirect page 1 gref");
     d.op = BLKIF_OP_WRITE_BARRIER;
     is_int(xbdf_build_rw(&req, &d, why, sizeof(why)), -EINVAL,
@@ -169,7 +177,7 @@ test_build(void)
     ok(req.discard.operation == BLKIF_OP_DISCARD && req.discard.sector_number == 16 &&
        req.discard.nr_sectors == 2048 && req.discard.flag == BLKIF_DISCARD_SECURE,
        "discard fields in 512-byte units, secure flag");
-    free(ind);
+    free(mem);
 }
 
 static void
