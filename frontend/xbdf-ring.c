@@ -241,8 +241,10 @@ collect(struct xbdf_ring *r, unsigned int budget, xbdf_complete_fn done,
     if (r->broken)
         return -ENODEV;
     do {
-        /* Read the backend's producer index once. */
-        RING_IDX prod = r->front.sring->rsp_prod;
+        /* Read the backend's producer index once: an atomic load, so the
+         * compiler may not re-read it after the checks below. */
+        RING_IDX prod = __atomic_load_n(&r->front.sring->rsp_prod,
+                                        __ATOMIC_RELAXED);
         RING_IDX cons = r->front.rsp_cons;
         RING_IDX outstanding = r->front.req_prod_pvt - cons;
         char why[160];
