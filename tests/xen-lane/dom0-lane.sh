@@ -424,11 +424,45 @@ scn_xbdfront_backd_domu() {
     verdict $s "xbdfront in a domU <-> xbd-backd: 64 ring pages x 2 queues, indirect 256, persistent; write, verify, image ok"
 }
 
+# dom0_front_io NAME: in dom0, on the attached xvda: xbdfront info must
+# show what was asked for; a random 1 MiB goes to 4 MiB with xbdfront write
+# holding the device connected until its input comes, while the live tree
+# is checked; then verify (seed 5).  Adds to FAILS.
+dom0_front_io() {
+    timeout 150 xbdfront info xvda $XF4 > /tmp/$1.info 2>&1; rc=$?
+    dump $1-info cat /tmp/$1.info
+    why=$(check_info /tmp/$1.info 64 2 256)
+    [ -z "$why" ] || FAILS="$FAILS info:$why"
+    # when not even info connects, write and verify would only wait out
+    # their timeouts
+    [ $rc = 0 ] || { FAILS="$FAILS info-rc=$rc"; return; }
+
+    dd if=/dev/urandom of=/tmp/$1.pat bs=1M count=1 2>/dev/null
+    rm -f /tmp/$1.in; mkfifo /tmp/$1.in
+    timeout 150 xbdfront write xvda $((4 << 20)) $XF4 < /tmp/$1.in > /tmp/$1.write 2>&1 &
+    wpid=$!
+    exec 7> /tmp/$1.in
+    i=0
+    until [ "$(xenstore-read /local/domain/0/device/vbd/$VDEV/state 2>/dev/null)" = 4 ]; do
+        i=$((i+1)); [ $i -gt 120 ] && break; sleep 0.5
+    done
+    check_geometry $1 0 64 2 || FAILS="$FAILS geometry:$WHY"
+    check_features $1 0 || FAILS="$FAILS features:$WHY"
+    [ -n "$FAILS" ] && dump $1-xenstore xenstore-ls -fp
+    cat /tmp/$1.pat >&7; exec 7>&-
+    wait $wpid || { FAILS="$FAILS write-rc=$?"; dump $1-write cat /tmp/$1.write; }
+
+    timeout 150 xbdfront verify xvda --seed 5 --size 4M $XF4 > /tmp/$1.verify 2>&1 ||
+        FAILS="$FAILS verify-rc=$?"
+    dump $1-verify cat /tmp/$1.verify
+}
+
 # 4b. dom0 alone: dom0 is the frontend domain and grants to itself, as
 #     libxl's local attach (pygrub on a qdisk) makes it.  `xl block-attach 0`
 #     writes the nodes for frontend-id 0 (libxl runs block-xbd; no kernel
 #     blkfront exists in this dom0 to claim the disk), OUR xbdfront in dom0
-#     negotiates with OUR xbd-backd, `xl block-detach 0` removes it.
+#     negotiates with OUR xbd-backd (dom0_front_io), `xl block-detach 0`
+#     must remove it.
 scn_xbdfront_backd_dom0() {
     s=xbdfront-backd-dom0 FAILS=
     backd_front_skip $s && return
@@ -444,40 +478,17 @@ scn_xbdfront_backd_dom0() {
     timeout 60 xl block-attach 0 "$spec" > /tmp/$s.attach 2>&1; rc=$?
     mark $s block-attach rc=$rc
     if [ $rc = 0 ]; then
-        timeout 150 xbdfront info xvda $XF4 > /tmp/$s.info 2>&1 || FAILS="$FAILS info-rc=$?"
-        dump $s-info cat /tmp/$s.info
-        why=$(check_info /tmp/$s.info 64 2 256)
-        [ -z "$why" ] || FAILS="$FAILS info:$why"
-
-        # a random 1 MiB at 4 MiB: xbdfront write holds the device
-        # connected until its input comes, while the tree is checked
-        dd if=/dev/urandom of=/tmp/$s.pat bs=1M count=1 2>/dev/null
-        rm -f /tmp/$s.in; mkfifo /tmp/$s.in
-        timeout 150 xbdfront write xvda $((4 << 20)) $XF4 < /tmp/$s.in > /tmp/$s.write 2>&1 &
-        wpid=$!
-        exec 7> /tmp/$s.in
-        i=0
-        until [ "$(xenstore-read $fe/state 2>/dev/null)" = 4 ]; do
-            i=$((i+1)); [ $i -gt 120 ] && break; sleep 0.5
-        done
-        check_geometry $s 0 64 2 || FAILS="$FAILS geometry:$WHY"
-        check_features $s 0 || FAILS="$FAILS features:$WHY"
-        [ -n "$FAILS" ] && dump $s-xenstore xenstore-ls -fp
-        cat /tmp/$s.pat >&7; exec 7>&-
-        wait $wpid || { FAILS="$FAILS write-rc=$?"; dump $s-write cat /tmp/$s.write; }
-
-        timeout 150 xbdfront verify xvda --seed 5 --size 4M $XF4 > /tmp/$s.verify 2>&1 ||
-            FAILS="$FAILS verify-rc=$?"
-        dump $s-verify cat /tmp/$s.verify
-
+        dom0_front_io $s
+    else
+        FAILS="$FAILS block-attach-rc=$rc"
+        dump $s-block-attach cat /tmp/$s.attach
+    fi
+    if xenstore-exists $be; then        # (also after a failed attach)
         timeout 60 xl block-detach 0 xvda > /tmp/$s.detach 2>&1; rc=$?
         mark $s block-detach rc=$rc
         [ $rc = 0 ] || { FAILS="$FAILS block-detach-rc=$rc"; dump $s-block-detach cat /tmp/$s.detach; }
         xenstore-exists $be && FAILS="$FAILS backend-dir-left"
         xenstore-exists $fe && FAILS="$FAILS frontend-dir-left"
-    else
-        FAILS="$FAILS block-attach-rc=$rc"
-        dump $s-block-attach cat /tmp/$s.attach
     fi
     want=$(md5sum < /tmp/$s.pat 2>/dev/null | cut -d' ' -f1)
     got=$(dd if=/tmp/$s.img bs=1M skip=4 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
