@@ -17,9 +17,10 @@ VDEV=51712            # xvda
 DISK_MB=32
 
 # ---------------------------------------------------------------- helpers
-# mkdisk PATH: DISK_MB of random data; DISK_MD5 is its checksum.
+# mkdisk PATH [MB]: MB (default DISK_MB) of random data; DISK_MD5 is its
+# checksum.
 mkdisk() {
-    dd if=/dev/urandom of="$1" bs=1M count=$DISK_MB 2>/dev/null
+    dd if=/dev/urandom of="$1" bs=1M count=${2:-$DISK_MB} 2>/dev/null
     DISK_MD5=$(md5sum "$1" | cut -d' ' -f1)
 }
 
@@ -156,11 +157,12 @@ check_tree() {
     [ -z "$WHY" ]
 }
 
-# check_pattern NAME IMAGE: the 4 MiB the domU wrote at 24 MiB (its md5 is
-# on the domU's console) are in the image.  Sets WHY on failure.
+# check_pattern NAME IMAGE [AT-MB MB]: the MB MiB (default 4) the domU wrote
+# at AT-MB MiB (default 24; its md5 is on the domU's console) are in the
+# image.  Sets WHY on failure.
 check_pattern() {
     want=$(clog "$1" | grep -a 'DOMU-PATTERN' | head -1 | awk '{print $2}')
-    got=$(dd if="$2" bs=1M skip=24 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
+    got=$(dd if="$2" bs=1M skip=${3:-24} count=${4:-4} 2>/dev/null | md5sum | cut -d' ' -f1)
     WHY=
     [ -n "$want" ] && [ "$got" = "$want" ] || WHY="pattern($got!=$want)"
     [ -z "$WHY" ]
@@ -231,6 +233,28 @@ scn_kernel_blkback_tree() {
     verdict $s "16 ring pages x 2 queues, domU I/O ok, xbd-check-tree clean, image ok"
 }
 
+# xbdfront_domu NAME DISKSPEC DOMU-CMDLINE PAGES CHECK: a domU whose xbdfront
+# write holds its disk connected (lane=xbdfront...); meanwhile the live
+# tree must show PAGES ring pages x 2 queues and pass `CHECK NAME DOMID`;
+# then the domU is let go on, its verdict read, and it is destroyed.  Adds
+# to FAILS.
+xbdfront_domu() {
+    if domu_create $1 "$2" "$3"; then
+        if domu_hold $1 $DOMID; then
+            check_geometry $1 $DOMID $4 2 || FAILS="$FAILS geometry:$WHY"
+            $5 $1 $DOMID || FAILS="$FAILS $5:$WHY"
+            domu_release $DOMID
+            domu_wait $1 || FAILS="$FAILS domU:$DOMU_RES"
+        else
+            FAILS="$FAILS hold:$DOMU_RES"
+            dump $1-xenstore xenstore-ls -fp
+        fi
+    else
+        FAILS="xl-create-rc=$CREATE_RC"
+    fi
+    domu_destroy $1
+}
+
 # 2. OUR libxbdfront (the xbdfront tool) in the domU's user space, against
 #    Linux's blkback in dom0: 16-page rings and 2 queues negotiated, the
 #    data checked in dom0.
@@ -238,22 +262,8 @@ scn_xbdfront_kernel_blkback() {
     s=xbdfront-kernel-blkback FAILS=
     command -v xbdfront >/dev/null || { result $s SKIP "xbdfront is not in this tree"; return; }
     mkdisk /tmp/$s.img
-    if domu_create $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
-            "lane=xbdfront md5=$DISK_MD5 queues=2 ${XBDFRONT_DOMU_ARGS:-}"; then
-        # while the domU's xbdfront write holds the device connected
-        if domu_hold $s $DOMID; then
-            check_geometry $s $DOMID 16 2 || FAILS="$FAILS geometry:$WHY"
-            check_tree $s $DOMID || FAILS="$FAILS xbd-check-tree:$WHY"
-            domu_release $DOMID
-            domu_wait $s || FAILS="$FAILS domU:$DOMU_RES"
-        else
-            FAILS="$FAILS hold:$DOMU_RES"
-            dump $s-xenstore xenstore-ls -fp
-        fi
-    else
-        FAILS="xl-create-rc=$CREATE_RC"
-    fi
-    domu_destroy $s
+    xbdfront_domu $s "format=raw, vdev=xvda, access=rw, backendtype=phy, target=/tmp/$s.img" \
+        "lane=xbdfront md5=$DISK_MD5 queues=2 ${XBDFRONT_DOMU_ARGS:-}" 16 check_tree
     check_pattern $s /tmp/$s.img || FAILS="$FAILS image:$WHY"
     want=$(clog $s | grep -a 'DOMU-REGION0' | head -1 | awk '{print $2}')
     got=$(dd if=/tmp/$s.img bs=1M count=16 2>/dev/null | md5sum | cut -d' ' -f1)
@@ -342,6 +352,150 @@ scn_backd_qdisk() {
     backd_scenario backd-qdisk qdisk \
         'format=raw, vdev=xvda, access=rw, backendtype=qdisk, target=@IMG@' \
         'device_model_override = "/usr/libexec/xbdkit/xbd-null-dm"'
+}
+
+# ---------------------------------------- 4. libxbdfront <-> xbd-backd
+# What Linux's blkfront never asks for, between OUR two halves on real Xen:
+# 64-page rings (Linux stops at 16), 2 queues, indirect descriptors (256
+# segments: 1 MiB requests) and persistent grants.  8 MiB disks: verify's
+# seeded pattern over [0, 4 MiB), a random 1 MiB at 4 MiB written while the
+# device is held connected and the live tree is checked.
+XF4="--ring-pages 64 --queues 2 --indirect 256 --timeout 60"
+GNTALLOC_LIMIT=16384     # two 64-page rings and their pools need more than 1024
+
+# check_features NAME DOMID: persistent grants negotiated on both sides, the
+# backend offers 256 indirect segments.  Sets WHY.
+check_features() {
+    fe=/local/domain/$2/device/vbd/$VDEV
+    be=$(xenstore-read $fe/backend 2>/dev/null)
+    WHY=
+    [ "$(xenstore-read $fe/feature-persistent 2>/dev/null)" = 1 ] || WHY="$WHY frontend-feature-persistent"
+    [ "$(xenstore-read $be/feature-persistent 2>/dev/null)" = 1 ] || WHY="$WHY backend-feature-persistent"
+    n=$(xenstore-read $be/feature-max-indirect-segments 2>/dev/null)
+    [ "$n" = 256 ] || WHY="$WHY feature-max-indirect-segments=$n"
+    mark "$1" features "${WHY:-ok}"
+    [ -z "$WHY" ]
+}
+
+# check_info FILE PAGES QUEUES INDIRECT: xbdfront info's report shows them
+# negotiated, and persistent grants; prints what is wrong (nothing if ok).
+check_info() {
+    grep -q "^ring pages: *$2\$" "$1" || printf ' ring-pages'
+    grep -q "^queues: *$3\$" "$1" || printf ' queues'
+    grep -q "^indirect segments: *$4\$" "$1" || printf ' indirect'
+    grep -q '^persistent grants: *yes$' "$1" || printf ' persistent'
+}
+
+# check_verified NAME IMAGE SEED: the image's first 4 MiB are the pattern
+# `xbdfront verify --seed SEED --size 4M` writes, as dom0 computes it.
+check_verified() {
+    want=$(xbdfront pattern --size 4M --seed $3 | md5sum | cut -d' ' -f1)
+    got=$(dd if="$2" bs=1M count=4 2>/dev/null | md5sum | cut -d' ' -f1)
+    WHY=
+    [ "$got" = "$want" ] || WHY="verify-region($got!=$want)"
+    mark "$1" verified-region "${WHY:-ok}"
+    [ -z "$WHY" ]
+}
+
+backd_front_skip() {
+    command -v xbdfront >/dev/null && command -v xbd-backd >/dev/null && return 1
+    result $1 SKIP "xbdfront or xbd-backd is not in this tree"
+}
+
+# 4a. domU <-> dom0: OUR xbdfront in a domU that never loads xen-blkfront
+#     (as in scenario 2), OUR standing xbd-backd in dom0 serving the disk
+#     (backendtype=phy, script=block-xbd, as in 3a).  A fresh domU: the only
+#     one without a kernel blkfront is scenario 2's, whose disk belongs to
+#     the kernel's blkback, which xbd-backd needs unloaded.
+scn_xbdfront_backd_domu() {
+    s=xbdfront-backd-domu FAILS=
+    backd_front_skip $s && return
+    backd_start || { result $s FAIL "$WHY"; return; }
+    mkdisk /tmp/$s.img 8
+    xbdfront_domu $s "format=raw, vdev=xvda, access=rw, backendtype=phy, script=block-xbd, target=/tmp/$s.img" \
+        lane=xbdfront-backd 64 check_features
+    # what the domU's xbdfront info reported (on its console)
+    clog $s | grep -a '^DOMU-INFO ' | sed 's/^DOMU-INFO //' > /tmp/$s.info
+    why=$(check_info /tmp/$s.info 64 2 256)
+    [ -z "$why" ] || FAILS="$FAILS info:$why"
+    check_pattern $s /tmp/$s.img 4 1 || FAILS="$FAILS image:$WHY"
+    check_verified $s /tmp/$s.img 4 || FAILS="$FAILS image:$WHY"
+    rm -f /tmp/$s.img
+    verdict $s "xbdfront in a domU <-> xbd-backd: 64 ring pages x 2 queues, indirect 256, persistent; write, verify, image ok"
+}
+
+# dom0_front_io NAME: in dom0, on the attached xvda: xbdfront info must
+# show what was asked for; a random 1 MiB goes to 4 MiB with xbdfront write
+# holding the device connected until its input comes, while the live tree
+# is checked; then verify (seed 5).  Adds to FAILS.
+dom0_front_io() {
+    timeout 150 xbdfront info xvda $XF4 > /tmp/$1.info 2>&1; rc=$?
+    dump $1-info cat /tmp/$1.info
+    why=$(check_info /tmp/$1.info 64 2 256)
+    [ -z "$why" ] || FAILS="$FAILS info:$why"
+    # when not even info connects, write and verify would only wait out
+    # their timeouts
+    [ $rc = 0 ] || { FAILS="$FAILS info-rc=$rc"; return; }
+
+    dd if=/dev/urandom of=/tmp/$1.pat bs=1M count=1 2>/dev/null
+    rm -f /tmp/$1.in; mkfifo /tmp/$1.in
+    timeout 150 xbdfront write xvda $((4 << 20)) $XF4 < /tmp/$1.in > /tmp/$1.write 2>&1 &
+    wpid=$!
+    exec 7> /tmp/$1.in
+    i=0
+    until [ "$(xenstore-read /local/domain/0/device/vbd/$VDEV/state 2>/dev/null)" = 4 ]; do
+        i=$((i+1)); [ $i -gt 120 ] && break; sleep 0.5
+    done
+    check_geometry $1 0 64 2 || FAILS="$FAILS geometry:$WHY"
+    check_features $1 0 || FAILS="$FAILS features:$WHY"
+    [ -n "$FAILS" ] && dump $1-xenstore xenstore-ls -fp
+    cat /tmp/$1.pat >&7; exec 7>&-
+    wait $wpid || { FAILS="$FAILS write-rc=$?"; dump $1-write cat /tmp/$1.write; }
+
+    timeout 150 xbdfront verify xvda --seed 5 --size 4M $XF4 > /tmp/$1.verify 2>&1 ||
+        FAILS="$FAILS verify-rc=$?"
+    dump $1-verify cat /tmp/$1.verify
+}
+
+# 4b. dom0 alone: dom0 is the frontend domain and grants to itself, as
+#     libxl's local attach (pygrub on a qdisk) makes it.  `xl block-attach 0`
+#     writes the nodes for frontend-id 0 (libxl runs block-xbd; no kernel
+#     blkfront exists in this dom0 to claim the disk), OUR xbdfront in dom0
+#     negotiates with OUR xbd-backd (dom0_front_io), `xl block-detach 0`
+#     must remove it.
+scn_xbdfront_backd_dom0() {
+    s=xbdfront-backd-dom0 FAILS=
+    backd_front_skip $s && return
+    backd_start || { result $s FAIL "$WHY"; return; }
+    fe=/local/domain/0/device/vbd/$VDEV
+    be=/local/domain/0/backend/vbd/0/$VDEV
+    mkdisk /tmp/$s.img 8
+    # dom0's gntalloc was loaded with the default limit: raised at run time
+    echo $GNTALLOC_LIMIT > /sys/module/xen_gntalloc/parameters/limit
+    l=$(cat /sys/module/xen_gntalloc/parameters/limit)
+    [ "$l" = $GNTALLOC_LIMIT ] || FAILS="$FAILS gntalloc-limit=$l"
+    spec="format=raw, vdev=xvda, access=rw, backendtype=phy, script=block-xbd, target=/tmp/$s.img"
+    timeout 60 xl block-attach 0 "$spec" > /tmp/$s.attach 2>&1; rc=$?
+    mark $s block-attach rc=$rc
+    if [ $rc = 0 ]; then
+        dom0_front_io $s
+    else
+        FAILS="$FAILS block-attach-rc=$rc"
+        dump $s-block-attach cat /tmp/$s.attach
+    fi
+    if xenstore-exists $be; then        # (also after a failed attach)
+        timeout 60 xl block-detach 0 xvda > /tmp/$s.detach 2>&1; rc=$?
+        mark $s block-detach rc=$rc
+        [ $rc = 0 ] || { FAILS="$FAILS block-detach-rc=$rc"; dump $s-block-detach cat /tmp/$s.detach; }
+        xenstore-exists $be && FAILS="$FAILS backend-dir-left"
+        xenstore-exists $fe && FAILS="$FAILS frontend-dir-left"
+    fi
+    want=$(md5sum < /tmp/$s.pat 2>/dev/null | cut -d' ' -f1)
+    got=$(dd if=/tmp/$s.img bs=1M skip=4 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
+    [ -n "$want" ] && [ "$got" = "$want" ] || FAILS="$FAILS image:pattern($got!=$want)"
+    check_verified $s /tmp/$s.img 5 || FAILS="$FAILS image:$WHY"
+    rm -f /tmp/$s.img /tmp/$s.pat /tmp/$s.in
+    verdict $s "xbdfront in dom0 <-> xbd-backd, dom0 granting to itself: 64 ring pages x 2 queues, indirect 256, persistent; attach, write, verify, detach, image ok"
 }
 
 run_scenarios() {

@@ -6,6 +6,8 @@
 #                  read check, pattern write + O_DIRECT read-back, ext2 + files
 #   lane=xbdfront  no xen-blkfront: OUR xbdfront (libxbdfront) drives the
 #                  device from user space (gntalloc, evtchn, xenbus)
+#   lane=xbdfront-backd  the same against OUR xbd-backd, with what Linux's
+#                  blkfront never asks for: 64-page rings (scenario 4a)
 #   md5=           md5 of the whole disk as dom0 made it (read check)
 #   persistent=0   lane=xbdfront: xbdfront --no-persistent
 # Everything dom0 needs is printed on hvc0, which xenconsoled logs in dom0:
@@ -84,11 +86,21 @@ xbdfront() {
     [ $rc = 143 ] && echo "DOMU-INFO xbdfront $1: killed after 150 s" >&2
     return $rc
 }
-xbdfront_lane() {
-    for m in xen-gntalloc xen-evtchn xen-gntdev; do modprobe $m; done
+# user_space_devices [GNTALLOC-LIMIT]: the grant and event-channel devices
+# libxbdfront uses; gntalloc with a higher limit of grants if given.
+user_space_devices() {
+    modprobe xen-gntalloc ${1:+limit=$1}
+    for m in xen-evtchn xen-gntdev; do modprobe $m; done
     for d in gntalloc evtchn xenbus; do
         [ -c /dev/xen/$d ] || result FAIL "no /dev/xen/$d"
     done
+    if [ -n "${1:-}" ]; then
+        l=$(cat /sys/module/xen_gntalloc/parameters/limit)
+        [ "$l" = "$1" ] || result FAIL "gntalloc limit is $l, not $1"
+    fi
+}
+xbdfront_lane() {
+    user_space_devices
     # 1. what was negotiated, as the library reports it
     xbdfront info xvda $XF > /tmp/info 2>&1 || { cat /tmp/info; result FAIL "xbdfront info: $(tail -1 /tmp/info)"; }
     sed 's/^/DOMU-INFO /' /tmp/info
@@ -121,6 +133,32 @@ xbdfront_lane() {
     result PASS "info, read, write, verify"
 }
 
+# ----------------------------------------------------- lane=xbdfront-backd
+# Scenario 4a: OUR xbdfront against OUR xbd-backd in dom0, asking for 64
+# ring pages, 2 queues, indirect descriptors and (the default) persistent
+# grants.  Disk layout (8 MiB): verify's pattern (seed 4) over [0, 4 MiB),
+# which dom0 recomputes with `xbdfront pattern`; a random 1 MiB at 4 MiB,
+# written while dom0 checks the live tree.  Two rings of 64 pages plus
+# their pools are more grants than gntalloc's default limit (1024) allows
+# once the pools grow: the limit is raised as an operator would.
+xbdfront_backd_lane() {
+    XF="--ring-pages 64 --queues 2 --indirect 256 --timeout 60"
+    user_space_devices 16384
+    xbdfront info xvda $XF > /tmp/info 2>&1 || { cat /tmp/info; result FAIL "xbdfront info: $(tail -1 /tmp/info)"; }
+    sed 's/^/DOMU-INFO /' /tmp/info     # dom0 checks what was negotiated
+
+    dd if=/dev/urandom of=/tmp/pat bs=1M count=1 2>/dev/null
+    want=$(md5sum /tmp/pat | cut -d' ' -f1)
+    { say "HOLD" >&2; wait_node lane/release; cat /tmp/pat; } |
+        xbdfront write xvda $((4 << 20)) $XF || result FAIL "xbdfront write"
+    say "PATTERN $want"
+
+    xbdfront verify xvda --seed 4 --size 4M $XF > /tmp/verify 2>&1 ||
+        { cat /tmp/verify; result FAIL "xbdfront verify: $(tail -1 /tmp/verify)"; }
+    say "INFO $(cat /tmp/verify)"
+    result PASS "info, write, verify"
+}
+
 # wait_node NODE: until dom0 writes NODE (relative to our xenstore home)
 # = 1, at most 5 minutes.
 wait_node() {
@@ -133,5 +171,6 @@ wait_node() {
 case $lane in
     blk) blk ;;
     xbdfront) xbdfront_lane ;;
+    xbdfront-backd) xbdfront_backd_lane ;;
     *) result FAIL "unknown lane=$lane" ;;
 esac
