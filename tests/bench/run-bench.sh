@@ -20,7 +20,7 @@
 # Knobs (environment):
 #   BENCH_SECONDS=N   seconds per measurement (default 2)
 #   BENCH_ROUNDS=N    rounds of every comparison, interleaved; the document
-#                     gives each point's median (default 3: about 12 minutes
+#                     gives each point's median (default 3: about 15 minutes
 #                     in all)
 #   BENCH_QUICK=1     a ~3-minute variant: 1 s each, one round, fewer points
 #   BENCH_DOCDIR=DIR  where benchmarks.md and bench/ go (default: the
@@ -561,7 +561,7 @@ not pass/fail tests.
 | CPU model | $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) |
 | kernel | $(uname -sr) |
 | memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |
-| load average during the run | ${loads} (1-minute, sampled at each measurement$(awk -v l="${loads##* }" -v n="$(nproc)" 'BEGIN { if (l > n) print ": above the CPU count, other jobs shared the CPUs" }')) |
+| load average during the run | ${loads} (1-minute, sampled at each measurement; it counts the benchmark's own processes too) |
 | xbdkit | $(xbd-backd --version | head -n 1), git ${rev} |
 | fio | $(fio --version) |
 | nbdkit | $(nbdkit --version | head -n 1) |
