@@ -3,12 +3,14 @@
 # run-bench.sh — xbdkit's benchmarks (issue 7), all in one run, side by side.
 #
 # `make bench` runs this from the build tree.  It measures, on this machine:
-#   1. ring size on latency-bound storage (null backing, fixed latency)
+#   1. ring size on latency-bound storage (null backing, fixed latency),
+#      1 to 256 ring pages, the frontend and the daemon as they connect by
+#      default
 #   2. transport cost against the peers on one image in tmpfs: fio io_uring
 #      on the file, nbdkit's file plugin over a unix socket (fio's nbd
 #      engine), and xbdfront bench through xbd-backd on xbd-sim
 #   3. notifications and CPU per I/O: daemon and frontend polling, batching
-#   4. grant path: persistent grants against grant copy
+#   4. grant path: persistent grants, grant copy, map per request
 #   5. memory: the daemon's RSS per device for ring pages x queues
 #   6. queues: 1 against 2
 # and writes docs/benchmarks.md (machine, versions, commands, tables, which
@@ -18,7 +20,7 @@
 # Knobs (environment):
 #   BENCH_SECONDS=N   seconds per measurement (default 2)
 #   BENCH_ROUNDS=N    rounds of every comparison, interleaved; the document
-#                     gives each point's median (default 3: about 12 minutes
+#                     gives each point's median (default 3: about 15 minutes
 #                     in all)
 #   BENCH_QUICK=1     a ~3-minute variant: 1 s each, one round, fewer points
 #   BENCH_DOCDIR=DIR  where benchmarks.md and bench/ go (default: the
@@ -39,7 +41,7 @@ if [ "$quick" = 1 ]; then
     secs=${BENCH_SECONDS:-1}
     rounds=${BENCH_ROUNDS:-1}
     image_mb=${BENCH_IMAGE_MB:-256}
-    ring_sizes=(1 8 64)
+    ring_sizes=(1 8 64 256)
     mem_pages=(1 64) mem_queues=(1 4)
     qds=(1 32)
 else
@@ -144,6 +146,11 @@ dev_in_flight() {
     xbdctl stats --json |
         jq "[.devices[] | select(.devid == ${devid[$1]}) | .queue_stats[].in_flight] | add // 0"
 }
+dev_sample() { # VDEV: "IN_FLIGHT PERSISTENT_CACHE" (the cache per queue, 0 if not connected)
+    xbdctl stats --json |
+        jq -r ".devices[] | select(.devid == ${devid[$1]}) |
+               \"\\([.queue_stats[].in_flight] | add // 0) \\(.persistent_cache)\""
+}
 
 # ---- one measurement ---------------------------------------------------------
 # Every measurement appends one JSON object to $res: key, iops, mb_s,
@@ -153,21 +160,24 @@ record() { jq -c "$@" >>"$res"; }
 commands=()     # the exact commands, for the document
 
 # xbd KEY VDEV XBDFRONT-ARGS...: xbdfront bench in guest1 against VDEV.
-# Samples the daemon's in-flight count and RSS half way through.
+# Samples the daemon's in-flight count, its persistent-grant cache size and
+# its RSS during the run.
 xbd() {
     local key=$1 vdev=$2; shift 2
-    local out=$work/$key.json t0 t1 s0 s1 c0 c1 ld inflight rss
+    local out=$work/$key.json t0 t1 s0 s1 c0 c1 ld inflight pcache rss
     commands+=("xbdctl run-as guest1 -- xbdfront bench $vdev $* --seconds $secs --json   # $key (xbd-backd ${backd_opts[*]})")
     ld=$(load1)
     t0=$(dev_totals "$vdev"); c0=$(cpu_ticks "$backd_pid"); s0=$(cpu_ticks "$sim_pid")
     xbdctl run-as guest1 -- xbdfront bench "$vdev" "$@" --seconds "$secs" --json >"$out" 2>"$work/fe.err" &
     local fe=$!
     # In flight: the most of three samples, at 30, 50 and 70 % of the run.
-    local i n
-    inflight=0
+    local i n c
+    inflight=0 pcache=0
     for i in 0.3 0.2 0.2; do
         sleep "$(awk -v s="$secs" -v f=$i 'BEGIN { print s * f }')"
-        n=$(dev_in_flight "$vdev"); [ "$n" -le "$inflight" ] || inflight=$n
+        read -r n c < <(dev_sample "$vdev") || n=0 c=0
+        [ "$n" -le "$inflight" ] || inflight=$n
+        [ "$c" -le "$pcache" ] || pcache=$c
     done
     rss=$(rss_kb "$backd_pid")
     if ! wait $fe; then
@@ -182,7 +192,8 @@ xbd() {
     c1=$(cpu_ticks "$backd_pid"); s1=$(cpu_ticks "$sim_pid"); t1=$(dev_totals "$vdev")
     record -n --arg key "$key" --slurpfile r "$out" --argjson t0 "$t0" --argjson t1 "$t1" \
         --argjson cb $((c1 - c0)) --argjson cs $((s1 - s0)) --argjson hz "$clk_tck" \
-        --argjson inflight "$inflight" --argjson rss "$rss" --argjson load "$ld" '
+        --argjson inflight "$inflight" --argjson pcache "$pcache" --argjson rss "$rss" \
+        --argjson load "$ld" '
         $r[0] as $r | ($t1.req_read + $t1.req_write - $t0.req_read - $t0.req_write) as $reqs |
         def per(f): if $reqs > 0 then ((($t1 | f) - ($t0 | f)) / $reqs) else 0 end;
         { key: $key, transport: "xbdkit", iops: $r.iops, mb_s: $r.mb_per_s,
@@ -196,7 +207,7 @@ xbd() {
           be_polls_per_req: per(.polls), be_poll_hits_per_req: per(.poll_hits),
           be_batches_per_req: per(.batches), grant_copies_per_req: per(.grant_copies),
           grant_maps_per_req: per(.grant_maps), pgrant_hits_per_req: per(.pgrant_hits),
-          be_in_flight: $inflight, be_rss_kb: $rss, load: $load }'
+          be_in_flight: $inflight, be_pcache: $pcache, be_rss_kb: $rss, load: $load }'
     note "$(tail -n 1 "$res" | jq -r '
         "\(.key): \(.iops | floor) IOPS, p50 \(.lat_p50_us) us, in flight at the daemon \(.be_in_flight)"')"
 }
@@ -244,34 +255,41 @@ verdict() {
 
 # =============================================================================
 say "1. ring size on latency-bound storage (null backing), ${secs}s per point"
-# An iodepth above the ring's capacity: twice its slots, and at least 1024
-# (above the default frontend's 257-page pool).  Not more: the run ends
-# only when every request was answered, at the ring's pace.
+# An iodepth above the ring's capacity: twice its slots, and at least 1024.
+# Not more: the run ends only when every request was answered, at the
+# ring's pace.
 depth_for() { local d=$(($1 * 32 * 2)); echo $((d < 1024 ? 1024 : d)); }
-# Rings up to 256 pages (xbdkit to xbdkit); 2048 indirect segments so that
-# a frontend may ask for a larger grant pool; persistent grants for all of
-# that pool (the default, 1024 per queue, is below a 2049-page pool).
-start_backd --max-ring-order 8 --max-indirect 2048 --persistent-max 4096
+# Rings up to 256 pages (xbdkit to xbdkit); everything else as the daemon
+# and the frontend connect by default: the frontend's grant pool holds one
+# page per ring slot plus one full request, the daemon's persistent-grant
+# cache is sized by what was negotiated (--persistent-max auto).
+start_backd --max-ring-order 8
 attach xvdb 'null:size=1G,latency=1ms' backendtype=phy
 attach xvdc 'null:size=1G,latency=10ms' backendtype=phy
+# The pool each ring size gets, as the frontend reports it (xbdfront info
+# connects and disconnects, as xbdfront bench does).
+declare -A pool_of=()
+for p in "${ring_sizes[@]}"; do
+    commands+=("xbdctl run-as guest1 -- xbdfront info xvdb --ring-pages $p --json   # pool_pages for $p ring pages (xbd-backd ${backd_opts[*]})")
+    pool_of[$p]=$(xbdctl run-as guest1 -- xbdfront info xvdb --ring-pages "$p" --json | jq .pool_pages)
+    wait_for 10 sh -c "xbdctl stats --json | jq -e '.devices[] | select(.devid == ${devid[xvdb]} and (.state == \"Closed\" or .state == \"InitWait\"))'" ||
+        die "xvdb did not close after xbdfront info"
+done
+# For comparison, one point with the pool held to 257 pages (about what
+# the frontend granted before its pool was sized by the ring): a 4 KiB
+# request holds a pool page until it completes.
+p_cmp=64
 for round in $(seq "$rounds"); do
 note "round $round of $rounds"
 for p in "${ring_sizes[@]}"; do
-    # As a frontend connects by default (256 indirect segments): its grant
-    # pool of 257 pages bounds what a queue has in flight (see the notes).
-    xbd "ring-1ms-default-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p"
-    # With 2048 indirect segments the pool holds 2049 pages: the ring rules.
-    xbd "ring-1ms-pool-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p" --indirect 2048
-    xbd "ring-10ms-pool-$p" xvdc --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p" --indirect 2048
+    xbd "ring-1ms-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p"
+    xbd "ring-10ms-$p" xvdc --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p"
+    if [ "$p" = "$p_cmp" ]; then
+        xbd "ring-1ms-pool257-$p" xvdb --rw randread --bs 4k --iodepth "$(depth_for "$p")" --ring-pages "$p" --pool-pages 257
+    fi
 done
 done
 detach xvdc
-# The same 64-page point with the daemon's default persistent-grant cache
-# (1024 per queue), smaller than the frontend's 2049-page pool.
-detach xvdb
-start_backd --max-ring-order 8 --max-indirect 2048
-attach xvdb 'null:size=1G,latency=1ms' backendtype=phy
-xbd "ring-1ms-pool-64-pmax1024" xvdb --rw randread --bs 4k --iodepth "$(depth_for 64)" --ring-pages 64 --indirect 2048
 detach xvdb
 
 # =============================================================================
@@ -336,17 +354,31 @@ done
 done
 
 # =============================================================================
-say "4. grant path: persistent grants against grant copy"
+say "4. grant path: persistent grants, grant copy, map per request"
+# Map per request needs a daemon started with --grant-map; each round runs
+# the default daemon's two variants, then that daemon's, then goes back.
+grant_wls=("randread 4k 32" "randwrite 4k 32" "read 128k 32")
+for round in $(seq "$rounds"); do
+    note "round $round of $rounds"
+    detach xvda
+    start_backd
+    attach_image
+    for wl in "${grant_wls[@]}"; do
+        read -r rw bs qd <<<"$wl"
+        xbd "grant-persistent-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd"
+        xbd "grant-copy-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd" --no-persistent
+    done
+    detach xvda
+    start_backd --grant-map
+    attach_image
+    for wl in "${grant_wls[@]}"; do
+        read -r rw bs qd <<<"$wl"
+        xbd "grant-map-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd" --no-persistent
+    done
+done
 detach xvda
 start_backd
 attach_image
-for round in $(seq "$rounds"); do
-for wl in "randread 4k 32" "randwrite 4k 32" "read 128k 32"; do
-    read -r rw bs qd <<<"$wl"
-    xbd "grant-persistent-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd"
-    xbd "grant-copy-$rw-$bs" xvda --rw "$rw" --bs "$bs" --iodepth "$qd" --no-persistent
-done
-done
 
 # =============================================================================
 say "6. queues: 1 against 2"
@@ -415,10 +447,10 @@ mkdir -p "$plotdir"
 
 # Plot data.
 {
-    echo "# pages iops_1ms_default iops_1ms_pool iops_10ms_pool inflight_1ms_default inflight_1ms_pool inflight_10ms_pool"
+    echo "# pages iops_1ms iops_10ms inflight_1ms inflight_10ms pool_pages"
     for p in "${ring_sizes[@]}"; do
-        echo "$p $(val "ring-1ms-default-$p" iops) $(val "ring-1ms-pool-$p" iops) $(val "ring-10ms-pool-$p" iops)" \
-             "$(val "ring-1ms-default-$p" be_in_flight) $(val "ring-1ms-pool-$p" be_in_flight) $(val "ring-10ms-pool-$p" be_in_flight)"
+        echo "$p $(val "ring-1ms-$p" iops) $(val "ring-10ms-$p" iops)" \
+             "$(val "ring-1ms-$p" be_in_flight) $(val "ring-10ms-$p" be_in_flight) ${pool_of[$p]}"
     done
 } >"$plotdir/ring.dat"
 {
@@ -436,24 +468,33 @@ mkdir -p "$plotdir"
 } >"$plotdir/memory.dat"
 
 gnuplot <<EOF
-set terminal pngcairo size 900,560 font "sans,10"
+set terminal pngcairo size 900,900 font "sans,10" noenhanced
 set grid
-set key top left
-
 set output "$plotdir/ring-size.png"
-set title "4 KiB random reads, null backing, iodepth 2 x slots (${secs} s per point)"
+set multiplot layout 2,1
+set title "4 KiB random reads, null backing, default frontend and daemon, iodepth 2 x slots (${secs} s per point)"
 set xlabel "ring pages per queue"
 set ylabel "IOPS"
 set logscale x 2
 set logscale y 10
 set key bottom right
 set format y "%.0s%c"
-plot "$plotdir/ring.dat" using 1:2 with linespoints lw 2 title "1 ms latency, default frontend (grant pool 257 pages)", \
-     "" using 1:3 with linespoints lw 2 title "1 ms latency, 2048 indirect segments (pool 2049 pages)", \
-     "" using 1:4 with linespoints lw 2 title "10 ms latency, pool 2049 pages", \
-     "" using 1:(\$1 * 32 * 1000 > 2049 * 1000 ? 2049 * 1000 : \$1 * 32 * 1000) with lines dt 2 lc rgb "gray" title "ideal at 1 ms: min(ring entries, pool) / latency"
+plot "$plotdir/ring.dat" using 1:2 with linespoints lw 2 lc 1 title "1 ms per request", \
+     "" using 1:3 with linespoints lw 2 lc 2 title "10 ms per request", \
+     "" using 1:(\$1 * 32 * 1000) with lines dt 2 lc 1 title "ring slots / 1 ms", \
+     "" using 1:(\$1 * 32 * 100) with lines dt 2 lc 2 title "ring slots / 10 ms"
+set title "Requests the daemon held (most of three samples per point)"
+set ylabel "in flight"
+set key top left
+plot "$plotdir/ring.dat" using 1:4 with linespoints lw 2 lc 1 title "1 ms per request", \
+     "" using 1:5 with linespoints lw 2 lc 2 title "10 ms per request", \
+     "" using 1:(\$1 * 32) with lines dt 2 lc rgb "gray" title "ring slots", \
+     "" using 1:6 with lines dt 3 lc rgb "black" title "frontend grant pool (pages)"
+unset multiplot
 unset logscale
 
+set terminal pngcairo size 900,560 font "sans,10" noenhanced
+set key top left
 set output "$plotdir/transport.png"
 set title "Image in tmpfs: fio io_uring on the file, NBD (nbdkit file, unix socket), xbdkit"
 set style data histograms
@@ -478,9 +519,8 @@ EOF
 # ---- the document ---------------------------------------------------------------
 # ---- the figures the targets are about -------------------------------------
 p_lo=${ring_sizes[0]}
-ratio64_def=$(ratio "$(val ring-1ms-default-64 iops)" "$(val "ring-1ms-default-$p_lo" iops)")
-ratio64_pool=$(ratio "$(val ring-1ms-pool-64 iops)" "$(val "ring-1ms-pool-$p_lo" iops)")
-ratio64_10=$(ratio "$(val ring-10ms-pool-64 iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
+ratio64_1=$(ratio "$(val ring-1ms-64 iops)" "$(val "ring-1ms-$p_lo" iops)")
+ratio64_10=$(ratio "$(val ring-10ms-64 iops)" "$(val "ring-10ms-$p_lo" iops)")
 r_dir_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val direct-randread-4k-qd32 iops)")
 r_dir_w=$(ratio "$(val xbd-randwrite-4k-qd32 iops)" "$(val direct-randwrite-4k-qd32 iops)")
 r_nbd_r=$(ratio "$(val xbd-randread-4k-qd32 iops)" "$(val nbd-randread-4k-qd32 iops)")
@@ -508,7 +548,7 @@ Produced by \`make bench\` (tests/bench/run-bench.sh) on $(date -u '+%Y-%m-%d %H
 ${secs} s per measurement, ${rounds} round(s)$( [ "$quick" = 1 ] && echo ", quick variant (BENCH_QUICK=1)"), ${elapsed} s in all.
 Every comparison below ran in this one run, its variants one after the
 other, and the whole comparison ${rounds} time(s) over, so that ratios are
-between neighbours in time: the machine is shared and noisy.  Each figure is
+between neighbours in time, on a machine that may be shared and noisy.  Each figure is
 the round with the median IOPS (its other columns come from that same
 round); every round is in the raw results at the end.  These are figures,
 not pass/fail tests.
@@ -521,7 +561,7 @@ not pass/fail tests.
 | CPU model | $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) |
 | kernel | $(uname -sr) |
 | memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |
-| load average during the run | ${loads} (1-minute, sampled at each measurement: other jobs were compiling on the same 2 CPUs) |
+| load average during the run | ${loads} (1-minute, sampled at each measurement; it counts the benchmark's own processes too) |
 | xbdkit | $(xbd-backd --version | head -n 1), git ${rev} |
 | fio | $(fio --version) |
 | nbdkit | $(nbdkit --version | head -n 1) |
@@ -538,7 +578,7 @@ $(jq -s -r '[.[] | select(.cpu_sim_us != null) | .cpu_sim_us] | max | . * 1000 |
 
 | target (issue 7) | measured (median round) | verdict |
 |---|---|---|
-| 1. 64 ring pages ≥ 15× one page, latency-bound (1 ms) | ${ratio64_def}× default frontend; ${ratio64_pool}× with a 2049-page grant pool | $(verdict "$ratio64_def" ">=" 15); $(verdict "$ratio64_pool" ">=" 15) |
+| 1. 64 ring pages ≥ 15× one page, latency-bound (1 ms) | ${ratio64_1}× | $(verdict "$ratio64_1" ">=" 15) |
 | 1. the same at 10 ms per request | ${ratio64_10}× | $(verdict "$ratio64_10" ">=" 15) |
 | 2. QD32 ≥ 0.7× direct io_uring | reads ${r_dir_r}×, writes ${r_dir_w}× | $(verdict "$r_dir_r" ">=" 0.7); $(verdict "$r_dir_w" ">=" 0.7) |
 | 2. QD32 ≥ 4× NBD | reads ${r_nbd_r}×, writes ${r_nbd_w}× | $(verdict "$r_nbd_r" ">=" 4); $(verdict "$r_nbd_w" ">=" 4) |
@@ -552,7 +592,9 @@ it is missed.
 EOF
 
 # -- 1 --
-ratio_max_10=$(ratio "$(val "ring-10ms-pool-${ring_sizes[-1]}" iops)" "$(val "ring-10ms-pool-$p_lo" iops)")
+p_hi=${ring_sizes[-1]}
+ratio_max_1=$(ratio "$(val "ring-1ms-$p_hi" iops)" "$(val "ring-1ms-$p_lo" iops)")
+ratio_max_10=$(ratio "$(val "ring-10ms-$p_hi" iops)" "$(val "ring-10ms-$p_lo" iops)")
 # bend SERIES: the last ring size whose IOPS still reach half of linear
 # scaling from the one-page point.
 bend() {
@@ -567,90 +609,116 @@ bend() {
     done
     echo "$last"
 }
-ceiling=$(jq -s -r '[.[] | select(.key | startswith("ring-")) | .iops] | max | floor' "$res")
-ceil_key=$(jq -s -r '[.[] | select(.key | startswith("ring-"))] | max_by(.iops) | .key' "$res")
-ceil_cpu=$(jq -s -r --arg k "$ceil_key" '[.[] | select(.key == $k)] | max_by(.iops) | .cpu_client_us + .cpu_server_us | . * 10 | floor / 10' "$res")
-best_1ms=$(for p in "${ring_sizes[@]}"; do val "ring-1ms-pool-$p" iops; done | sort -g | tail -n 1)
-need15=$(awk -v a="$(val "ring-1ms-pool-$p_lo" iops)" 'BEGIN { printf "%.0f", 15 * a }')
+# full_upto SERIES: the last ring size (going up from the smallest) at
+# which the daemon held at least 90 % of the ring's slots.
+full_upto() {
+    local last="none" p
+    for p in "${ring_sizes[@]}"; do
+        if awk -v n="$(val "$1-$p" be_in_flight)" -v s=$((p * 32)) 'BEGIN { exit !(n != "null" && n >= 0.9 * s) }'; then
+            last=$p
+        else
+            break
+        fi
+    done
+    echo "$last"
+}
+# most_in_flight SERIES: "N (at P pages)", the largest in-flight count.
+most_in_flight() {
+    local p n best=-1 at=
+    for p in "${ring_sizes[@]}"; do
+        n=$(val "$1-$p" be_in_flight)
+        [ "$n" != null ] || continue
+        [ "$n" -le "$best" ] || { best=$n; at=$p; }
+    done
+    [ -n "$at" ] && echo "$best (at $at pages)" || echo "not measured"
+}
+cpu_of() { awk -v a="$(val "$1" cpu_client_us)" -v b="$(val "$1" cpu_server_us)" 'BEGIN { if (a == "null" || b == "null") print "–"; else printf "%.1f", a + b }'; }
+ceiling=$(jq -s -r '[.[] | select((.key | startswith("ring-")) and (.failed | not)) | .iops] | max // 0 | floor' "$res")
+ceil_key=$(jq -s -r '[.[] | select((.key | startswith("ring-")) and (.failed | not))] | max_by(.iops) | .key // "none"' "$res")
+ceil_cpu=$(jq -s -r --arg k "$ceil_key" '[.[] | select(.key == $k)] | max_by(.iops) | (.cpu_client_us // 0) + (.cpu_server_us // 0) | . * 10 | floor / 10' "$res")
+best_1ms=$(for p in "${ring_sizes[@]}"; do val "ring-1ms-$p" iops; done | grep -v null | sort -g | tail -n 1)
+need15=$(awk -v a="$(val "ring-1ms-$p_lo" iops)" 'BEGIN { printf "%.0f", 15 * a }')
+# Pool pages the daemon's persistent-grant cache did not cover, if any.
+cache_short=$(for p in "${ring_sizes[@]}"; do
+    c=$(val "ring-1ms-$p" be_pcache)
+    [ "$c" = null ] || [ "$c" -ge "${pool_of[$p]}" ] || echo "$p pages (pool ${pool_of[$p]}, cache $c)"
+done | paste -sd ';' -)
 cat <<EOF
 
 ## 1. Ring size on latency-bound storage
 
 4 KiB random reads from a \`null\` disk whose every request takes a fixed
 time (an io_uring timeout in the daemon), one queue, at an iodepth of twice
-the ring's slots and at least 1024: more than the ring (and the default
-frontend's grant pool) holds, so requests always wait for a slot.  One page holds 32 requests,
-so at 1 ms it allows at most 32 000 IOPS; each doubling doubles that until
-something else limits.  Three series: the frontend as it connects by
-default; the same with 2048 indirect segments negotiated, which grows its
-grant pool (see below why that matters for 4 KiB requests), with the
-daemon's persistent-grant cache raised to match (\`--persistent-max 4096\`);
-and a 10 ms device with the larger pool.  "In flight" is the daemon's count
-of requests it holds, the most of three samples during the run (0: the
-frontend, short of CPU, had not refilled the ring at those moments); CPU
-is xbdfront's plus xbd-backd's per I/O.
+the ring's slots and at least 1024, so that requests always wait for a
+slot.  One page holds 32 requests, so at 1 ms it allows at most 32 000 IOPS
+and at 10 ms 3 200; each doubling of the ring doubles that until something
+else limits.  The daemon advertises rings of up to 256 pages
+(\`--max-ring-order 8\`; past 64 pages only xbdkit's frontend takes them)
+and otherwise runs with its defaults; the frontend connects with its
+defaults.  Its grant pool per queue ("pool", from \`xbdfront info\`) holds
+one page per ring slot plus one full indirect request, so 4 KiB requests,
+which hold one pool page each until they complete, can fill every slot;
+the daemon's persistent-grant cache per queue ("cache", \`persistent_cache\`
+in \`xbdctl stats --json\`, \`--persistent-max auto\`) is sized by what was
+negotiated.  "In flight" is the daemon's count of requests it holds, the
+most of three samples during the run (0: it held none at those moments;
+the plot's lower panel draws it against the ring's slots and the pool);
+CPU is xbdfront's plus xbd-backd's per I/O.
 
 ![ring size](bench/ring-size.png)
 
-| ring pages | slots | 1 ms, default: IOPS | in flight | 1 ms, pool 2049: IOPS | in flight | 10 ms, pool 2049: IOPS | in flight | CPU µs/IO (10 ms) |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| ring pages | slots | pool pages | cache | 1 ms: IOPS | in flight | slots / 1 ms | CPU µs/IO | 10 ms: IOPS | in flight | slots / 10 ms | CPU µs/IO |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 for p in "${ring_sizes[@]}"; do
-    echo "| $p | $((p * 32)) | $(fmt "$(val "ring-1ms-default-$p" iops)") | $(val "ring-1ms-default-$p" be_in_flight)" \
-         "| $(fmt "$(val "ring-1ms-pool-$p" iops)") | $(val "ring-1ms-pool-$p" be_in_flight)" \
-         "| $(fmt "$(val "ring-10ms-pool-$p" iops)") | $(val "ring-10ms-pool-$p" be_in_flight)" \
-         "| $(awk -v a="$(val "ring-10ms-pool-$p" cpu_client_us)" -v b="$(val "ring-10ms-pool-$p" cpu_server_us)" 'BEGIN { printf "%.1f", a + b }') |"
+    echo "| $p | $((p * 32)) | ${pool_of[$p]} | $(val "ring-1ms-$p" be_pcache)" \
+         "| $(fmt "$(val "ring-1ms-$p" iops)") | $(val "ring-1ms-$p" be_in_flight) | $((p * 32 * 1000)) | $(cpu_of "ring-1ms-$p")" \
+         "| $(fmt "$(val "ring-10ms-$p" iops)") | $(val "ring-10ms-$p" be_in_flight) | $((p * 32 * 100)) | $(cpu_of "ring-10ms-$p") |"
 done
 cat <<EOF
 
-64 pages against 1 page: **${ratio64_def}×** at 1 ms with the default
-frontend, **${ratio64_pool}×** at 1 ms with the larger pool, **${ratio64_10}×**
-at 10 ms (${ring_sizes[-1]} pages against 1: ${ratio_max_10}×).  Target ≥ 15×:
-at 1 ms $(verdict "$ratio64_def" ">=" 15) with the default frontend and
-$(verdict "$ratio64_pool" ">=" 15) with the larger pool; at 10 ms
+64 pages against 1 page: **${ratio64_1}×** at 1 ms, **${ratio64_10}×** at
+10 ms (${p_hi} pages against 1: ${ratio_max_1}× at 1 ms, ${ratio_max_10}× at
+10 ms).  Target ≥ 15×: at 1 ms $(verdict "$ratio64_1" ">=" 15); at 10 ms
 $(verdict "$ratio64_10" ">=" 15).
 
 Where the curves bend (the last ring size whose IOPS still reach half of
-linear scaling from the one-page point): 1 ms default at
-**$(bend ring-1ms-default)** pages, 1 ms with the larger pool at
-**$(bend ring-1ms-pool)**, 10 ms at **$(bend ring-10ms-pool)**.  Why:
+linear scaling from the one-page point): 1 ms at **$(bend ring-1ms)**
+pages, 10 ms at **$(bend ring-10ms)**.  The daemon held at least 90 % of
+the slots up to **$(full_upto ring-1ms)** pages at 1 ms and
+**$(full_upto ring-10ms)** at 10 ms; the most it held was
+$(most_in_flight ring-1ms) at 1 ms and $(most_in_flight ring-10ms) at
+10 ms.  How to read it:
 
 - **While the ring is the limit**, IOPS follow slots / latency and the
-  daemon holds as many requests as the ring has slots.
-- **The default frontend cannot fill more than 257 slots per queue.**
-  libxbdfront's grant pool per queue is \`pool_size()\` in
-  frontend/xbdf-handle.c: 4 pages per ring slot, capped at 256, raised to
-  indirect segments + 1 = 257 pages.  A 4 KiB request holds one pool page
-  until it completes, so at most 257 are in flight whatever the ring size
-  (the "in flight" column of the default series never passes 257), and at
-  1 ms that is at most 257 000 IOPS: the default series can never reach 15×
-  (8× at best).  Negotiating 2048 indirect segments (\`--indirect 2048\`,
-  daemon \`--max-indirect 2048\`) grows the pool to 2049 pages and lifts the
-  cap; a pool sized from the ring (slots × pages per request, within the
-  grant budget) would lift it for every frontend.
-- **Past that, the CPU is the limit.** 15× the one-page figure at 1 ms is
-  ${need15} IOPS; the best median point at 1 ms reached $(fmt "$best_1ms"),
-  and the best single round of any point ${ceiling} IOPS (${ceil_key}, at
-  ${ceil_cpu} µs of CPU per I/O in xbdfront and xbd-backd together, plus
-  the kernel's work for io_uring timeouts and event-channel wake-ups).
-  That is what 2 CPUs, shared with other jobs (load above), deliver through
-  the whole stack; whether a round gets there depends on the load of the
-  moment.  Once requests wait for the CPU rather than for the device, the
-  ring stops mattering: in flight stays below the slots and the daemon
-  holds requests longer than their 1 ms.  The seed
-  result's 15× came from ~100 drives behind iSCSI, where the device's
-  latency is long against the CPU cost of a request: the 10 ms series is
-  that regime, where 64 pages allow 204 800 IOPS.
-- **Rings beyond 64 pages** (xbdkit to xbdkit, \`--max-ring-order 8\`) add
-  slots that neither the 2049-page pool nor the CPU can use here.
-- **A persistent-grant cache smaller than the frontend's pool collapses.**
-  The same 64-page, 1 ms point with the daemon's default cache (1024 grants
-  per queue) against the 2049-page pool: $(fmt "$(val ring-1ms-pool-64-pmax1024 iops)") IOPS instead of
-  $(fmt "$(val ring-1ms-pool-64 iops)"), $(fmt "$(val ring-1ms-pool-64-pmax1024 grant_maps_per_req)" 2) grant maps per request and
-  $(fmt "$(val ring-1ms-pool-64-pmax1024 cpu_server_us)" 1) µs of daemon CPU per I/O instead of $(fmt "$(val ring-1ms-pool-64 cpu_server_us)" 1): the pool's pages
-  come round in a cycle longer than the LRU cache, so every use misses and
-  evicts.  With the defaults on both sides (pool 257 ≤ cache 1024) this
-  cannot happen.
+  daemon holds about as many requests as the ring has slots.
+- **The frontend's pool follows the ring.**  A pool smaller than the ring
+  would cap what is in flight at its size, whatever the ring.  For
+  comparison, the ${p_cmp}-page point at 1 ms with the pool held to 257
+  pages (\`xbdfront --pool-pages 257\`, about what libxbdfront granted
+  before its pool was sized by the ring): $(fmt "$(val "ring-1ms-pool257-$p_cmp" iops)") IOPS with at most
+  $(val "ring-1ms-pool257-$p_cmp" be_in_flight) in flight, against $(fmt "$(val "ring-1ms-$p_cmp" iops)") with $(val "ring-1ms-$p_cmp" be_in_flight) in flight with the
+  default pool of ${pool_of[$p_cmp]} pages.
+- **The daemon's cache covers the pool**$( [ -z "$cache_short" ] &&
+  echo " at every ring size here (cache ≥ pool pages in the table), so after their first use the pool's pages are cache hits: $(fmt "$(val "ring-1ms-$p_cmp" grant_maps_per_req)" 4) grant maps and $(fmt "$(val "ring-1ms-$p_cmp" pgrant_hits_per_req)" 3) hits per request at ${p_cmp} pages, 1 ms." ||
+  echo " except at ${cache_short}: there the pool's pages come round in a cycle longer than the LRU cache, which then misses and evicts.")
+- **Once the CPU is the limit**, the ring stops mattering: every request
+  costs CPU in xbdfront, xbd-backd and the kernel (io_uring timeouts,
+  event-channel wake-ups), and when slots / latency asks for more requests
+  per second than the CPUs serve, requests wait for the CPU rather than for
+  the device.  15× the one-page figure at 1 ms is ${need15} IOPS; the best
+  median point at 1 ms reached $(fmt "$best_1ms"), and the best single round
+  of any point ${ceiling} IOPS (${ceil_key}, at ${ceil_cpu} µs of CPU per
+  I/O in xbdfront and xbd-backd together).  At 10 ms the same ring asks
+  for ten times fewer requests per second: 64 pages allow 204 800 IOPS.
+  The seed result's 15× came from ~100 drives behind iSCSI, where the
+  device's latency is long against a request's CPU cost, which is what the
+  10 ms series stands for.
+- **Rings beyond 64 pages** (xbdkit to xbdkit) against 64 pages
+  ($(fmt "$(val ring-1ms-64 iops)") IOPS at 1 ms, $(fmt "$(val ring-10ms-64 iops)") at 10 ms): $(for p in "${ring_sizes[@]}"; do [ "$p" -gt 64 ] || continue;
+  printf '%s pages %s and %s IOPS (%s and %s in flight of %s slots)\n' "$p" "$(fmt "$(val "ring-1ms-$p" iops)")" "$(fmt "$(val "ring-10ms-$p" iops)")" "$(val "ring-1ms-$p" be_in_flight)" "$(val "ring-10ms-$p" be_in_flight)" $((p * 32)); done | paste -sd ';' - | sed 's/;/; /g').
+  They add IOPS only while the daemon fills their extra slots and the CPU
+  keeps up with slots / latency.
 EOF
 
 # -- 2 --
@@ -681,16 +749,19 @@ for wl in "${workloads[@]}"; do
 done
 cat <<EOF
 
-QD1 with polling (frontend \`--poll-us 50\`, daemon adaptive polling):
+QD1 with and without frontend polling (\`--poll-us 50\`; the daemon polls
+adaptively, its default).  Notifications per I/O as the frontend counts
+them; "daemon polls" are its empty poll rounds per request:
 
-| workload | p50 µs | p99 µs | IOPS | CPU µs/IO client+server | p50 / io_uring p50 |
-|---|---:|---:|---:|---:|---:|
+| workload | p50 µs | p99 µs | IOPS | CPU µs/IO client+server | p50 / io_uring p50 | guest→daemon per I/O | daemon→guest per I/O | daemon polls per req |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 for rw in randread randwrite; do
-    k=xbd-poll-$rw-4k-qd1
-    echo "| $rw 4k QD1, polled | $(fmt "$(val "$k" lat_p50_us)" 1) | $(fmt "$(val "$k" lat_p99_us)" 1) | $(fmt "$(val "$k" iops)")" \
-         "| $(awk -v a="$(val "$k" cpu_client_us)" -v b="$(val "$k" cpu_server_us)" 'BEGIN { printf "%.1f", a + b }')" \
-         "| $(ratio "$(val "$k" lat_p50_us)" "$(val "direct-$rw-4k-qd1" lat_p50_us)") |"
+    for k in "xbd-$rw-4k-qd1" "xbd-poll-$rw-4k-qd1"; do
+        echo "| $rw 4k QD1, $( [ "$k" = "xbd-$rw-4k-qd1" ] && echo "frontend sleeps" || echo "frontend polls") | $(fmt "$(val "$k" lat_p50_us)" 1) | $(fmt "$(val "$k" lat_p99_us)" 1) | $(fmt "$(val "$k" iops)")" \
+             "| $(cpu_of "$k") | $(ratio "$(val "$k" lat_p50_us)" "$(val "direct-$rw-4k-qd1" lat_p50_us)")" \
+             "| $(fmt "$(val "$k" fe_sent_per_io)" 3) | $(fmt "$(val "$k" fe_recv_per_io)" 3) | $(fmt "$(val "$k" be_polls_per_req)" 2) |"
+    done
 done
 cat <<EOF
 
@@ -699,27 +770,39 @@ Targets:
 - QD32, xbdkit ≥ 0.7× direct io_uring: random reads ${r_dir_r}× — $(verdict "$r_dir_r" ">=" 0.7); random writes ${r_dir_w}× — $(verdict "$r_dir_w" ">=" 0.7).
 - QD32, xbdkit ≥ 4× NBD: random reads ${r_nbd_r}× — $(verdict "$r_nbd_r" ">=" 4); random writes ${r_nbd_w}× — $(verdict "$r_nbd_w" ">=" 4).
 - QD1 with polling, latency ≤ 2× direct io_uring (p50): reads ${l_r}× — $(verdict "$l_r" "<=" 2); writes ${l_w}× — $(verdict "$l_w" "<=" 2) (without frontend polling: reads ${l_r0}×).
+EOF
+# Workloads where xbdkit's median beat fio's io_uring one.
+above_direct=$(for wl in "${workloads[@]}"; do
+    read -r rw bs qd <<<"$wl"; w="$rw-$bs-qd$qd"
+    r=$(ratio "$(val "xbd-$w" iops)" "$(val "direct-$w" iops)")
+    if awk -v r="$r" 'BEGIN { exit !(r != "–" && r > 1) }'; then echo "$rw $bs QD$qd ${r}×"; fi
+done | paste -sd ',' - | sed 's/,/, /g')
+cat <<EOF
 
-What limits xbdkit here: each request crosses two user-space processes
+Where xbdkit's cost per request comes from (the mechanism; the CPU
+columns give its size): each request crosses two user-space processes
 (the guest's and the daemon's) and its data is copied twice more than
 fio's: the daemon reads the image into its own buffer with io_uring and
 copies it into the guest's granted pool page, and libxbdfront copies it
 from its pool page into the caller's buffer (on Xen the middle copy is the
-hypervisor's grant copy).  At QD1 a request wakes two threads in turn
-(daemon, then frontend) where fio's completes in its own io_uring_enter;
-with the load above the CPU count every wake-up may wait for a CPU, which
-is what the p99 column and the CPU per I/O show: at this load QD1 latency
-measures the scheduler as much as the transport.  Frontend polling
-(\`--poll-us\`) does not cut the daemon→guest notifications here:
-libxbdfront re-arms rsp_event each time it empties the ring, also inside
-its busy-poll loop, so the daemon still notifies about once per response.  At QD32 both xbdfront's thread and the daemon's
-queue thread are busy, so on 2 CPUs shared with other jobs they compete
-with each other and with the load; direct io_uring has one thread and the
-kernel.  NBD pays a socket round trip and a copy per request in each
-direction and nbdkit's thread hand-offs.  A ratio above 1 against direct
-io_uring does not mean xbdkit beats the page cache: it means the load hit
-fio's rounds harder than xbdkit's (compare the io_uring column with an
-unloaded run); the ratios that matter are those near the targets.
+hypervisor's grant copy).  At QD1 with the frontend sleeping, a request
+wakes two threads in turn (daemon, then frontend) where fio's completes in
+its own io_uring_enter$( awk -v l="$(jq -s '[.[] | select(.load != null) | .load] | max // 0' "$res")" -v n="$(nproc)" 'BEGIN { exit !(l > n) }' &&
+echo "; with the load above the CPU count during this run ($(jq -s -r '[.[] | select(.load != null) | .load] | max' "$res") on $(nproc) CPUs) each wake-up may also wait for a CPU").
+With \`--poll-us\` the frontend spins on the ring for a response, without
+a syscall and without re-arming rsp_event (it does so only before it goes
+to sleep), so a response that arrives during the spin costs neither a
+notification nor a wake-up on the guest's side; "daemon→guest per I/O" in
+the QD1 table counts the responses that still found the frontend asleep.
+The daemon's adaptive polling starts only above its request rate
+threshold (\`--poll-start-rate\`, 20 000/s by default); below it the daemon
+sleeps on its event channel and each request costs a guest→daemon
+notification ("daemon polls per req" is 0 then).  At QD32 both xbdfront's
+thread and the daemon's queue thread are busy, so they compete for the
+CPUs with each other and with whatever else runs; direct io_uring has one
+thread and the kernel.  NBD pays a socket round trip and a copy per
+request in each direction and nbdkit's thread hand-offs.$( [ -n "$above_direct" ] &&
+echo "  A ratio above 1 against direct io_uring (here: ${above_direct}) is not a property of the storage (both read the same tmpfs file): it comes from how fio's single job and xbdkit's two threads were scheduled at that moment; compare with a run on an idle machine before reading more into it.")
 EOF
 
 # -- 3 --
@@ -755,40 +838,48 @@ $(fmt "$n_down" 3) — $(verdict "$n_down" "<=" 0.1).
 
 At QD32 the rings' event indices already batch: the frontend notifies
 once per batch of requests it pushes and the daemon once per batch of
-responses (RING_PUSH_*_AND_CHECK_NOTIFY), so even with polling off both
-directions stay near one per batch.  While the daemon polls ("polls per
-req" above zero) it leaves req_event behind, so the frontend's pushes do
-not notify at all: compare the "always" rows, which pay for that in daemon
-CPU.  Frontend busy-polling takes a CPU that the daemon's thread then lacks
-on this 2-CPU machine, and the frontend then refills in smaller batches,
-so it notifies more often.  "Batching off" (\`--batch-budget 1\`) makes the
-daemon yield after every request: one batch per request, more responses
-pushed (and notified) one at a time.
+responses (RING_PUSH_*_AND_CHECK_NOTIFY), so even with polling off each
+direction costs about one notification per batch, not per request.  While
+the daemon polls ("polls per req" above zero) it leaves req_event behind,
+so the frontend's pushes do not notify; the "always" rows pay for that in
+daemon CPU.  While the frontend busy-polls (\`--poll-us 50\`) it makes no
+syscall and does not re-arm rsp_event, so the daemon notifies only the
+responses it pushes after the frontend went back to sleep; the spin costs
+frontend CPU (the client column), which the daemon's thread cannot use
+when CPUs are few.  "Batching off" (\`--batch-budget 1\`) makes the daemon
+yield after every request: one batch per request, more responses pushed
+(and notified) one at a time.  In this run, with adaptive daemon polling,
+daemon→guest notifications per request were $(fmt "$(val notify-adaptive-fe0 be_sent_per_req)" 3) with the frontend
+sleeping and $(fmt "$(val notify-adaptive-fe50 be_sent_per_req)" 3) with it polling (polling off in the daemon:
+$(fmt "$(val notify-off-fe0 be_sent_per_req)" 3) and $(fmt "$(val notify-off-fe50 be_sent_per_req)" 3)).
 EOF
 
 # -- 4 --
 cat <<EOF
 
-## 4. Grant path: persistent grants against grant copy
+## 4. Grant path: persistent grants, grant copy, map per request
 
 QD32, one queue.  With persistent grants the frontend reuses a pool of pages
 it granted once and the daemon maps each the first time it sees it (maps
 per request ≈ 0, hits ≈ 1); with \`--no-persistent\` every segment is a grant
-copy.  On xbd-sim both are a memcpy between the two processes' shared
-memory; on Xen the copy is a hypercall, the map a long-lived mapping.  Map
-per request (map, I/O, unmap: \`xbd-backd --grant-map\`) is not measured
-here; the data-path tests measured it at about a tenth of grant copy's
-IOPS on the sim (≈50k against ≈610k, 4 KiB, depth 32).
+copy; with \`--no-persistent\` against a daemon started with
+\`--grant-map\`, each request's grants are mapped for the time of the
+request and unmapped after it.  On xbd-sim a copy is a memcpy between the
+two processes' shared memory and a map an mmap of the granting domain's
+memory; on Xen the copy is a hypercall, the map a mapping in dom0's page
+tables whose unmap flushes TLBs.
 
-| workload | persistent IOPS | copy IOPS | copy / persistent | persistent: maps / hits per req | copy: copies per req | CPU µs/IO server, persistent / copy |
-|---|---:|---:|---:|---|---:|---|
+| workload | persistent IOPS | copy IOPS | map/unmap IOPS | copy / persistent | map / persistent | persistent: maps / hits per req | copy: copies per req | map: maps per req | CPU µs/IO server, persistent / copy / map |
+|---|---:|---:|---:|---:|---:|---|---:|---:|---|
 EOF
 for wl in "randread 4k" "randwrite 4k" "read 128k"; do
     read -r rw bs <<<"$wl"
-    a=grant-persistent-$rw-$bs b=grant-copy-$rw-$bs
-    echo "| $rw $bs QD32 | $(fmt "$(val "$a" iops)") | $(fmt "$(val "$b" iops)") | $(ratio "$(val "$b" iops)" "$(val "$a" iops)")" \
+    a=grant-persistent-$rw-$bs b=grant-copy-$rw-$bs c=grant-map-$rw-$bs
+    echo "| $rw $bs QD32 | $(fmt "$(val "$a" iops)") | $(fmt "$(val "$b" iops)") | $(fmt "$(val "$c" iops)")" \
+         "| $(ratio "$(val "$b" iops)" "$(val "$a" iops)") | $(ratio "$(val "$c" iops)" "$(val "$a" iops)")" \
          "| $(fmt "$(val "$a" grant_maps_per_req)" 4) / $(fmt "$(val "$a" pgrant_hits_per_req)" 3)" \
-         "| $(fmt "$(val "$b" grant_copies_per_req)" 2) | $(fmt "$(val "$a" cpu_server_us)" 2) / $(fmt "$(val "$b" cpu_server_us)" 2) |"
+         "| $(fmt "$(val "$b" grant_copies_per_req)" 2) | $(fmt "$(val "$c" grant_maps_per_req)" 2)" \
+         "| $(fmt "$(val "$a" cpu_server_us)" 2) / $(fmt "$(val "$b" cpu_server_us)" 2) / $(fmt "$(val "$c" cpu_server_us)" 2) |"
 done
 
 # -- 5 --
@@ -803,8 +894,8 @@ keeping 4 rings' worth of 4 KiB reads per queue for ${mem_secs} s, and after
 the frontend disconnected.  Grown = connected − before: per
 queue, the mapped ring pages, the pending table (one entry per ring slot,
 all initialised), the io_uring rings sized from the ring, request buffers
-and the persistent grants mapped so far (at most the frontend's pool of 257
-pages per queue).
+and the persistent grants mapped so far (at most the frontend's pool per
+queue: one page per ring slot plus one full request).
 
 ![memory](bench/memory.png)
 
@@ -837,9 +928,9 @@ for what in null file; do
 done
 cat <<EOF
 
-With 2 CPUs, two queues mean four busy threads (two xbdfront, two daemon)
-on two CPUs, shared with the rest of the machine: the second queue helps
-as much as there is an idle CPU to run it.  On a larger machine each queue
+Two queues mean four busy threads (two xbdfront, two daemon) on this
+machine's $(nproc) CPU(s), shared with whatever else runs: the second queue
+helps as much as there is an idle CPU to run it.  On a larger machine each queue
 brings its own frontend thread, daemon thread, event channel and io_uring,
 nothing shared on the data path, so throughput scales with queues until
 the storage or the memory bandwidth saturates; PROTOCOL.md §5 P3 reports
