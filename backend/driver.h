@@ -7,7 +7,8 @@
  * engine below.
  *
  * The engine: each queue thread owns one struct xbd_ioq, an io_uring of its
- * own with an eventfd that polls readable when completions are waiting.
+ * own with an fd that polls readable when completions are waiting (the
+ * ring's fd itself; an eventfd for connection drivers).
  * The thread adds operations (xbd_ioq_add), submits a whole batch with one
  * call (xbd_ioq_submit) and later reaps completions (xbd_ioq_reap).  The
  * driver only fills in submission entries (its `prep` method), so every
@@ -131,8 +132,13 @@ int xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out
                  char *err, size_t errlen);
 void xbd_ioq_close(struct xbd_ioq *q);
 
-/* Readable while completions wait; xbd_ioq_reap clears it. */
+/* Readable while completions wait (level-triggered: reaping them all makes
+ * it unreadable; no read needed). */
 int xbd_ioq_fd(struct xbd_ioq *q);
+
+/* Completions wait to be reaped: a look at shared memory, no system call.
+ * A thread that polls the engine calls this instead of poll(2) on the fd. */
+bool xbd_ioq_ready(struct xbd_ioq *q);
 
 /* Queue one operation for the next submit (submits early only when the
  * submission ring is full). */
