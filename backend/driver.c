@@ -300,12 +300,30 @@ xbd_ioq_in_flight(const struct xbd_ioq *q)
     return q->in_flight;
 }
 
-/* Prepare io into a fresh submission entry. */
+/* An operation finished off the ring: reap finds it on the done list
+ * (xbd_ioq_ready sees it, so a thread about to sleep does not). */
+static void
+queue_done(struct xbd_ioq *q, struct xbd_io *io)
+{
+    io->next = NULL;
+    *q->done_tail = io;
+    q->done_tail = &io->next;
+}
+
+/* Prepare io into a fresh submission entry, or do it at once when the
+ * driver does it synchronously. */
 static int
 prep_one(struct xbd_ioq *q, struct xbd_io *io)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+    struct io_uring_sqe *sqe;
     int r;
+
+    if (q->b->drv->sync != NULL && q->b->drv->sync(q->b, io)) {
+        io->sync_done = true;
+        queue_done(q, io);
+        return 0;
+    }
+    sqe = io_uring_get_sqe(&q->ring);
 
     if (sqe == NULL) {
         /* The submission ring is full: push it out and try again. */
@@ -335,9 +353,7 @@ xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result)
 
     io->sync_done = true;
     io->sync_result = result;
-    io->next = NULL;
-    *q->done_tail = io;
-    q->done_tail = &io->next;
+    queue_done(q, io);
     if (q->efd >= 0)
         (void)!write(q->efd, &one, sizeof(one));    /* reap will find it */
 }
@@ -515,6 +531,10 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
             q->done_tail = &q->done_head;
         finish_one(q, io, 0);
         q->in_flight--;
+        if (q->conn == NULL) {      /* done synchronously (drv->sync) */
+            q->at_driver--;
+            start_waiting(q);
+        }
         n++;
         done(io, ctx);
     }

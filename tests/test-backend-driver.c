@@ -237,7 +237,7 @@ test_null(void)
         while (got < 6) {
             struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
 
-            if (poll(&pfd, 1, 10000) != 1)
+            if (!xbd_ioq_ready(q) && poll(&pfd, 1, 10000) != 1)
                 break;
             got += xbd_ioq_reap(q, 64, io_count_done, NULL);
         }
@@ -281,7 +281,7 @@ test_ready(void)
     uint8_t buf[512];
     unsigned int got;
 
-    if (xbd_backing_open("null:size=1M", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+    if (xbd_backing_open("null:size=1M,latency=1us", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
         xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
         bail_out("null engine: %s", errbuf);
     pfd = (struct pollfd){ .fd = xbd_ioq_fd(q), .events = POLLIN };
@@ -304,6 +304,24 @@ test_ready(void)
         got += xbd_ioq_reap(q, 64, io_count_done, NULL);
     ok(got == 3 && !xbd_ioq_ready(q) && poll(&pfd, 1, 0) == 0 && xbd_ioq_in_flight(q) == 0,
        "engine: all reaped: nothing ready, fd no longer readable (no read needed)");
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
+
+    /* Without latency the null driver completes at once (drv->sync): no
+     * submission entry, ready before any submit, the fd stays quiet. */
+    if (xbd_backing_open("null:size=1M", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("null engine: %s", errbuf);
+    pfd = (struct pollfd){ .fd = xbd_ioq_fd(q), .events = POLLIN };
+    memset(buf, 0xaa, sizeof(buf));
+    ios[0] = (struct xbd_io){ .op = XBD_IO_READ, .offset = 0, .len = 512, .buf = buf };
+    ok(xbd_ioq_add(q, &ios[0]) == 0 && xbd_ioq_ready(q) && xbd_ioq_in_flight(q) == 1 &&
+       poll(&pfd, 1, 0) == 0, "engine: synchronous completion ready at once, fd quiet");
+    io_completions = 0;
+    ok(xbd_ioq_submit(q) == 0 && xbd_ioq_reap(q, 64, io_count_done, NULL) == 1 &&
+       io_completions == 1 && ios[0].result == 512 && buf[0] == 0 && buf[511] == 0 &&
+       !xbd_ioq_ready(q) && xbd_ioq_in_flight(q) == 0,
+       "engine: nothing to submit; reaped once with the full length, zeros read");
     xbd_ioq_close(q);
     xbd_backing_close(b);
 }
