@@ -1037,9 +1037,8 @@ test_polling(struct xbd_backing *nullb)
 }
 
 /* Polling off (poll_idle_us 0): the queue never polls, whatever the
- * traffic, and it sleeps between requests with req_event armed, so each
- * request of a QD1 sequence costs the frontend at most one notification,
- * and each response at most one notification back. */
+ * traffic; each request of a QD1 sequence costs the frontend at most one
+ * notification, and each response at most one notification back. */
 static void
 test_polling_off(struct xbd_backing *nullb)
 {
@@ -1066,8 +1065,10 @@ test_polling_off(struct xbd_backing *nullb)
        "polling off: no poll round, hit or pause (%llu, %llu, %llu)",
        (unsigned long long)s.polls, (unsigned long long)s.poll_hits,
        (unsigned long long)s.poll_preempted);
-    ok(s.notify_received >= 1 && s.notify_received <= 50 && s.notify_sent >= 1 &&
-       s.notify_sent <= 50, "polling off: at most one notification per request each way "
+    /* Fewer when a request or the response's reader came before the other
+     * side went to sleep (then no notification was needed). */
+    ok(s.notify_received <= 50 && s.notify_sent <= 50,
+       "polling off: at most one notification per request each way "
        "(%llu received, %llu sent)", (unsigned long long)s.notify_received,
        (unsigned long long)s.notify_sent);
     fe_stop(&f);
