@@ -1002,9 +1002,12 @@ test_polling(struct xbd_backing *nullb)
     usleep(120000);                     /* close the first rate window */
     fe_rw(&f, BLKIF_OP_READ, 2, 0, &seg, 1);
     is_int(fe_one(&f, 2), BLKIF_RSP_OKAY, "polling: second read");
-    WAIT_STATS(f.q, s, s.polls > 0);
-    ok(s.polls > 0, "polling: the queue polled the ring (%llu polls, %llu hits)",
-       (unsigned long long)s.polls, (unsigned long long)s.poll_hits);
+    WAIT_STATS(f.q, s, s.polls > 0 || s.poll_preempted > 0);
+    /* On a loaded host the thread may lose the CPU first: then polling
+     * pauses (poll_preempted) instead of going round. */
+    ok(s.polls > 0 || s.poll_preempted > 0, "polling: the queue polled the ring "
+       "(%llu polls, %llu hits, %llu pauses for lost CPU)", (unsigned long long)s.polls,
+       (unsigned long long)s.poll_hits, (unsigned long long)s.poll_preempted);
     /* Once idle (100 ms) it sleeps again and wakes on events. */
     usleep(150000);
     fe_rw(&f, BLKIF_OP_READ, 3, 0, &seg, 1);
