@@ -998,7 +998,7 @@ queue_thread(void *arg)
         unsigned int done, taken;
         uint64_t now;
         int more = 0, timeout = -1, nfds = 0, r;
-        bool storm;
+        bool storm, was_polling;
 
         /* Polling: a gap since the last round means we lost the CPU. */
         if (q->polling) {
@@ -1006,6 +1006,7 @@ queue_thread(void *arg)
             if (now - q->round_ns > POLL_PREEMPT_NS)
                 poll_pause(q, now, true);
         }
+        was_polling = q->polling;
         done = xbd_ioq_reap(q->ioq, budget, io_done, q);
         taken = consume(q, budget);
         if (xbd_ioq_submit(q->ioq) > 0)
@@ -1029,11 +1030,10 @@ queue_thread(void *arg)
             q->last_work_ns = now;
             q->spurious_run = 0;
             q->storm_pause_ms = STORM_PAUSE_MIN_MS;
-            if (q->polling) {
+            if (q->polling)
                 STAT_ADD(q, poll_hits, 1);
-                if (taken > 0)      /* a request polling caught */
-                    q->poll_backoff_ns = POLL_BACKOFF_MIN_NS;
-            }
+            if (was_polling && taken > 0)   /* polling caught a request */
+                q->poll_backoff_ns = POLL_BACKOFF_MIN_NS;
             continue;
         }
         if (q->polling) {
