@@ -176,7 +176,7 @@ struct xbd_queue {
     int storm_pause_ms;             /* the next pause, when storming */
     bool polling;
     uint64_t round_ns;              /* end of the last round, or of the last sleep */
-    uint64_t poll_backoff_ns;       /* the next pause after a preemption */
+    uint64_t poll_backoff_ns;       /* the next pause when polling fails */
     uint64_t poll_resume_ns;        /* no polling before this */
     uint64_t rate_window_ns;        /* start of the arrival-rate window */
     unsigned int rate_count;

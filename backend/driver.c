@@ -324,7 +324,6 @@ prep_one(struct xbd_ioq *q, struct xbd_io *io)
         return 0;
     }
     sqe = io_uring_get_sqe(&q->ring);
-
     if (sqe == NULL) {
         /* The submission ring is full: push it out and try again. */
         r = xbd_ioq_submit(q);
