@@ -75,6 +75,15 @@
 #define SPURIOUS_STORM          64u
 #define STORM_PAUSE_MIN_MS      1
 #define STORM_PAUSE_MAX_MS      64
+/* Adaptive polling also starts when a request arrives within this many
+ * times poll_idle_us of the previous work: the margin is for the wake-up
+ * that the request's notification needed, long on a loaded host. */
+#define POLL_QUICK_FACTOR       4u
+/* A poll round or a notification that took longer than this lost the CPU
+ * (see poll_pause); pauses of polling after it failed. */
+#define POLL_PREEMPT_NS         20000u
+#define POLL_BACKOFF_MIN_NS     1000000u        /* 1 ms */
+#define POLL_BACKOFF_MAX_NS     1000000000u     /* 1 s */
 
 #define STAT_ADD(q, field, n) \
     __atomic_fetch_add(&(q)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -166,6 +175,9 @@ struct xbd_queue {
     unsigned int spurious_run;
     int storm_pause_ms;             /* the next pause, when storming */
     bool polling;
+    uint64_t round_ns;              /* end of the last round, or of the last sleep */
+    uint64_t poll_backoff_ns;       /* the next pause when polling fails */
+    uint64_t poll_resume_ns;        /* no polling before this */
     uint64_t rate_window_ns;        /* start of the arrival-rate window */
     unsigned int rate_count;
     uint64_t last_work_ns;
@@ -313,7 +325,9 @@ pgc_get(struct xbd_queue *q, uint32_t gref, bool need_write)
 static void
 pgc_put(struct xbd_queue *q, struct pgrant *g)
 {
-    g->last_used_ns = now_ns();
+    /* The round's clock: precise enough for an idle time of a millisecond
+     * or more, and no clock read per segment. */
+    g->last_used_ns = q->round_ns;
     if (--g->refs == 0)
         lru_append(&q->pgc, g);
 }
@@ -548,6 +562,27 @@ respond(struct xbd_queue *q, struct pending *p, int16_t status)
     pending_free(q, p);
 }
 
+/* Stop polling and do not start again before a pause that doubles each
+ * time polling fails in a row, up to POLL_BACKOFF_MAX_NS.  It fails when
+ * the window ends with nothing to do (the frontend takes longer than
+ * poll_idle_us to send its next request: spinning only burned the CPU) and
+ * when it loses the CPU (a round or a notification took more than
+ * POLL_PREEMPT_NS: the thread we wait for probably shares the CPU with us,
+ * and spinning only delays it; sleeping until notified lets the scheduler
+ * run it).  A hit (a request found by polling) ends the run of failures. */
+static void
+poll_pause(struct xbd_queue *q, uint64_t now, bool preempted)
+{
+    if (preempted)
+        STAT_ADD(q, poll_preempted, 1);
+    q->polling = false;
+    if (q->poll_backoff_ns < POLL_BACKOFF_MIN_NS)
+        q->poll_backoff_ns = POLL_BACKOFF_MIN_NS;
+    q->poll_resume_ns = now + q->poll_backoff_ns;
+    if (q->poll_backoff_ns < POLL_BACKOFF_MAX_NS)
+        q->poll_backoff_ns *= 2;
+}
+
 static void
 push_responses(struct xbd_queue *q)
 {
@@ -557,8 +592,20 @@ push_responses(struct xbd_queue *q)
         return;
     q->need_push = false;
     RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&q->ring, notify);
-    if (notify && xbd_evtchn_notify(q->ev, (uint32_t)q->port) == 0)
-        STAT_ADD(q, notify_sent, 1);
+    if (notify) {
+        /* Polling: a notification that woke a frontend sharing our CPU
+         * may hand it the CPU (see poll_pause). */
+        uint64_t t = q->polling ? now_ns() : 0;
+
+        if (xbd_evtchn_notify(q->ev, (uint32_t)q->port) == 0)
+            STAT_ADD(q, notify_sent, 1);
+        if (q->polling) {
+            uint64_t now = now_ns();
+
+            if (now - t > POLL_PREEMPT_NS)
+                poll_pause(q, now, true);
+        }
+    }
 }
 
 /* ---- Dispatch -------------------------------------------------------------------- */
@@ -879,6 +926,17 @@ stop_requested(struct xbd_queue *q)
     return __atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* A hint to the CPU that we spin (lets a sibling hyperthread run). */
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Adaptive polling: note `n` arrivals and decide whether to poll. */
 static void
 account_rate(struct xbd_queue *q, unsigned int n, uint64_t now)
@@ -888,7 +946,8 @@ account_rate(struct xbd_queue *q, unsigned int n, uint64_t now)
     if (now - q->rate_window_ns >= 100000000) {     /* windows of >= 100 ms */
         uint64_t rate = (uint64_t)q->rate_count * 1000000000 / (now - q->rate_window_ns);
 
-        if (!q->polling && q->cfg.poll_start_rate > 0 && rate >= q->cfg.poll_start_rate)
+        if (!q->polling && q->cfg.poll_start_rate > 0 && rate >= q->cfg.poll_start_rate &&
+            now >= q->poll_resume_ns)
             q->polling = true;
         q->rate_window_ns = now;
         q->rate_count = 0;
@@ -933,68 +992,88 @@ queue_thread(void *arg)
     unsigned int budget = q->cfg.batch_budget ? q->cfg.batch_budget : DEFAULT_BATCH_BUDGET;
     bool masked = false;
 
-    q->last_work_ns = q->last_expiry_ns = q->rate_window_ns = now_ns();
+    q->last_work_ns = q->last_expiry_ns = q->rate_window_ns = q->round_ns = now_ns();
     while (!stop_requested(q)) {
         struct pollfd pfd[3];
         unsigned int done, taken;
         uint64_t now;
         int more = 0, timeout = -1, nfds = 0, r;
-        bool storm;
+        bool storm, was_polling;
 
+        /* Polling: a gap since the last round means we lost the CPU. */
+        if (q->polling) {
+            now = now_ns();
+            if (now - q->round_ns > POLL_PREEMPT_NS)
+                poll_pause(q, now, true);
+        }
+        was_polling = q->polling;
         done = xbd_ioq_reap(q->ioq, budget, io_done, q);
         taken = consume(q, budget);
         if (xbd_ioq_submit(q->ioq) > 0)
             STAT_ADD(q, batches, 1);
         push_responses(q);
         now = now_ns();
+        q->round_ns = now;
         account_rate(q, taken, now);
         if (q->cfg.persistent && now - q->last_expiry_ns > q->pgc.check_ns) {
             pgc_expire(q, now);
             q->last_expiry_ns = now;
         }
         if (done > 0 || taken > 0) {
+            /* A request soon after the previous work (at iodepth 1: the
+             * next one after a response): polling would have caught it
+             * without a notification and a wake-up, so poll from now on. */
+            if (taken > 0 && !q->polling && q->cfg.poll_idle_us > 0 &&
+                now - q->last_work_ns < (uint64_t)q->cfg.poll_idle_us * 1000 * POLL_QUICK_FACTOR &&
+                now >= q->poll_resume_ns)
+                q->polling = true;
             q->last_work_ns = now;
             q->spurious_run = 0;
             q->storm_pause_ms = STORM_PAUSE_MIN_MS;
             if (q->polling)
                 STAT_ADD(q, poll_hits, 1);
+            if (was_polling && taken > 0)   /* polling caught a request */
+                q->poll_backoff_ns = POLL_BACKOFF_MIN_NS;
             continue;
         }
         if (q->polling) {
             /* Poll the ring instead of sleeping, until idle for long enough;
-             * req_event is left behind so the frontend does not notify. */
+             * req_event is left behind so the frontend does not notify.
+             * A round is memory only (the ring, the completion queue, the
+             * stop flag): no system call. */
             if (now - q->last_work_ns < (uint64_t)q->cfg.poll_idle_us * 1000) {
                 STAT_ADD(q, polls, 1);
-                timeout = 0;
-            } else {
-                q->polling = false;
+                cpu_relax();
+                continue;
             }
+            poll_pause(q, now, false);
         }
         /* An event storm (many wakeups in a row with nothing to do): keep
          * the port masked and do not listen for a while, longer each time. */
         storm = q->spurious_run >= SPURIOUS_STORM;
-        if (timeout != 0) {
-            /* About to sleep: re-arm req_event, then look once more. */
-            if (!q->failed && !q->blocked) {
-                RING_FINAL_CHECK_FOR_REQUESTS(&q->ring, more);
-                if (more)
-                    continue;
-            }
-            if (masked && !storm) {
-                /* Unmask only now that the work is done. */
-                xbd_evtchn_unmask(q->ev, (uint32_t)q->port);
-                masked = false;
-            }
+        /* About to sleep: re-arm req_event, then look once more. */
+        if (!q->failed && !q->blocked) {
+            RING_FINAL_CHECK_FOR_REQUESTS(&q->ring, more);
+            if (more)
+                continue;
         }
-        if (timeout < 0 && q->pgc.lru_head != NULL)
+        if (xbd_ioq_ready(q->ioq))
+            continue;
+        if (masked && !storm) {
+            /* Unmask only now that the work is done. */
+            xbd_evtchn_unmask(q->ev, (uint32_t)q->port);
+            masked = false;
+        }
+        if (q->pgc.lru_head != NULL)
             timeout = (int)(q->pgc.check_ns / 1000000);     /* expire idle grants */
         pfd[nfds++] = (struct pollfd){ .fd = q->wake_fd, .events = POLLIN };
         pfd[nfds++] = (struct pollfd){ .fd = xbd_ioq_fd(q->ioq), .events = POLLIN };
         if (!storm)
             pfd[nfds++] = (struct pollfd){ .fd = xbd_evtchn_fd(q->ev), .events = POLLIN };
-        else if (timeout != 0)
+        else
             timeout = q->storm_pause_ms;
         r = poll(pfd, (nfds_t)nfds, timeout);
+        q->round_ns = now_ns();
         if (r < 0 && errno != EINTR) {
             ring_fail(q, "poll failed");
             break;

@@ -173,7 +173,13 @@ xbd_backing_close(struct xbd_backing *b)
 struct xbd_ioq {
     struct io_uring ring;
     struct xbd_backing *b;
-    int efd;                        /* registered: signalled per completion */
+    /* What xbd_ioq_fd gives the queue thread to sleep on.  Drivers that
+     * prep submission entries: the ring's own fd, readable exactly while
+     * the completion queue holds entries, so reaping needs no system call
+     * and nothing has to be cleared.  Connection drivers also complete
+     * through done_head: an eventfd, registered with the ring and written
+     * by xbd_ioq_complete, that reap clears. */
+    int efd;                        /* -1 for prep drivers */
     unsigned int in_flight;         /* added, completion not yet delivered */
     unsigned int unsubmitted;       /* prepared since the last submit */
 
@@ -191,6 +197,13 @@ struct xbd_ioq {
 /* user_data of the poll requests watching a connection's fd. */
 static char poll_tag_in, poll_tag_out;
 
+static void
+close_efd(struct xbd_ioq *q)
+{
+    if (q->efd >= 0)
+        close(q->efd);
+}
+
 int
 xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
              char *err, size_t errlen)
@@ -205,11 +218,14 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
     while (entries < depth && entries < 4096)
         entries *= 2;
     q->b = b;
-    q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (q->efd < 0) {
-        r = -errno;
-        free(q);
-        return xbd_backing_error(err, errlen, r, "eventfd: %s", strerror(-r));
+    q->efd = -1;
+    if (b->drv->prep == NULL) {
+        q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (q->efd < 0) {
+            r = -errno;
+            free(q);
+            return xbd_backing_error(err, errlen, r, "eventfd: %s", strerror(-r));
+        }
     }
     /* The rings are physically contiguous kernel memory: on a loaded or
      * fragmented host a large one can fail with ENOMEM.  A smaller ring
@@ -225,15 +241,14 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
                     "kernel memory, using %u", depth, entries);
     }
     if (r < 0) {
-        close(q->efd);
+        close_efd(q);
         free(q);
         return xbd_backing_error(err, errlen, r, "io_uring_queue_init(%u): %s",
                                  entries, strerror(-r));
     }
-    r = io_uring_register_eventfd(&q->ring, q->efd);
-    if (r < 0) {
+    if (q->efd >= 0 && (r = io_uring_register_eventfd(&q->ring, q->efd)) < 0) {
         io_uring_queue_exit(&q->ring);
-        close(q->efd);
+        close_efd(q);
         free(q);
         return xbd_backing_error(err, errlen, r, "io_uring_register_eventfd: %s",
                                  strerror(-r));
@@ -246,7 +261,7 @@ xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out,
         r = b->drv->conn_open(b, q, &q->conn, err, errlen);
         if (r < 0) {
             io_uring_queue_exit(&q->ring);
-            close(q->efd);
+            close_efd(q);
             free(q);
             return r;
         }
@@ -263,14 +278,20 @@ xbd_ioq_close(struct xbd_ioq *q)
     if (q->conn != NULL)
         q->b->drv->conn_close(q->conn);
     io_uring_queue_exit(&q->ring);
-    close(q->efd);
+    close_efd(q);
     free(q);
 }
 
 int
 xbd_ioq_fd(struct xbd_ioq *q)
 {
-    return q->efd;
+    return q->efd >= 0 ? q->efd : q->ring.ring_fd;
+}
+
+bool
+xbd_ioq_ready(struct xbd_ioq *q)
+{
+    return q->done_head != NULL || io_uring_cq_ready(&q->ring) > 0;
 }
 
 unsigned int
@@ -279,13 +300,30 @@ xbd_ioq_in_flight(const struct xbd_ioq *q)
     return q->in_flight;
 }
 
-/* Prepare io into a fresh submission entry. */
+/* An operation finished off the ring: reap finds it on the done list
+ * (xbd_ioq_ready sees it, so a thread about to sleep does not). */
+static void
+queue_done(struct xbd_ioq *q, struct xbd_io *io)
+{
+    io->next = NULL;
+    *q->done_tail = io;
+    q->done_tail = &io->next;
+}
+
+/* Prepare io into a fresh submission entry, or do it at once when the
+ * driver does it synchronously. */
 static int
 prep_one(struct xbd_ioq *q, struct xbd_io *io)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+    struct io_uring_sqe *sqe;
     int r;
 
+    if (q->b->drv->sync != NULL && q->b->drv->sync(q->b, io)) {
+        io->sync_done = true;
+        queue_done(q, io);
+        return 0;
+    }
+    sqe = io_uring_get_sqe(&q->ring);
     if (sqe == NULL) {
         /* The submission ring is full: push it out and try again. */
         r = xbd_ioq_submit(q);
@@ -314,10 +352,9 @@ xbd_ioq_complete(struct xbd_ioq *q, struct xbd_io *io, int64_t result)
 
     io->sync_done = true;
     io->sync_result = result;
-    io->next = NULL;
-    *q->done_tail = io;
-    q->done_tail = &io->next;
-    (void)!write(q->efd, &one, sizeof(one));    /* reap will find it */
+    queue_done(q, io);
+    if (q->efd >= 0)
+        (void)!write(q->efd, &one, sizeof(one));    /* reap will find it */
 }
 
 int
@@ -458,8 +495,10 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
     unsigned int n = 0;
     uint64_t v;
 
-    /* Clear the eventfd first: a completion after this re-arms it. */
-    (void)!read(q->efd, &v, sizeof(v));
+    /* Clear the eventfd first: a completion after this re-arms it.  (The
+     * ring's own fd needs no clearing.) */
+    if (q->efd >= 0)
+        (void)!read(q->efd, &v, sizeof(v));
     while (n < max && io_uring_peek_cqe(&q->ring, &cqe) == 0) {
         void *data = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
@@ -491,10 +530,14 @@ xbd_ioq_reap(struct xbd_ioq *q, unsigned int max,
             q->done_tail = &q->done_head;
         finish_one(q, io, 0);
         q->in_flight--;
+        if (q->conn == NULL) {      /* done synchronously (drv->sync) */
+            q->at_driver--;
+            start_waiting(q);
+        }
         n++;
         done(io, ctx);
     }
-    if (n == max) {
+    if (n == max && q->efd >= 0) {
         /* Completions may remain: keep the fd readable for the caller. */
         v = 1;
         (void)!write(q->efd, &v, sizeof(v));

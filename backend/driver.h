@@ -7,7 +7,8 @@
  * engine below.
  *
  * The engine: each queue thread owns one struct xbd_ioq, an io_uring of its
- * own with an eventfd that polls readable when completions are waiting.
+ * own with an fd that polls readable when completions are waiting (the
+ * ring's fd itself; an eventfd for connection drivers).
  * The thread adds operations (xbd_ioq_add), submits a whole batch with one
  * call (xbd_ioq_submit) and later reaps completions (xbd_ioq_reap).  The
  * driver only fills in submission entries (its `prep` method), so every
@@ -78,6 +79,15 @@ struct xbd_driver {
     int (*prep)(struct xbd_backing *b, struct io_uring_sqe *sqe,
                 struct xbd_io *io);
 
+    /* Optional: do io at once on the queue thread instead of through the
+     * ring, when that costs less (a memory-backed file: the ring would hand
+     * every read and write to an io-wq worker thread; the null driver
+     * without latency: nothing to wait for).  Returns true when done, with
+     * io->sync_result set to io->len - io->done or -errno (a short transfer
+     * is the driver's to finish); false to go through `prep`.  Must not
+     * block on a device. */
+    bool (*sync)(struct xbd_backing *b, struct xbd_io *io);
+
     /* Optional: turn a completion's res into the result (null: a timeout's
      * -ETIME means done).  Without it res is taken as is. */
     int64_t (*complete)(struct xbd_backing *b, struct xbd_io *io, int res);
@@ -131,8 +141,16 @@ int xbd_ioq_open(struct xbd_backing *b, unsigned int depth, struct xbd_ioq **out
                  char *err, size_t errlen);
 void xbd_ioq_close(struct xbd_ioq *q);
 
-/* Readable while completions wait; xbd_ioq_reap clears it. */
+/* Readable while completions wait in the ring (level-triggered: reaping
+ * them all makes it unreadable; no read needed).  Operations a driver did
+ * synchronously (drv->sync) wait on a list instead: look at xbd_ioq_ready
+ * before sleeping on the fd. */
 int xbd_ioq_fd(struct xbd_ioq *q);
+
+/* Completions wait to be reaped (in the ring or done synchronously): a look
+ * at memory, no system call.  A polling thread calls this instead of
+ * poll(2) on the fd, and a thread checks it before it sleeps. */
+bool xbd_ioq_ready(struct xbd_ioq *q);
 
 /* Queue one operation for the next submit (submits early only when the
  * submission ring is full). */

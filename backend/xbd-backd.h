@@ -174,6 +174,7 @@ struct xbd_queue_stats {
     uint64_t ring_full;             /* times the frontend had filled the ring */
     uint64_t notify_sent, notify_received, spurious_wakeups;
     uint64_t polls, poll_hits;
+    uint64_t poll_preempted;        /* polling paused: it lost the CPU */
     uint64_t grant_copies, grant_maps, pgrant_hits, pgrant_misses,
              pgrant_evictions;
     uint64_t batches;               /* io_uring submissions */

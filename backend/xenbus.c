@@ -77,6 +77,7 @@ enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
     X(req_indirect) X(req_unsupported) X(bytes_read) X(bytes_written) \
     X(err_bad_request) X(err_grant) X(err_io) X(in_flight) X(ring_full) \
     X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
+    X(poll_preempted) \
     X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
     X(pgrant_evictions) X(batches) X(storm_pauses)
 

@@ -237,7 +237,7 @@ test_null(void)
         while (got < 6) {
             struct pollfd pfd = { .fd = xbd_ioq_fd(q), .events = POLLIN };
 
-            if (poll(&pfd, 1, 10000) != 1)
+            if (!xbd_ioq_ready(q) && poll(&pfd, 1, 10000) != 1)
                 break;
             got += xbd_ioq_reap(q, 64, io_count_done, NULL);
         }
@@ -265,6 +265,65 @@ test_null(void)
         xbd_ioq_close(q);
         xbd_backing_close(b);
     }
+}
+
+/* The engine's fd and xbd_ioq_ready: the queue thread reaps without a
+ * system call and sleeps on the fd, so the fd must be readable exactly
+ * while completions wait, with nothing to clear. */
+static void
+test_ready(void)
+{
+    struct xbd_backing_opts opts = { 0 };
+    struct xbd_backing *b;
+    struct xbd_ioq *q;
+    struct xbd_io ios[3];
+    struct pollfd pfd;
+    uint8_t buf[512];
+    unsigned int got;
+
+    if (xbd_backing_open("null:size=1M,latency=1us", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("null engine: %s", errbuf);
+    pfd = (struct pollfd){ .fd = xbd_ioq_fd(q), .events = POLLIN };
+    ok(!xbd_ioq_ready(q) && poll(&pfd, 1, 0) == 0,
+       "engine: nothing submitted, nothing ready, fd not readable");
+    for (unsigned int i = 0; i < 3; i++) {
+        ios[i] = (struct xbd_io){ .op = XBD_IO_READ, .offset = 512 * i, .len = 512,
+                                  .buf = buf };
+        xbd_ioq_add(q, &ios[i]);
+    }
+    xbd_ioq_submit(q);
+    ok(poll(&pfd, 1, 10000) == 1 && xbd_ioq_ready(q),
+       "engine: completions ready, fd readable");
+    io_completions = 0;
+    got = xbd_ioq_reap(q, 1, io_count_done, NULL);
+    /* Level-triggered: what is left keeps the fd readable. */
+    ok(got == 1 && io_completions == 1 && poll(&pfd, 1, 0) == 1,
+       "engine: one of several reaped, the fd stays readable for the rest");
+    while (got < 3 && poll(&pfd, 1, 10000) == 1)
+        got += xbd_ioq_reap(q, 64, io_count_done, NULL);
+    ok(got == 3 && !xbd_ioq_ready(q) && poll(&pfd, 1, 0) == 0 && xbd_ioq_in_flight(q) == 0,
+       "engine: all reaped: nothing ready, fd no longer readable (no read needed)");
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
+
+    /* Without latency the null driver completes at once (drv->sync): no
+     * submission entry, ready before any submit, the fd stays quiet. */
+    if (xbd_backing_open("null:size=1M", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("null engine: %s", errbuf);
+    pfd = (struct pollfd){ .fd = xbd_ioq_fd(q), .events = POLLIN };
+    memset(buf, 0xaa, sizeof(buf));
+    ios[0] = (struct xbd_io){ .op = XBD_IO_READ, .offset = 0, .len = 512, .buf = buf };
+    ok(xbd_ioq_add(q, &ios[0]) == 0 && xbd_ioq_ready(q) && xbd_ioq_in_flight(q) == 1 &&
+       poll(&pfd, 1, 0) == 0, "engine: synchronous completion ready at once, fd quiet");
+    io_completions = 0;
+    ok(xbd_ioq_submit(q) == 0 && xbd_ioq_reap(q, 64, io_count_done, NULL) == 1 &&
+       io_completions == 1 && ios[0].result == 512 && buf[0] == 0 && buf[511] == 0 &&
+       !xbd_ioq_ready(q) && xbd_ioq_in_flight(q) == 0,
+       "engine: nothing to submit; reaped once with the full length, zeros read");
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
 }
 
 /* ---- Block devices: a loop device over a temporary file, when we may ---- */
@@ -374,6 +433,7 @@ main(void)
     test_file(dir, false);
     test_file(dir, true);
     test_null();
+    test_ready();
     atexit(loop_detach);
     test_blockdev(dir, 512);
     test_blockdev(dir, 4096);

@@ -329,7 +329,8 @@ kill -TERM "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || :; nbd_pid=
 # =============================================================================
 say "3. notifications and CPU per I/O (4k randread, QD32, tmpfs image)"
 # Daemon polling: off (--poll-idle-us 0), adaptive (the defaults: poll once
-# requests come faster than 20000/s, stop after 50 us idle), always (from
+# requests come faster than 20000/s or a request follows the previous work
+# within 200 us, stop after 50 us idle, pause when polling fails), always (from
 # the first request, stop only after 1 s idle).  Frontend: sleeps on the
 # event channel, or busy-polls 50 us first.  Batching off: one request per
 # wakeup (--batch-budget 1) instead of 128.
@@ -782,8 +783,9 @@ cat <<EOF
 Where xbdkit's cost per request comes from (the mechanism; the CPU
 columns give its size): each request crosses two user-space processes
 (the guest's and the daemon's) and its data is copied twice more than
-fio's: the daemon reads the image into its own buffer with io_uring and
-copies it into the guest's granted pool page, and libxbdfront copies it
+fio's: the daemon reads the image into its own buffer (for a tmpfs image
+with pread on its queue thread: io_uring would hand each read to a worker
+thread, as it does fio's) and copies it into the guest's granted pool page, and libxbdfront copies it
 from its pool page into the caller's buffer (on Xen the middle copy is the
 hypervisor's grant copy).  At QD1 with the frontend sleeping, a request
 wakes two threads in turn (daemon, then frontend) where fio's completes in

@@ -12,6 +12,9 @@
  * switches the backing over).  Both: reads and writes through io_uring,
  * flush as IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync).
  *
+ * Files on tmpfs or ramfs are read and written synchronously on the queue
+ * thread (file_sync): io_uring would pass each operation to a worker thread.
+ *
  * O_DIRECT when opts->direct_io; a file system that refuses it is opened
  * buffered instead, with a log line.  Buffers the data path passes are
  * page aligned and lengths are multiples of the sector size, as O_DIRECT
@@ -23,11 +26,13 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -46,6 +51,7 @@ struct file_backing {
     struct xbd_backing b;           /* first: the function table */
     int fd;
     bool blockdev;
+    bool memfs;                     /* tmpfs or ramfs: reads and writes inline */
     bool read_only;
     bool discard;                   /* opts allow it and the backing can */
     bool uring_discard;             /* atomic: the kernel takes discard commands */
@@ -104,6 +110,16 @@ open_fd(const char *path, const struct xbd_backing_opts *opts,
     return fd;
 }
 
+/* A file system whose files live in memory: tmpfs (/dev/shm) or ramfs. */
+static bool
+is_memfs(int fd)
+{
+    struct statfs sfs;
+
+    return fstatfs(fd, &sfs) == 0 &&
+           ((unsigned long)sfs.f_type == TMPFS_MAGIC || (unsigned long)sfs.f_type == RAMFS_MAGIC);
+}
+
 static int
 file_open(const char *arg, const struct xbd_backing_opts *opts,
           struct xbd_backing **out, char *err, size_t errlen)
@@ -132,6 +148,7 @@ file_open(const char *arg, const struct xbd_backing_opts *opts,
     f->b.drv = &xbd_driver_file;
     f->fd = fd;
     f->blockdev = S_ISBLK(st.st_mode);
+    f->memfs = !f->blockdev && is_memfs(fd);
     f->read_only = opts->read_only;
     memcpy(f->path, arg, len + 1);
     if (opts->discard_enable && !opts->read_only) {
@@ -251,6 +268,38 @@ file_prep(struct xbd_backing *b, struct io_uring_sqe *sqe, struct xbd_io *io)
     return -EINVAL;
 }
 
+/* Reads and writes of a memory-backed file, on the queue thread.  Such a
+ * file cannot be read or written without possibly blocking in the sense
+ * io_uring asks (no IOCB_NOWAIT on tmpfs), so io_uring hands every one to
+ * an io-wq worker thread: a wake-up and two context switches around a
+ * page copy, per request.  The copy here waits for no device. */
+static bool
+file_sync(struct xbd_backing *b, struct xbd_io *io)
+{
+    struct file_backing *f = (struct file_backing *)b;
+    uint64_t done = io->done;
+
+    if (!f->memfs || (io->op != XBD_IO_READ && io->op != XBD_IO_WRITE))
+        return false;
+    while (done < io->len) {
+        uint8_t *p = (uint8_t *)io->buf + done;
+        size_t len = (size_t)(io->len - done);
+        off_t off = (off_t)(io->offset + done);
+        ssize_t r = io->op == XBD_IO_READ ? pread(f->fd, p, len, off) :
+                                            pwrite(f->fd, p, len, off);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            io->sync_result = r < 0 ? -errno : -EIO;   /* 0: end of file */
+            return true;
+        }
+        done += (uint64_t)r;
+    }
+    io->sync_result = (int64_t)(io->len - io->done);
+    return true;
+}
+
 static int64_t
 file_complete(struct xbd_backing *b, struct xbd_io *io, int res)
 {
@@ -276,5 +325,6 @@ const struct xbd_driver xbd_driver_file = {
     .info = file_info,
     .close = file_close,
     .prep = file_prep,
+    .sync = file_sync,
     .complete = file_complete,
 };
