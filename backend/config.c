@@ -59,7 +59,8 @@ static const struct opt opts[] = {
       "grants instead of copying them (the default)" },
     { "poll-start-rate", OPT_UINT, U(poll_start_rate), 0, UINT32_MAX, 20000, 0, "N",
       "poll a ring once requests arrive faster than N\n"
-      "per second (default 20000)" },
+      "per second (default 20000), or soon after the\n"
+      "queue's previous work (4 x --poll-idle-us)" },
     { "poll-idle-us", OPT_UINT, U(poll_idle_us), 0, 1000000, 50, 0, "US",
       "stop polling after US microseconds without work\n"
       "(default 50; 0: never poll)" },
