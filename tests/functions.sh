@@ -65,13 +65,14 @@ fail() {
 
 # ---- temporary files ------------------------------------------------------
 # A private directory, removed at exit.  It lives under /tmp with a short
-# name because unix socket paths are limited to 107 bytes.
+# name because unix socket paths are limited to 107 bytes.  Tests call it as
+# d=$(test_tmpdir), in a subshell, where a cleanup_fn would be lost; so the
+# name carries the test's pid ($$ is the test's in a subshell too) and the
+# test removes its own directories at exit.
 test_tmpdir() {
-    local d
-    d=$(mktemp -d "/tmp/xbd-${test_name:0:12}.XXXXXX")
-    cleanup_fn rm -rf "$d"
-    echo "$d"
+    mktemp -d "/tmp/xbd-${test_name:0:12}.$$.XXXXXX"
 }
+cleanup_fn "rm -rf /tmp/xbd-${test_name:0:12}.$$.*"
 
 # ---- waiting --------------------------------------------------------------
 # wait_for SECONDS CMD [ARGS...]: retry CMD every 0.05 s until it succeeds;

@@ -123,11 +123,35 @@ for i in 1 2 3; do
     cleanup_fn "touch '$d/stop'; wait ${wpids[-1]} 2>/dev/null || :"
 done
 
+# The stacks of a process and of everything it started, and of the daemon:
+# what a failure shows about who waits for whom.
+stacks() {
+    local pid=$1 child
+    [ -d "/proc/$pid" ] || return 0
+    echo "--- pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    if command -v gdb >/dev/null; then
+        timeout 60 gdb -p "$pid" -batch -nx -ex 'thread apply all bt' 2>/dev/null |
+            grep -E '^(Thread|#)' || :
+    fi
+    for child in $(pgrep -P "$pid" 2>/dev/null); do stacks "$child"; done
+}
+dump_stacks() {
+    local i=$1 w
+    echo "--- stacks of guest $i's verify and of xbd-backd"
+    w=$(cat "$d/wpid$i" 2>/dev/null) && stacks "$w"
+    stacks "$backd_pid"
+    echo "--- guest $i's verify so far"
+    cat "$d/w$i.out" "$d/w$i.err" 2>/dev/null || :
+    echo "--- the last events"
+    tail -n 8 "$d/events"
+}
+
 # Keep guest i idle (its worker between two verifies) around an event.
 pause() {
     rm -f "$d/paused$1"
     touch "$d/pause$1"
-    wait_for 60 test -e "$d/paused$1" || fail "guest $1's verify did not finish"
+    wait_for 60 test -e "$d/paused$1" ||
+        { dump_stacks "$1"; fail "guest $1's verify did not finish"; }
 }
 resume() { rm -f "$d/pause$1"; }
 
@@ -150,13 +174,15 @@ ev_kill() {
     backd_start
 }
 ev_reconnect() {
-    local i=$1 w child
+    local i=$1 w
     w=$(cat "$d/wpid$i" 2>/dev/null) || return 1
-    # xbdfront is a libtool wrapper in the build tree: kill what it runs.
-    child=$(pgrep -P "$w" 2>/dev/null | head -n 1) || :
-    [ -n "$child" ] || child=$w
+    # The worker's child is xbdfront itself: `xbdctl run-as` and the
+    # libtool wrapper exec it.  Never a child of it: under
+    # AddressSanitizer the one child xbdfront has is LeakSanitizer's
+    # tracer during its exit-time leak check, and with the tracer killed
+    # xbdfront waits for it for ever.
     touch "$d/killed$i"
-    kill -9 "$child" 2>/dev/null || { rm -f "$d/killed$i"; return 1; }
+    kill -9 "$w" 2>/dev/null || { rm -f "$d/killed$i"; return 1; }
 }
 ev_detach() {
     local i=$1
