@@ -25,7 +25,7 @@
 # Knobs (environment):
 #   XEN_LANE_DIR=/tmp/xbd-xen-lane   work directory: downloads, images, logs
 #   XEN_LANE_SCENARIOS="..."         scenarios to run (default: all, in order)
-#   XEN_LANE_TIMEOUT=840             seconds before qemu is killed
+#   XEN_LANE_TIMEOUT=1500            seconds before qemu is killed
 #   XEN_LANE_CPU=Nehalem             qemu's -cpu model
 #   XEN_LANE_TCG_THREAD=single       qemu's TCG threading (multi: one thread per vCPU)
 #   XEN_LANE_LOGLEVEL=6              dom0 kernel console loglevel (7: more)
@@ -42,7 +42,7 @@ W=${XEN_LANE_DIR:-/tmp/xbd-xen-lane}
 ALL_SCENARIOS="kernel-blkback-tree xbdfront-kernel-blkback backd-phy backd-qdisk
     xbdfront-backd-domu xbdfront-backd-dom0"
 SCENARIOS=${XEN_LANE_SCENARIOS:-$ALL_SCENARIOS}
-TIMEOUT=${XEN_LANE_TIMEOUT:-840}
+TIMEOUT=${XEN_LANE_TIMEOUT:-1500}
 # The virtual CPU.  With "max" (AVX/AVX2/AVX-512 and XSAVE, which QEMU 7.2's
 # TCG emulates newly) processes in dom0 and the domUs of a loaded host died
 # of SIGSEGVs at addresses made of text (busybox grep, tr, awk, sleep, ash)
