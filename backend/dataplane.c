@@ -1313,13 +1313,18 @@ xbd_queue_start(const struct xbd_queue_cfg *cfg, struct xbd_queue **out,
     if (rc != 0)
         START_FAIL(-rc, "cannot start the queue thread: %s", strerror(rc));
     q->thread_started = true;
+    char grants[48];
+
+    if (cfg->persistent)
+        snprintf(grants, sizeof(grants), "persistent (cache %u)", q->pgc.max);
+    else
+        snprintf(grants, sizeof(grants), "%s",
+                 q->map_refs != NULL ? "mapped per request" : "copied");
     xbd_log(LOG_INFO, "%s: ring of %u page(s) (%u entries, %s), indirect %u, "
-            "grants %s%.0u%s, port %d", q->name, cfg->ring_pages, q->nr_ents,
+            "grants %s, port %d", q->name, cfg->ring_pages, q->nr_ents,
             cfg->abi == XBD_ABI_X86_32 ? "x86_32-abi" :
             cfg->abi == XBD_ABI_X86_64 ? "x86_64-abi" : "native",
-            cfg->max_indirect, cfg->persistent ? "persistent (cache " :
-            q->map_refs != NULL ? "mapped per request" : "copied",
-            cfg->persistent ? q->pgc.max : 0, cfg->persistent ? ")" : "", q->port);
+            cfg->max_indirect, grants, q->port);
     *out = q;
     return 0;
 
