@@ -796,10 +796,11 @@ a syscall and without re-arming rsp_event (it does so only before it goes
 to sleep), so a response that arrives during the spin costs neither a
 notification nor a wake-up on the guest's side; "daemon→guest per I/O" in
 the QD1 table counts the responses that still found the frontend asleep.
-The daemon's adaptive polling starts only above its request rate
-threshold (\`--poll-start-rate\`, 20 000/s by default); below it the daemon
-sleeps on its event channel and each request costs a guest→daemon
-notification ("daemon polls per req" is 0 then).  At QD32 both xbdfront's
+The daemon's adaptive polling starts above its request rate threshold
+(\`--poll-start-rate\`, 20 000/s by default) or when a request arrives soon
+after the queue's previous work (within 4× \`--poll-idle-us\`), which is
+the QD1 case; when it does not poll, the daemon sleeps on its event channel
+and each request costs a guest→daemon notification.  At QD32 both xbdfront's
 thread and the daemon's queue thread are busy, so they compete for the
 CPUs with each other and with whatever else runs; direct io_uring has one
 thread and the kernel.  NBD pays a socket round trip and a copy per
