@@ -153,11 +153,14 @@ unsigned int xbd_daemon_device_count(const struct xbd_daemon *d);
 
 struct xbd_control;
 
-/* Listen on a unix stream socket at path (creating its directory, 0755,
+/* Listen on a unix stream socket for path (creating its directory, 0755,
  * when missing; the socket is 0660).  Refuses when another daemon answers
- * there; removes a stale socket. */
+ * there; removes a stale socket.  The socket is bound under a private name
+ * (path.PID) until xbd_control_publish links it to path: the daemon calls
+ * that when it is ready, so the socket's appearance means ready. */
 struct xbd_control *xbd_control_open(const char *path, char *err,
                                      size_t errlen);
+int xbd_control_publish(struct xbd_control *c, char *err, size_t errlen);
 void xbd_control_close(struct xbd_control *c);
 
 /* Poll set management: fill up to max pollfds, return how many. */

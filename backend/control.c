@@ -44,7 +44,9 @@ struct client {
 
 struct xbd_control {
     int fd;
+    bool published;                     /* path links to the socket */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];  /* bound here first */
     struct client c[MAX_CLIENTS];
 };
 
@@ -84,10 +86,13 @@ xbd_control_open(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct xbd_control *c;
+    char tmp[sizeof(sa.sun_path)];
     int fd, r;
 
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "control socket path %s: longer than %zu bytes", path,
+    if (strlen(path) >= sizeof(sa.sun_path) ||
+        (size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+        snprintf(err, errlen, "control socket path %s: too long (with the .PID suffix it "
+                 "has while the daemon starts, it must fit in %zu bytes)", path,
                  sizeof(sa.sun_path) - 1);
         return NULL;
     }
@@ -111,26 +116,49 @@ xbd_control_open(const char *path, char *err, size_t errlen)
     }
     close(fd);
     unlink(path);                       /* a stale socket of a dead daemon */
+    /* Bound and listening under a private name; xbd_control_publish gives
+     * it the real one once the daemon is ready, so that a client (or a
+     * script waiting for the socket) never finds a half-started daemon. */
+    strcpy(sa.sun_path, tmp);
+    unlink(tmp);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        chmod(path, 0660) < 0 || listen(fd, 16) < 0) {
-        snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+        chmod(tmp, 0660) < 0 || listen(fd, 16) < 0) {
+        snprintf(err, errlen, "control socket %s: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
+        unlink(tmp);
         return NULL;
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
         close(fd);
-        unlink(path);
+        unlink(tmp);
         return NULL;
     }
     c->fd = fd;
     strcpy(c->path, path);
+    strcpy(c->tmp, tmp);
     for (int i = 0; i < MAX_CLIENTS; i++)
         c->c[i].fd = -1;
     return c;
+}
+
+int
+xbd_control_publish(struct xbd_control *c, char *err, size_t errlen)
+{
+    /* link, not rename: it fails if another daemon published meanwhile. */
+    if (link(c->tmp, c->path) < 0) {
+        int e = errno;
+
+        snprintf(err, errlen, e == EEXIST ? "another xbd-backd took %s while this one started"
+                 : "control socket %s: %s", c->path, strerror(e));
+        return -e;
+    }
+    unlink(c->tmp);
+    c->published = true;
+    return 0;
 }
 
 static void
@@ -151,7 +179,10 @@ xbd_control_close(struct xbd_control *c)
         if (c->c[i].fd >= 0)
             drop(&c->c[i]);
     close(c->fd);
-    unlink(c->path);
+    if (c->published)
+        unlink(c->path);
+    else
+        unlink(c->tmp);
     free(c);
 }
 

@@ -153,6 +153,12 @@ main(int argc, char **argv)
         xbd_log(LOG_ERR, "pidfile %s: %s", cfg.pidfile, strerror(-r));
         goto out;
     }
+    /* Last: the control socket appears under its name only now, so whoever
+     * waits for it finds the pidfile written and the devices claimable. */
+    if (xbd_control_publish(ctl, err, sizeof(err)) < 0) {
+        xbd_log(LOG_ERR, "%s", err);
+        goto out;
+    }
     xbd_log(LOG_INFO, "xbd-backd %s started on %s as domain %u: max-ring-order %u, "
             "max-queues %u, max-indirect %u, persistent-max %s; control socket %s",
             PACKAGE_VERSION, xbd_platform_name(platform), xbd_platform_domid(platform),

@@ -72,6 +72,9 @@ main(void)
     ok(c != NULL, "open, creating the directory (%s)", c ? "ok" : err);
     if (c == NULL)
         return done_testing();
+    ok(access(path, F_OK) < 0, "not under its name before it is published");
+    ok(xbd_control_publish(c, err, sizeof(err)) == 0, "published under its name");
+    ok(access(path, F_OK) == 0, "then it is");
     c2 = xbd_control_open(path, err, sizeof(err));
     ok(c2 == NULL && strstr(err, "another xbd-backd answers"), "a second one refused: %s", err);
 
@@ -113,7 +116,22 @@ main(void)
     }
     c = xbd_control_open(path, err, sizeof(err));
     ok(c != NULL, "a stale socket is replaced (%s)", c ? "ok" : err);
-    xbd_control_close(c);
+    ok(access(path, F_OK) < 0, "the stale one is gone before publishing");
+    {
+        /* Another daemon published first: publishing fails, nothing removed. */
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+        strcpy(sa.sun_path, path);
+        if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1) < 0)
+            bail_out("bind other");
+        ok(xbd_control_publish(c, err, sizeof(err)) < 0 && strstr(err, "took"),
+           "publishing over another daemon's socket refused: %s", err);
+        xbd_control_close(c);
+        ok(access(path, F_OK) == 0, "and the other's socket is left alone");
+        close(s);
+        unlink(path);
+    }
     *strrchr(path, '/') = '\0';         /* the sub directory */
     rmdir(path);
     rmdir(dir);
