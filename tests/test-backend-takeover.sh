@@ -56,7 +56,8 @@ grep -q "qdisk/1/51728" "$d/backd2.log" && fail "the daemon acted on xvdb"
 wait_for 10 listed 51712 || fail "the new record does not list xvda with the new mark"
 grep -q "/51728 " "$record" && fail "the new record lists xvdb"
 wait_for 10 node_is $be/51744/state 6 || fail "xvdc (online=0) was not let go"
-grep -q "qdisk/1/51744: released" "$d/backd2.log" || fail "xvdc not released"
+# (Logged just after the Closed it waited for.)
+wait_for 10 grep -q "qdisk/1/51744: released" "$d/backd2.log" || fail "xvdc not released"
 echo "InitWait: taken over with the record's mark, left alone without it," \
      "released when being detached"
 
@@ -78,12 +79,14 @@ if grep -q 'reconnecting' "$d/verify.err"; then
     grep -q "qdisk/1/51712: taken over .*Connected" "$d/backd3.log" ||
         fail "the frontend reconnected, but the device was not taken over"
     grep -q 'reconnected' "$d/verify.err" || fail "taken over, but no reconnect"
-    grep -q "qdisk/1/51712: ring connected" "$d/backd3.log" ||
+    # Logged just after the Connected the frontend acted on: wait.
+    wait_for 10 grep -q "qdisk/1/51712: ring connected" "$d/backd3.log" ||
         fail "the new daemon did not serve the reconnect"
     echo "Connected: taken over mid-verify, the frontend reconnected"
 else
     # The kill landed as verify was closing the device (nothing to recover).
-    grep -q "qdisk/1/51712: \(taken over\|adopted\)" "$d/backd3.log" ||
+    # Nothing waited for the new daemon to look at it: wait for that here.
+    wait_for 10 grep -q "qdisk/1/51712: \(taken over\|adopted\)" "$d/backd3.log" ||
         fail "xvda neither taken over nor adopted"
     echo "Connected: verify had finished before the kill (nothing to recover)"
 fi
