@@ -13,6 +13,10 @@
 #     the new daemon takes it over, the library reconnects, re-issues, and
 #     reads back everything it wrote
 #  3. SIGTERM leaves no record; a record with junk in it is survived
+#  4. a daemon killed in the middle of taking devices over: its record,
+#     written ahead, lists a directory twice (its predecessor's mark and
+#     its own), and the node holds either; the next daemon takes both
+#     over, and its own record then lists its mark alone
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
@@ -106,3 +110,36 @@ wait_for 10 grep -q "4 unusable lines ignored" "$d/backd4.log" ||
 run_as guest1 xbdfront verify xvda --size 1M --timeout 20 >/dev/null ||
     fail "the daemon does not serve after reading a damaged record"
 echo "a damaged record is reported and ignored"
+
+# ---- 4. killed mid-takeover ------------------------------------------------------
+# The record lists a device before the transaction that puts a mark into
+# its node, and keeps the lines found at start until the first pass is
+# done.  What a daemon killed between the two leaves, for xvdd (killed
+# before its transaction: the node still holds the old mark, listed after
+# the new one) and xvde (killed after it: the node holds the new mark).
+truncate -s 16M "$d/d.img" "$d/e.img"
+xbdctl block-attach guest1 "$d/d.img" vdev=xvdd >/dev/null
+xbdctl block-attach guest1 "$d/e.img" vdev=xvde >/dev/null
+wait_for 10 node_is $be/51760/state 2 || fail "xvdd not claimed"
+wait_for 10 node_is $be/51776/state 2 || fail "xvde not claimed"
+wait_for 10 listed 51760 || fail "the record does not list xvdd"
+wait_for 10 listed 51776 || fail "the record does not list xvde"
+old_d=$(xenstore-read $be/51760/xbd-backd-claim)
+old_e=$(xenstore-read $be/51776/xbd-backd-claim)
+killed
+new=fedcba9876543210
+xenstore-write $be/51776/xbd-backd-claim $new
+printf '# killed mid-takeover\n%s %s\n%s %s\n%s %s\n%s %s\n' \
+    "$be/51760" $new "$be/51760" "$old_d" "$be/51776" "$old_e" "$be/51776" $new >"$record"
+start_backd "$d/backd5.log"
+wait_for 10 grep -q "qdisk/1/51760: taken over" "$d/backd5.log" ||
+    fail "xvdd (the old mark, listed second) was not taken over"
+wait_for 10 grep -q "qdisk/1/51776: taken over" "$d/backd5.log" ||
+    fail "xvde (the new mark, listed second) was not taken over"
+wait_for 10 listed 51760 || fail "the new record does not list xvdd with the new mark"
+wait_for 10 listed 51776 || fail "the new record does not list xvde with the new mark"
+no_old_lines() { ! grep -q "$new\|$old_d\|$old_e" "$record"; }
+wait_for 10 no_old_lines || fail "the new record keeps the dead daemons' lines: $(cat "$record")"
+run_as guest1 xbdfront verify xvde --size 1M --timeout 20 >/dev/null ||
+    fail "taken-over xvde does not serve"
+echo "killed mid-takeover: both marks listed, either in the node, taken over"
