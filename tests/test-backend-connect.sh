@@ -51,7 +51,10 @@ alive
 # While connected (a bench keeps it so until stopped): the tree, the
 # status, a resize.
 start_bench guest1 "$d/bench" xvda --rw randread --queues 2 --ring-pages 8 --timeout 10
+# Connected is both sides: the frontend writes its Connected after ours.
 wait_for 10 node_is $be/state 4 || fail "bench did not connect"
+wait_for 10 node_is /local/domain/1/device/vbd/51712/state 4 ||
+    fail "the bench's frontend did not reach Connected"
 xbd-check-tree || fail "xbd-check-tree on a connected device"
 xbdctl status >"$d/status"
 cat "$d/status"

@@ -47,7 +47,9 @@ grep -q '"size": 4194304, "sector_size": 512, "ring_pages": 16, "queues": 2, "in
 # Connected: the whole tree passes the checker (a bench keeps it connected
 # until stopped).
 start_bench guest1 "$d/bench" xvda --rw randread --queues 2 --timeout 10
+# Connected is both sides: the frontend writes its Connected after ours.
 wait_for 10 node_is $be/state 4 || fail "bench did not connect"
+wait_for 10 node_is $fe/state 4 || fail "the bench's frontend did not reach Connected"
 xbd-check-tree || fail "xbd-check-tree on a connected device"
 stop_bench
 
