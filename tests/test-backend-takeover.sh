@@ -71,6 +71,9 @@ run_as guest1 xbdfront verify xvda --size 256M --queues 2 --iodepth 4 --seed 7 \
 v=$!
 cleanup_fn kill_wait $v
 wait_for 10 node_is $be/51712/state 4 || fail "verify did not connect"
+# (Ours first, then the frontend's: verify is past connecting only then.)
+wait_for 10 node_is /local/domain/1/device/vbd/51712/state 4 ||
+    fail "verify's frontend did not reach Connected"
 wait_for 10 grep -q "qdisk/1/51712: ring connected" "$d/backd2.log" ||
     fail "no ring connected"
 killed

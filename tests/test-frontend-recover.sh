@@ -23,6 +23,8 @@ restart_mid_verify() {
     v=$!
     cleanup_fn kill_wait $v
     wait_for 10 node_is $be/state 4 || fail "verify did not connect"
+    # (Ours first, then the frontend's: verify is past connecting only then.)
+    wait_for 10 node_is $fe/state 4 || fail "verify's frontend did not reach Connected"
     sleep 0.2       # well inside the write phase of 512 MiB
     if [ "$how" = kill ]; then
         kill -9 $backd_pid
