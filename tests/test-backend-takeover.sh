@@ -17,6 +17,9 @@
 #     written ahead, lists a directory twice (its predecessor's mark and
 #     its own), and the node holds either; the next daemon takes both
 #     over, and its own record then lists its mark alone
+#  5. the same for real: a daemon SIGKILLed as soon as it has taken over
+#     its first device; the next takes over every device, whichever the
+#     killed one reached
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
@@ -146,3 +149,29 @@ wait_for 10 no_old_lines || fail "the new record keeps the dead daemons' lines: 
 run_as guest1 xbdfront verify xvde --size 1M --timeout 20 >/dev/null ||
     fail "taken-over xvde does not serve"
 echo "killed mid-takeover: both marks listed, either in the node, taken over"
+
+# ---- 5. SIGKILLed mid-takeover ---------------------------------------------------
+# Six devices in InitWait; their daemon killed; the next one killed as
+# soon as it has taken over one (at once: it logs each right after the
+# transaction); the one after that must take over all six, those the
+# killed daemon had marked and those it had not reached alike.
+ids="51792 51808 51824 51840 51856 51872"
+for v in f g h i j k; do
+    xbdctl block-attach guest1 "$d/d.img" vdev=xvd$v >/dev/null
+done
+for id in $ids; do
+    wait_for 10 node_is $be/$id/state 2 || fail "$id not claimed"
+    wait_for 10 listed $id || fail "the record does not list $id"
+done
+killed
+start_backd "$d/backd6.log"
+timeout 10 sh -c "until grep -q 'taken over' '$d/backd6.log'; do :; done" ||
+    fail "the daemon after a SIGKILL took nothing over"
+killed
+echo "killed after $(grep -c 'taken over' "$d/backd6.log") takeover(s)"
+start_backd "$d/backd7.log"
+for id in $ids; do
+    wait_for 10 grep -q "qdisk/1/$id: taken over" "$d/backd7.log" ||
+        fail "$id, left live by a daemon killed mid-takeover, was not taken over"
+done
+echo "SIGKILLed mid-takeover: the next daemon took over all six"
