@@ -643,7 +643,7 @@ test_carry(void)
     for (int i = 0; i < N; i++)
         is_int(xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
                                     (uint64_t)i * 8192, 0, NULL, NULL,
-                                    on_done, &cr[i]), 0,
+                                    on_done, &cr[i], NULL), 0,
                "read %d submitted on the carrier for b", i);
     xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
                       &cq);
@@ -677,7 +677,7 @@ test_carry(void)
     for (int i = 0; i < N; i++)
         xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
                              (uint64_t)i * 8192, 0, NULL, NULL, on_done,
-                             &cr[i]);
+                             &cr[i], NULL);
     xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
                       &cq);
     be_process(&be);
