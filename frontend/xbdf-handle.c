@@ -2203,9 +2203,9 @@ sync_give_up(struct xbdfront *h, struct xbdf_hqueue *hq, struct sync_wait *s,
         snprintf(state, sizeof(state), "the backend went away and has not "
                  "come back");
     else
-        snprintf(state, sizeof(state), "connected, %" PRIu32 " requests "
-                 "unanswered on %s ring", c->q.ring.shadow.in_use,
-                 c == hq ? "the queue's" : "the shared");
+        snprintf(state, sizeof(state), "connected; requests unanswered on "
+                 "%s ring: %" PRIu32, c == hq ? "the queue's" : "the shared",
+                 c->q.ring.shadow.in_use);
     unlock_all(h);
     if (err != -ETIMEDOUT)
         return err;

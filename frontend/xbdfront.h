@@ -93,11 +93,11 @@
  *     - a buffer from xbdfront_buffer_alloc() is different: the backend
  *       reads and writes its pages directly, and may still do so.  It stays
  *       owned by the request until the backend answers it or the ring is
- *       torn down (the backend went away; xbdfront_close()): meanwhile
- *       xbdfront_buffer_free() returns -EBUSY, a late read may still change
- *       its contents and a late write may still read them.  Once
- *       xbdfront_in_flight() has dropped (after xbdfront_process() or
- *       another call on the queue), it is free again.
+ *       torn down (the backend went away; xbdfront_close()) and the queue
+ *       has processed that (xbdfront_process(), xbdfront_poll() or another
+ *       synchronous call on the queue): meanwhile xbdfront_buffer_free()
+ *       returns -EBUSY, a late read may still change its contents and a
+ *       late write may still read them.
  *     - the ring slot and the granted pages the request used stay the
  *       library's until the backend answers or the ring is torn down (a
  *       page the backend may still write is never reused); the request
@@ -116,7 +116,9 @@
  *     - any other memory: the data is bounced through pages of a per-queue
  *       pool granted once, at connect (one copy each way).
  *   A buffer belongs to the library from submission until its callback
- *   runs: do not read (for a read) or modify (for a write) it meanwhile.
+ *   runs (a synchronous call's: until it returns, but see SYNCHRONOUS
+ *   CALLS AND TIMEOUTS for zero-copy buffers): do not read (for a read)
+ *   or modify (for a write) it meanwhile.
  *   The library never frees a caller's memory.
  *   Granted pages are zeroed before they are first granted, so a backend
  *   never sees unrelated memory.  When the toolstack marks the backend
