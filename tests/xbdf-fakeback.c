@@ -44,6 +44,8 @@
  *                      --max-order2 / --max-queues2 as the new limits: a
  *                      backend restart, for the library's recovery
  *   --sectors2 STRING  after a --bounce, publish this `sectors` value
+ *   --gone             after a --bounce, never come back (stay Closed):
+ *                      the frontend waits for a backend that is gone
  *   --resize-at N      after N requests, rewrite `sectors` (doubling the
  *                      size when the image is in memory) and Connected
  *
@@ -126,6 +128,7 @@ static struct {
     struct fq q[MAXQ];
     unsigned int nq;
     uint64_t requests, responses;
+    bool gone;
     bool lied, bounced, resized, served, served2;
     uint64_t last_id;               /* of the last response sent */
     uint8_t last_op;
@@ -640,11 +643,12 @@ react(void)
     case XenbusStateClosing:
     case XenbusStateClosed:
         if (fs == XenbusStateInitialising && B.bounced) {
-            publish_limits();
+            if (!B.gone)
+                publish_limits();
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.served2) &&
+            if (B.served && (B.bounce == 0 || B.served2 || B.gone) &&
                 B.lie != LIE_KEEP_MAPPED)      /* keep them until SIGTERM */
                 stop = 1;
         }
@@ -700,7 +704,7 @@ main(int argc, char **argv)
         { "sectors", 1, NULL, 'n' }, { "image", 1, NULL, 'I' },
         { "lie", 1, NULL, 'l' }, { "lie-at", 1, NULL, 'L' },
         { "bounce", 1, NULL, 'b' }, { "resize-at", 1, NULL, 'r' },
-        { "sectors2", 1, NULL, 'N' },
+        { "sectors2", 1, NULL, 'N' }, { "gone", 0, NULL, 'g' },
         { NULL, 0, NULL, 0 },
     };
     char *v;
@@ -713,7 +717,8 @@ main(int argc, char **argv)
         }
         uint64_t x = 0;
 
-        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != '?' &&
+        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != 'g' &&
+            c != '?' &&
             xbd_parse_u64(optarg, &x) < 0)
             die("option argument \"%s\": not a number", optarg);
         switch (c) {
@@ -733,6 +738,7 @@ main(int argc, char **argv)
         case 'L': B.lie_at = x; break;
         case 'b': B.bounce = x; break;
         case 'r': B.resize_at = x; break;
+        case 'g': B.gone = true; break;
         case 'l':
             B.lie = strcmp(optarg, "bad-id") == 0 ? LIE_BAD_ID
                     : strcmp(optarg, "wrong-op") == 0 ? LIE_WRONG_OP

@@ -1,19 +1,29 @@
 /* xbdf-timeout-client — libxbdfront's synchronous timeout, for
- * test-frontend-sync-timeout.sh (run as a guest against tests/xbdf-fakeback
- * --lie late --lie-at 2 --lie-value 2: requests 2 and 4 are answered only
- * when the next request arrives).  Prints TAP; exits 0 when every check
- * passed.
+ * test-frontend-sync-timeout.sh, run as a guest against tests/xbdf-fakeback:
  *
- * A synchronous call whose request the backend does not answer returns
- * -ETIMEDOUT saying what it waited for; the request is given up on: the
- * caller's buffer is never written afterwards (it is made read-only here,
- * so a late write by the library would crash the test), the late response
- * is dropped without breaking the ring, the next request works, and a
- * zero-copy buffer stays busy until the backend answered. */
+ *   xbdf-timeout-client DEV late   backend: --lie late --lie-at 2
+ *                                  --lie-value 2 (requests 2 and 4 are
+ *                                  answered only when the next arrives)
+ *   xbdf-timeout-client DEV gone   backend: --bounce 1 --gone (request 2
+ *                                  makes it go away for good)
+ *
+ * Prints TAP; exits 0 when every check passed.
+ *
+ * late: a synchronous call whose request the backend does not answer
+ * returns -ETIMEDOUT saying what it waited for; the request is given up
+ * on: the caller's buffer is never written afterwards (it is made
+ * read-only here, so a late write by the library would crash the test),
+ * the late response is dropped without breaking the ring, the next request
+ * works, and a zero-copy buffer stays busy until the backend answered.
+ * gone: the limit also covers waiting for a backend that went away; the
+ * request given up on is dropped at once (nothing holds it), an
+ * asynchronous one keeps waiting. */
 #include <config.h>
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,25 +68,11 @@ all(const char *p, int c, size_t n)
     return 1;
 }
 
-int
-main(int argc, char **argv)
+static void
+test_late(struct xbdfront *h)
 {
-    struct xbdfront *h;
     char wbuf[4096], other[4096], *rbuf, *zbuf;
     int r;
-
-    if (argc != 2)
-        bail_out("usage: xbdf-timeout-client DEV");
-    if (xbdfront_create(&h) < 0)
-        bail_out("create: %s", xbdfront_get_error());
-    is_int(xbdfront_get_sync_timeout_ms(h), 0, "by default no limit");
-    is_int(xbdfront_set_sync_timeout_ms(h, (unsigned int)INT_MAX + 1u),
-           -EINVAL, "a limit beyond INT_MAX ms is refused");
-    if (xbdfront_connect(h, argv[1]) < 0)
-        bail_out("connect: %s", xbdfront_get_error());
-    is_int(xbdfront_set_sync_timeout_ms(h, LIMIT_MS), 0,
-           "a limit may be set while connected");
-    is_int(xbdfront_get_sync_timeout_ms(h), (int)LIMIT_MS, "and read back");
 
     /* Request 1: answered. */
     memset(wbuf, 'x', sizeof(wbuf));
@@ -141,5 +137,92 @@ main(int argc, char **argv)
     counts(h, 2, 2, "no more abandoned, no more late");
     xbdfront_close(h);
     munmap(rbuf, 4096);
+}
+
+static atomic_int reconnects;
+
+static void
+on_log(void *user_data, const char *msg)
+{
+    (void)user_data;
+    if (strstr(msg, "reconnecting") != NULL)
+        atomic_fetch_add(&reconnects, 1);
+}
+
+struct done {
+    int calls, err;
+};
+
+static void
+on_done(void *user_data, int err)
+{
+    struct done *d = user_data;
+
+    d->calls++;
+    d->err = err;
+}
+
+static void
+test_gone(struct xbdfront *h)
+{
+    char wbuf[4096], rbuf[4096], abuf[4096];
+    struct done async = { 0, 0 };
+
+    /* Request 1: answered; request 2 (asynchronous): the backend drops
+     * the ring with it and goes away for good. */
+    memset(wbuf, 'x', sizeof(wbuf));
+    is_int(xbdfront_pwrite(h, 0, wbuf, sizeof(wbuf), 0, 0), 0,
+           "request 1 (a write) is answered");
+    is_int(xbdfront_aio_pread(h, 0, abuf, sizeof(abuf), 0, 0, on_done,
+                              &async), 0, "request 2 (asynchronous) accepted");
+    for (int i = 0; i < 100 && atomic_load(&reconnects) == 0; i++)
+        xbdfront_poll(h, 0, 100, 0);
+    ok(atomic_load(&reconnects) > 0, "the library saw the backend go");
+
+    /* A synchronous read waits for a backend that does not come back. */
+    memset(rbuf, 0x5a, sizeof(rbuf));
+    is_int(xbdfront_pread(h, 0, rbuf, sizeof(rbuf), 4096, 0), -ETIMEDOUT,
+           "a read while the backend is gone: -ETIMEDOUT");
+    diag("message: %s", xbdfront_get_error());
+    ok(strstr(xbdfront_get_error(), "read of 4096 bytes at offset 4096: no "
+              "response from the backend in 300 ms (the backend went away "
+              "and has not come back)") != NULL,
+       "the message says the backend went away");
+    xbdfront_process(h, 0, 0);
+    is_int(xbdfront_in_flight(h, 0), 1,
+           "the given-up read is dropped at once, the asynchronous one waits");
+    is_int(async.calls, 0, "its callback has not run");
+    counts(h, 1, 0, "abandoned, no late response");
+    xbdfront_close(h);
+    ok(async.calls == 1 && async.err == -ECANCELED,
+       "close completes the asynchronous one once, -ECANCELED");
+}
+
+int
+main(int argc, char **argv)
+{
+    struct xbdfront *h;
+    bool gone;
+
+    if (argc != 3 || (strcmp(argv[2], "late") != 0 &&
+                      strcmp(argv[2], "gone") != 0))
+        bail_out("usage: xbdf-timeout-client DEV late|gone");
+    gone = strcmp(argv[2], "gone") == 0;
+    if (xbdfront_create(&h) < 0)
+        bail_out("create: %s", xbdfront_get_error());
+    is_int(xbdfront_get_sync_timeout_ms(h), 0, "by default no limit");
+    is_int(xbdfront_set_sync_timeout_ms(h, (unsigned int)INT_MAX + 1u),
+           -EINVAL, "a limit beyond INT_MAX ms is refused");
+    if (gone && xbdfront_set_log_callback(h, on_log, NULL) < 0)
+        bail_out("log callback: %s", xbdfront_get_error());
+    if (xbdfront_connect(h, argv[1]) < 0)
+        bail_out("connect: %s", xbdfront_get_error());
+    is_int(xbdfront_set_sync_timeout_ms(h, LIMIT_MS), 0,
+           "a limit may be set while connected");
+    is_int(xbdfront_get_sync_timeout_ms(h), (int)LIMIT_MS, "and read back");
+    if (gone)
+        test_gone(h);
+    else
+        test_late(h);
     return done_testing();
 }
