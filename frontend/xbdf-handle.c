@@ -1959,7 +1959,8 @@ xbdfront_aio_flush(struct xbdfront *h, unsigned int queue,
                    unsigned int flags, xbdfront_completion_fn cb,
                    void *user_data)
 {
-    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data, NULL);
+    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data,
+                  NULL);
 }
 
 int

@@ -824,11 +824,11 @@ xbdf_queue_abandon(struct xbdf_queue *owner, struct xbdf_io *io, int err)
     if (io->abandoned)
         return;
     io->abandoned = true;
-    /* An error stops kick() issuing any more of it (what is left waits
-     * for nothing: it is dropped, never copied from the caller's buffer),
-     * and a reconnect that puts its pieces back on the pending list drops
-     * them too.  The pieces on the ring are left alone: their responses
-     * free their shadow entries and pool pages. */
+    /* An error stops kick() issuing any more of it: what is left is
+     * dropped (xbdf_queue_drop_abandoned, or kick() itself), never copied
+     * from the caller's buffer.  The pieces on the ring are left alone:
+     * their responses (or a reconnect, xbdf_queue_detach) free their
+     * shadow entries and pool pages. */
     if (io->err == 0)
         io->err = err;
     io->cb = abandoned_done;

@@ -412,7 +412,8 @@ struct xbdfront_stats {
     uint64_t bounced_bytes;     /* bytes copied through bounce pages */
     uint64_t reissued;          /* ring requests re-issued after reconnect */
     uint64_t abandoned;         /* synchronous calls that timed out (their
-                                 * requests were given up on) */
+                                 * requests were given up on; each counts
+                                 * in completed and errors once dropped) */
     uint64_t late_responses;    /* responses to given-up requests, consumed
                                  * and dropped (a ring counter) */
 };
