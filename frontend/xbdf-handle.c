@@ -57,8 +57,9 @@
  * backend still maps are retried later and never reused (XSA-396).
  *
  * Locks: a queue's lock, then its carrier's (a lower index), then the
- * leaf locks below; the control thread takes every queue's lock, highest
- * index first.  Leaf locks, never nested: h->lock (retired lists, what
+ * leaf locks below; the control thread (and a synchronous call giving up
+ * on its request, holding no lock before) takes every queue's lock,
+ * highest index first.  Leaf locks, never nested: h->lock (retired lists, what
  * the getters read), inbox_lock, gs_lock (the one grant-sharing handle,
  * used by the control thread and buffer_alloc/free), bufs_lock (taken for
  * reading by the I/O calls only while buffers exist).  None is held
