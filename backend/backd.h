@@ -161,6 +161,12 @@ struct xbd_control;
 struct xbd_control *xbd_control_open(const char *path, char *err,
                                      size_t errlen);
 int xbd_control_publish(struct xbd_control *c, char *err, size_t errlen);
+
+/* The service manager's readiness protocol (sd_notify(3), without
+ * libsystemd): send state ("READY=1", "RELOADING=1", "STOPPING=1", ...) as
+ * one datagram to $NOTIFY_SOCKET (a path, or @name in the abstract
+ * namespace).  0 when sent or when NOTIFY_SOCKET is unset; else -errno. */
+int xbd_sd_notify(const char *state);
 void xbd_control_close(struct xbd_control *c);
 
 /* Poll set management: fill up to max pollfds, return how many. */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,32 @@ xbd_control_publish(struct xbd_control *c, char *err, size_t errlen)
     unlink(c->tmp);
     c->published = true;
     return 0;
+}
+
+int
+xbd_sd_notify(const char *state)
+{
+    const char *env = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t len;
+    int fd, e = 0;
+
+    if (env == NULL || env[0] == '\0')
+        return 0;                       /* not started by a service manager */
+    len = strlen(env);
+    if ((env[0] != '/' && env[0] != '@') || len >= sizeof(sa.sun_path))
+        return -EINVAL;
+    memcpy(sa.sun_path, env, len);
+    if (env[0] == '@')
+        sa.sun_path[0] = '\0';          /* the abstract namespace */
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        e = -errno;
+    close(fd);
+    return e;
 }
 
 static void

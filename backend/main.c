@@ -6,6 +6,9 @@
  *   SIGTERM, SIGINT  stop: every device drains and goes to Closed; exit 0
  *   SIGHUP           re-read the config file; limits apply to future
  *                    connects, log level at once
+ * Under a service manager ($NOTIFY_SOCKET, systemd Type=notify) it reports
+ * READY=1 once the control socket is published, RELOADING=1/READY=1 around
+ * a reload and STOPPING=1 at a stop.
  */
 #include <config.h>
 
@@ -166,6 +169,10 @@ main(int argc, char **argv)
             xbd_config_persistent_text(cfg.persistent_max, pm, sizeof(pm)),
             sock);
 
+    /* Type=notify: the service manager orders the guests' start after this. */
+    if ((r = xbd_sd_notify("READY=1")) < 0)
+        xbd_log(LOG_WARNING, "NOTIFY_SOCKET %s: %s; the service manager was not told "
+                "the daemon is ready", getenv("NOTIFY_SOCKET"), strerror(-r));
     /* The initial watch fire is already queued: this claims what exists. */
     more = xbd_daemon_run_watches(d);
     next_tick = now_ms() + TICK_MS;
@@ -188,8 +195,11 @@ main(int argc, char **argv)
 
             while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGHUP) {
+                    xbd_sd_notify("RELOADING=1");
                     reload(d, &cfg, argc, argv);
+                    xbd_sd_notify("READY=1");
                 } else {
+                    xbd_sd_notify("STOPPING=1");
                     xbd_log(LOG_INFO, "%s: closing every device and exiting",
                             strsignal((int)si.ssi_signo));
                     running = false;

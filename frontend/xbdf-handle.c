@@ -57,8 +57,9 @@
  * backend still maps are retried later and never reused (XSA-396).
  *
  * Locks: a queue's lock, then its carrier's (a lower index), then the
- * leaf locks below; the control thread takes every queue's lock, highest
- * index first.  Leaf locks, never nested: h->lock (retired lists, what
+ * leaf locks below; the control thread (and a synchronous call giving up
+ * on its request, holding no lock before) takes every queue's lock,
+ * highest index first.  Leaf locks, never nested: h->lock (retired lists, what
  * the getters read), inbox_lock, gs_lock (the one grant-sharing handle,
  * used by the control thread and buffer_alloc/free), bufs_lock (taken for
  * reading by the I/O calls only while buffers exist).  None is held
@@ -68,6 +69,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -132,6 +134,9 @@ struct xbdfront {
     /* Options (before connect). */
     struct xbdf_opts opts;
     unsigned int poll_us, max_pending, connect_timeout_ms, pool_pages;
+    /* The limit of each synchronous call (0: none); read once at the
+     * start of each call, on any queue's thread. */
+    atomic_uint sync_timeout_ms;
     xbdfront_resize_fn resize_fn;
     void *resize_data;
     xbdfront_log_fn log_fn;         /* NULL: quiet */
@@ -302,6 +307,22 @@ xbdfront_set_connect_timeout_ms(struct xbdfront *h, unsigned int ms)
 {
     h->connect_timeout_ms = ms;
     return 0;
+}
+
+int
+xbdfront_set_sync_timeout_ms(struct xbdfront *h, unsigned int ms)
+{
+    if (ms > INT_MAX)
+        return xbdf_set_error(-EINVAL, "a synchronous call's timeout is at "
+                              "most %d ms (0: no limit)", INT_MAX);
+    atomic_store(&h->sync_timeout_ms, ms);
+    return 0;
+}
+
+int
+xbdfront_get_sync_timeout_ms(struct xbdfront *h)
+{
+    return (int)atomic_load(&h->sync_timeout_ms);
 }
 
 int
@@ -1897,7 +1918,7 @@ unlock_queue(struct xbdf_hqueue *hq, struct xbdf_hqueue *c)
 static int
 submit(struct xbdfront *h, unsigned int queue, enum xbdf_io_op op,
        void *buf, uint64_t len, uint64_t offset, unsigned int flags,
-       xbdfront_completion_fn cb, void *user_data)
+       xbdfront_completion_fn cb, void *user_data, struct xbdf_io **io_out)
 {
     struct xbdf_hqueue *hq = get_queue(h, queue), *c;
     const uint32_t *refs = NULL;
@@ -1910,7 +1931,7 @@ submit(struct xbdfront *h, unsigned int queue, enum xbdf_io_op op,
         refs = buffer_lookup(h, buf, len, &busy);
     c = lock_queue(hq);
     r = xbdf_queue_submit_as(&c->q, &hq->q, op, buf, len, offset, flags,
-                             refs, busy, cb, user_data);
+                             refs, busy, cb, user_data, io_out);
     unlock_queue(hq, c);
     return r;
 }
@@ -1921,7 +1942,7 @@ xbdfront_aio_pread(struct xbdfront *h, unsigned int queue, void *buf,
                    xbdfront_completion_fn cb, void *user_data)
 {
     return submit(h, queue, XBDF_IO_READ, buf, len, offset, flags, cb,
-                  user_data);
+                  user_data, NULL);
 }
 
 int
@@ -1931,7 +1952,7 @@ xbdfront_aio_pwrite(struct xbdfront *h, unsigned int queue, const void *buf,
 {
     /* The queue only reads a write's buffer. */
     return submit(h, queue, XBDF_IO_WRITE, (void *)(uintptr_t)buf, len,
-                  offset, flags, cb, user_data);
+                  offset, flags, cb, user_data, NULL);
 }
 
 int
@@ -1939,7 +1960,8 @@ xbdfront_aio_flush(struct xbdfront *h, unsigned int queue,
                    unsigned int flags, xbdfront_completion_fn cb,
                    void *user_data)
 {
-    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data);
+    return submit(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags, cb, user_data,
+                  NULL);
 }
 
 int
@@ -1948,7 +1970,7 @@ xbdfront_aio_discard(struct xbdfront *h, unsigned int queue, uint64_t len,
                      xbdfront_completion_fn cb, void *user_data)
 {
     return submit(h, queue, XBDF_IO_DISCARD, NULL, len, offset, flags, cb,
-                  user_data);
+                  user_data, NULL);
 }
 
 int
@@ -2136,11 +2158,21 @@ xbdfront_in_flight(struct xbdfront *h, unsigned int queue)
     return (int)xbdf_queue_in_flight(&hq->q);
 }
 
-/* ---- synchronous helpers ---- */
+/* ---- synchronous helpers ----
+ *
+ * A synchronous call is an asynchronous one plus a wait on the caller's
+ * thread, its completion state on the caller's stack.  The call returns
+ * only once nothing can reach that state or the caller's buffer any more:
+ * when the callback has run, or after the request was abandoned
+ * (xbdf_queue_abandon) because the handle's limit passed or waiting
+ * failed.  An abandoned request keeps its ring slot and pool pages until
+ * the backend answers or the ring goes away (the backend may still write
+ * those pages); its late response is consumed and dropped. */
 
 struct sync_wait {
     bool done;
     int err;
+    struct xbdf_io *io;         /* the request, valid until done */
 };
 
 static void
@@ -2152,16 +2184,86 @@ sync_done(void *ud, int err)
     s->err = err;
 }
 
+/* Give up on s's request with err (-ETIMEDOUT after `ms`, or the error
+ * of the wait, whose message stands).  Under every queue's lock: the
+ * request may wait on its queue, sit on its carrier's ring or in its
+ * inbox, and the control thread moves requests only under all of them. */
 static int
-sync_wait(struct xbdfront *h, unsigned int queue, struct sync_wait *s)
+sync_give_up(struct xbdfront *h, struct xbdf_hqueue *hq, struct sync_wait *s,
+             int err, enum xbdf_io_op op, uint64_t len, uint64_t offset,
+             unsigned int ms)
 {
-    while (!s->done) {
-        int n = xbdfront_poll(h, queue, 1000, 0);
+    struct xbdf_hqueue *c;
+    char what[100], state[160];
 
-        if (n < 0)
-            return n;
+    lock_all(h);
+    xbdf_queue_abandon(&hq->q, s->io, err);
+    for (unsigned int i = 0; i < h->nq; i++)
+        xbdf_queue_drop_abandoned(&h->hq[i].q);
+    c = hq->carrier;
+    if (c->cur == NULL)
+        snprintf(state, sizeof(state), "the backend went away and has not "
+                 "come back");
+    else
+        snprintf(state, sizeof(state), "connected; requests unanswered on "
+                 "%s ring: %" PRIu32, c == hq ? "the queue's" : "the shared",
+                 c->q.ring.shadow.in_use);
+    unlock_all(h);
+    if (err != -ETIMEDOUT)
+        return err;
+    switch (op) {
+    case XBDF_IO_READ:
+    case XBDF_IO_WRITE:
+    case XBDF_IO_DISCARD:
+        snprintf(what, sizeof(what), "%s of %" PRIu64 " bytes at offset %"
+                 PRIu64, op == XBDF_IO_READ ? "read"
+                 : op == XBDF_IO_WRITE ? "write" : "discard", len, offset);
+        break;
+    case XBDF_IO_FLUSH:
+    default:
+        snprintf(what, sizeof(what), "flush");
+        break;
     }
-    switch (s->err) {
+    return xbdf_set_error(-ETIMEDOUT, "%s: no response from the backend in "
+                          "%u ms (%s)", what, ms, state);
+}
+
+static int
+sync_call(struct xbdfront *h, unsigned int queue, enum xbdf_io_op op,
+          void *buf, uint64_t len, uint64_t offset, unsigned int flags)
+{
+    struct sync_wait s = { false, 0, NULL };
+    unsigned int limit = atomic_load(&h->sync_timeout_ms);
+    int64_t deadline = now_ms() + limit;
+    struct xbdf_hqueue *hq;
+    int r = submit(h, queue, op, buf, len, offset, flags, sync_done, &s,
+                   &s.io);
+
+    if (r < 0)
+        return r;
+    hq = &h->hq[queue];
+    while (!s.done) {
+        int wait_ms = 1000;
+
+        if (limit != 0) {
+            int64_t left = deadline - now_ms();
+
+            if (left <= 0) {
+                /* One last look: it may have finished meanwhile. */
+                process_queue(hq, 0, true);
+                if (s.done)
+                    break;
+                return sync_give_up(h, hq, &s, -ETIMEDOUT, op, len, offset,
+                                    limit);
+            }
+            if (left < wait_ms)
+                wait_ms = (int)left;
+        }
+        r = xbdfront_poll(h, queue, wait_ms, 0);
+        if (r < 0 && !s.done)
+            return sync_give_up(h, hq, &s, r, op, len, offset, limit);
+    }
+    switch (s.err) {
     case 0:
         return 0;
     case -EIO:
@@ -2178,7 +2280,7 @@ sync_wait(struct xbdfront *h, unsigned int queue, struct sync_wait *s)
                               : "the device is broken or gone");
     }
     default:
-        return xbdf_set_error(s->err, "I/O failed: %s", strerror(-s->err));
+        return xbdf_set_error(s.err, "I/O failed: %s", strerror(-s.err));
     }
 }
 
@@ -2186,41 +2288,29 @@ int
 xbdfront_pread(struct xbdfront *h, unsigned int queue, void *buf, size_t len,
                uint64_t offset, unsigned int flags)
 {
-    struct sync_wait s = { false, 0 };
-    int r = xbdfront_aio_pread(h, queue, buf, len, offset, flags, sync_done,
-                               &s);
-
-    return r < 0 ? r : sync_wait(h, queue, &s);
+    return sync_call(h, queue, XBDF_IO_READ, buf, len, offset, flags);
 }
 
 int
 xbdfront_pwrite(struct xbdfront *h, unsigned int queue, const void *buf,
                 size_t len, uint64_t offset, unsigned int flags)
 {
-    struct sync_wait s = { false, 0 };
-    int r = xbdfront_aio_pwrite(h, queue, buf, len, offset, flags, sync_done,
-                                &s);
-
-    return r < 0 ? r : sync_wait(h, queue, &s);
+    /* The queue only reads a write's buffer. */
+    return sync_call(h, queue, XBDF_IO_WRITE, (void *)(uintptr_t)buf, len,
+                     offset, flags);
 }
 
 int
 xbdfront_flush(struct xbdfront *h, unsigned int queue, unsigned int flags)
 {
-    struct sync_wait s = { false, 0 };
-    int r = xbdfront_aio_flush(h, queue, flags, sync_done, &s);
-
-    return r < 0 ? r : sync_wait(h, queue, &s);
+    return sync_call(h, queue, XBDF_IO_FLUSH, NULL, 0, 0, flags);
 }
 
 int
 xbdfront_discard(struct xbdfront *h, unsigned int queue, uint64_t len,
                  uint64_t offset, unsigned int flags)
 {
-    struct sync_wait s = { false, 0 };
-    int r = xbdfront_aio_discard(h, queue, len, offset, flags, sync_done, &s);
-
-    return r < 0 ? r : sync_wait(h, queue, &s);
+    return sync_call(h, queue, XBDF_IO_DISCARD, NULL, len, offset, flags);
 }
 
 int

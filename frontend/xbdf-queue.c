@@ -25,6 +25,9 @@ struct xbdf_io {
     unsigned int works;         /* work items not yet fully issued */
     unsigned int inflight;      /* pieces on the ring */
     int err;                    /* first error seen */
+    /* Given up on (xbdf_queue_abandon): cb is a no-op and buf is never
+     * touched again. */
+    bool abandoned;
     xbdfront_completion_fn cb;
     void *user_data;
     /* Zero-copy: the grant of the page holding buf, then of each page
@@ -219,6 +222,14 @@ xbdf_queue_detach(struct xbdf_queue *q)
 
         if (p == NULL)
             continue;
+        if (p->io->abandoned) {
+            /* Nobody waits for it: gone with the ring. */
+            p->io->inflight--;
+            io_maybe_done(q, p->io);
+            free(p->work_spare);
+            free(p);
+            continue;
+        }
         w = p->work_spare;
         w->io = p->io;
         w->off = p->io_off;
@@ -550,7 +561,7 @@ xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
                      xbdfront_completion_fn cb, void *user_data)
 {
     return xbdf_queue_submit_as(q, q, op, buf, len, offset, flags, zc_refs,
-                                zc_busy, cb, user_data);
+                                zc_busy, cb, user_data, NULL);
 }
 
 int
@@ -558,7 +569,8 @@ xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
                      enum xbdf_io_op op, void *buf, uint64_t len,
                      uint64_t offset, unsigned int flags,
                      const uint32_t *zc_refs, atomic_int *zc_busy,
-                     xbdfront_completion_fn cb, void *user_data)
+                     xbdfront_completion_fn cb, void *user_data,
+                     struct xbdf_io **io_out)
 {
     const struct xbdf_geom *g = q->geom;
     struct xbdf_io *io;
@@ -644,6 +656,8 @@ xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
     io->owner = owner != q ? owner : NULL;
     owner->nios++;
     owner->stats.submitted++;
+    if (io_out != NULL)
+        *io_out = io;
     if (now) {
         io_maybe_done(q, io);
         return 0;
@@ -670,7 +684,11 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
 
     (void)op;
     q->piece[p->idx] = NULL;
-    if (err == 0 && io->op == XBDF_IO_READ) {
+    /* An abandoned io's caller gave up on it and may have freed its
+     * buffer: its data is dropped with the pages. */
+    if (io->abandoned)
+        q->stats.late_responses++;
+    else if (err == 0 && io->op == XBDF_IO_READ) {
         for (uint32_t i = 0; i < p->ndata; i++) {
             uint64_t off = (uint64_t)i * XBD_PAGE_SIZE;
             uint64_t n = p->len - off < XBD_PAGE_SIZE ? p->len - off
@@ -770,6 +788,53 @@ xbdf_queue_give_back(struct xbdf_queue *q)
     }
     q->pending_head = keep_head;
     q->pending_tail = keep_tail;
+}
+
+/* The callback of an abandoned io: its caller is gone. */
+static void
+abandoned_done(void *user_data, int err)
+{
+    (void)user_data;
+    (void)err;
+}
+
+void
+xbdf_queue_drop_abandoned(struct xbdf_queue *q)
+{
+    struct xbdf_work *w, *keep_head = NULL, *keep_tail = NULL;
+
+    while ((w = work_pop(q)) != NULL) {
+        struct xbdf_io *io = w->io;
+
+        if (!io->abandoned) {
+            work_append(&keep_head, &keep_tail, w);
+            continue;
+        }
+        free(w);
+        io->works--;
+        io_maybe_done(q, io);
+    }
+    q->pending_head = keep_head;
+    q->pending_tail = keep_tail;
+}
+
+void
+xbdf_queue_abandon(struct xbdf_queue *owner, struct xbdf_io *io, int err)
+{
+    if (io->abandoned)
+        return;
+    io->abandoned = true;
+    /* An error stops kick() issuing any more of it: what is left is
+     * dropped (xbdf_queue_drop_abandoned, or kick() itself), never copied
+     * from the caller's buffer.  The pieces on the ring are left alone:
+     * their responses (or a reconnect, xbdf_queue_detach) free their
+     * shadow entries and pool pages. */
+    if (io->err == 0)
+        io->err = err;
+    io->cb = abandoned_done;
+    io->user_data = NULL;
+    io->buf = NULL;
+    owner->stats.abandoned++;
 }
 
 void

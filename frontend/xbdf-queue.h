@@ -155,7 +155,9 @@ int xbdf_queue_submit_zc(struct xbdf_queue *q, enum xbdf_io_op op, void *buf,
  * counters are the carrier's.  The caller serialises access to a carrier
  * (its ring is driven by more than one thread).
  *
- * submit_as: submit on q for owner (q itself for an ordinary request).
+ * submit_as: submit on q for owner (q itself for an ordinary request);
+ *   *io_out (io_out may be NULL) is the accepted request, for
+ *   xbdf_queue_abandon(), valid until its callback runs.
  * move_pending: every request waiting in `from` goes to `to`, keeping
  *   (or becoming) from's, and is issued there as room allows.
  * give_back: on a detached queue, every request owned by another queue
@@ -167,12 +169,32 @@ int xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
                          enum xbdf_io_op op, void *buf, uint64_t len,
                          uint64_t offset, unsigned int flags,
                          const uint32_t *zc_refs, atomic_int *zc_busy,
-                         xbdfront_completion_fn cb, void *user_data);
+                         xbdfront_completion_fn cb, void *user_data,
+                         struct xbdf_io **io_out);
 void xbdf_queue_move_pending(struct xbdf_queue *from, struct xbdf_queue *to);
 void xbdf_queue_give_back(struct xbdf_queue *q);
 int xbdf_queue_collect(struct xbdf_queue *q, bool arm);
 struct xbdf_io *xbdf_queue_pop_done(struct xbdf_queue *q);
 void xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io);
+
+/* Give up on an accepted request whose callback has not run (a
+ * synchronous call that timed out): from now on nothing of it touches the
+ * caller's memory - its callback never runs (a no-op runs in its place,
+ * so the in-flight count drops as usual), a read's data is not copied out,
+ * a write's data not yet copied in is never copied, and what is left to
+ * issue is dropped.  The pieces on the ring keep their shadow entries and
+ * pool pages until the backend answers (or the ring is torn down): the
+ * backend may still write those pages, so they are not reused before.
+ * Their late responses are consumed and dropped, counted in
+ * stats.late_responses.  A zero-copy io keeps its buffer busy until then.
+ * A reconnect (xbdf_queue_detach) drops the pieces of abandoned ios
+ * instead of re-issuing them.  The caller holds the locks of every queue
+ * the io may be on, and then calls xbdf_queue_drop_abandoned() on each:
+ * it drops what of abandoned ios waits on that queue's pending list (an
+ * io with nothing left on a ring is finished at once). */
+void xbdf_queue_abandon(struct xbdf_queue *owner, struct xbdf_io *io,
+                        int err);
+void xbdf_queue_drop_abandoned(struct xbdf_queue *q);
 
 /* Fail every request not yet completed with err, as xbdf_queue_fini does,
  * but run no callback (they wait on the done list, or are delivered to

@@ -183,6 +183,8 @@ open_dev(const char *dev)
     if (xbdfront_create(&h) < 0)
         die("%s", xbdfront_get_error());
     r = xbdfront_set_connect_timeout_ms(h, o.timeout_s * 1000u);
+    if (r >= 0)
+        r = xbdfront_set_sync_timeout_ms(h, o.timeout_s * 1000u);
     if (r >= 0 && o.ring_pages != 0)
         r = xbdfront_set_ring_pages(h, o.ring_pages);
     if (r >= 0 && o.queues != 0)
@@ -301,64 +303,19 @@ cmd_info(struct xbdfront *h, const char *dev, int argc, char **argv)
  * read, write, flush, discard
  * ====================================================================== */
 
-/* One request on queue 0, waited for at most --timeout seconds: the
- * library's synchronous calls wait through reconnects for as long as it
- * takes, and a backend that never comes back would hang us.  The state is
- * static: a request given up on completes (cancelled) when die() closes
- * the handle.  0, or -1 with the reason in why. */
-enum io_op { IO_READ, IO_WRITE, IO_FLUSH, IO_DISCARD };
-static struct { bool done; int err; } sync_req;
-
-static void
-sync_req_done(void *ud, int err)
+/* Why the last synchronous call failed.  They are the library's, on
+ * queue 0, bounded by --timeout (xbdfront_set_sync_timeout_ms(), set in
+ * open_dev()): a backend that stops answering, or goes away and never
+ * comes back, makes them fail with -ETIMEDOUT instead of hanging. */
+static const char *
+io_error(void)
 {
-    (void)ud;
-    sync_req.done = true;
-    sync_req.err = err;
-}
+    static char why[600];
 
-static int
-sync_io(struct xbdfront *h, enum io_op op, void *buf, uint64_t len,
-        uint64_t offset, char *why, size_t whylen)
-{
-    uint64_t start = now_ns();
-    int r = 0;
-
-    sync_req.done = false;
-    sync_req.err = 0;
-    switch (op) {
-    case IO_READ:
-        r = xbdfront_aio_pread(h, 0, buf, len, offset, 0, sync_req_done, NULL);
-        break;
-    case IO_WRITE:
-        r = xbdfront_aio_pwrite(h, 0, buf, len, offset, 0, sync_req_done,
-                                NULL);
-        break;
-    case IO_FLUSH:
-        r = xbdfront_aio_flush(h, 0, 0, sync_req_done, NULL);
-        break;
-    case IO_DISCARD:
-        r = xbdfront_aio_discard(h, 0, len, offset, 0, sync_req_done, NULL);
-        break;
-    }
-    while (r >= 0 && !sync_req.done) {
-        r = xbdfront_poll(h, 0, 1000, 0);
-        if (r >= 0 && !sync_req.done &&
-            now_ns() - start >= (uint64_t)o.timeout_s * 1000000000u) {
-            snprintf(why, whylen, "no answer for %u s (is the backend alive? "
-                     "raise --timeout to wait longer)", o.timeout_s);
-            return -1;
-        }
-    }
-    if (r < 0)
-        snprintf(why, whylen, "%s", xbdfront_get_error());
-    else if (sync_req.err == -ENODEV)   /* the queue said why, here */
-        snprintf(why, whylen, "%s", xbdfront_get_error());
-    else if (sync_req.err == -EIO)
-        snprintf(why, whylen, "the backend reported an I/O error");
-    else if (sync_req.err < 0)
-        snprintf(why, whylen, "%s", strerror(-sync_req.err));
-    return r < 0 || sync_req.err < 0 ? -1 : 0;
+    snprintf(why, sizeof(why), "%s%s", xbdfront_get_error(),
+             xbdfront_get_errno() == ETIMEDOUT
+             ? " (is the backend alive? raise --timeout to wait longer)" : "");
+    return why;
 }
 
 static int
@@ -366,7 +323,7 @@ cmd_read(struct xbdfront *h, const char *dev, int argc, char **argv)
 {
     uint64_t offset, len, done = 0;
     size_t chunk = MIB;
-    char *buf, why[512];
+    char *buf;
 
     if (argc != 2)
         die("read needs OFFSET and LEN (see xbdfront --help)");
@@ -377,9 +334,9 @@ cmd_read(struct xbdfront *h, const char *dev, int argc, char **argv)
     while (done < len) {
         size_t n = len - done < chunk ? (size_t)(len - done) : chunk;
 
-        if (sync_io(h, IO_READ, buf, n, offset + done, why, sizeof(why)) < 0)
+        if (xbdfront_pread(h, 0, buf, n, offset + done, 0) < 0)
             die("read of %zu bytes at %" PRIu64 " failed: %s", n,
-                offset + done, why);
+                offset + done, io_error());
         if (fwrite(buf, 1, n, stdout) != n)
             die("cannot write to standard output: %s", strerror(errno));
         done += n;
@@ -414,7 +371,7 @@ cmd_write(struct xbdfront *h, const char *dev, int argc, char **argv)
 {
     uint64_t offset, pos, size = (uint64_t)xbdfront_get_size(h);
     size_t ss = (size_t)xbdfront_get_sector_size(h), chunk = MIB;
-    char *buf, why[512];
+    char *buf;
 
     if (argc != 1)
         die("write needs OFFSET, and the data on standard input");
@@ -430,23 +387,20 @@ cmd_write(struct xbdfront *h, const char *dev, int argc, char **argv)
         if (pos + n > size || pos + n < pos)
             die("the input does not fit: %s has %" PRIu64 " bytes, the data "
                 "reaches past byte %" PRIu64, dev, size, pos + n);
-        if (whole > 0 &&
-            sync_io(h, IO_WRITE, buf, whole, pos, why, sizeof(why)) < 0)
+        if (whole > 0 && xbdfront_pwrite(h, 0, buf, whole, pos, 0) < 0)
             die("write of %zu bytes at %" PRIu64 " failed: %s", whole, pos,
-                why);
+                io_error());
         if (whole < n) {
             /* A partial last sector: read it, overlay, write it back. */
             char *sec = xmalloc_aligned(ss);
 
-            if (sync_io(h, IO_READ, sec, ss, pos + whole, why,
-                        sizeof(why)) < 0)
+            if (xbdfront_pread(h, 0, sec, ss, pos + whole, 0) < 0)
                 die("read of the last sector at %" PRIu64 " failed: %s",
-                    pos + whole, why);
+                    pos + whole, io_error());
             memcpy(sec, buf + whole, n - whole);
-            if (sync_io(h, IO_WRITE, sec, ss, pos + whole, why,
-                        sizeof(why)) < 0)
+            if (xbdfront_pwrite(h, 0, sec, ss, pos + whole, 0) < 0)
                 die("write of the last sector at %" PRIu64 " failed: %s",
-                    pos + whole, why);
+                    pos + whole, io_error());
             free(sec);
             pos += n;
             break;
@@ -454,21 +408,19 @@ cmd_write(struct xbdfront *h, const char *dev, int argc, char **argv)
         pos += n;
     }
     free(buf);
-    if (sync_io(h, IO_FLUSH, NULL, 0, 0, why, sizeof(why)) < 0)
-        die("flush failed: %s", why);
+    if (xbdfront_flush(h, 0, 0) < 0)
+        die("flush failed: %s", io_error());
     return 0;
 }
 
 static int
 cmd_flush(struct xbdfront *h, const char *dev, int argc, char **argv)
 {
-    char why[512];
-
     (void)argv;
     if (argc != 0)
         die("flush takes no arguments besides DEV");
-    if (sync_io(h, IO_FLUSH, NULL, 0, 0, why, sizeof(why)) < 0)
-        die("flush of %s failed: %s", dev, why);
+    if (xbdfront_flush(h, 0, 0) < 0)
+        die("flush of %s failed: %s", dev, io_error());
     return 0;
 }
 
@@ -476,7 +428,6 @@ static int
 cmd_discard(struct xbdfront *h, const char *dev, int argc, char **argv)
 {
     uint64_t offset, len;
-    char why[512];
 
     if (argc != 2)
         die("discard needs OFFSET and LEN");
@@ -485,9 +436,9 @@ cmd_discard(struct xbdfront *h, const char *dev, int argc, char **argv)
     check_range(h, dev, offset, len);
     if (!(xbdfront_get_features(h) & XBDFRONT_FEATURE_DISCARD))
         die("%s's backend does not offer discard (feature-discard)", dev);
-    if (sync_io(h, IO_DISCARD, NULL, len, offset, why, sizeof(why)) < 0)
+    if (xbdfront_discard(h, 0, len, offset, 0) < 0)
         die("discard of %" PRIu64 " bytes at %" PRIu64 " failed: %s", len,
-            offset, why);
+            offset, io_error());
     return 0;
 }
 
@@ -1000,13 +951,9 @@ verify_phase(struct engine *e, bool write, unsigned int depth)
                 e->seed);
         return -1;
     }
-    if (write) {
-        char why[512];
-
-        if (sync_io(e->h, IO_FLUSH, NULL, 0, 0, why, sizeof(why)) < 0) {
-            fprintf(stderr, "xbdfront: verify: flush failed: %s\n", why);
-            return -1;
-        }
+    if (write && xbdfront_flush(e->h, 0, 0) < 0) {
+        fprintf(stderr, "xbdfront: verify: flush failed: %s\n", io_error());
+        return -1;
     }
     return 0;
 }

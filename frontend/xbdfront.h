@@ -78,6 +78,33 @@
  *   wait for it on the given queue; they run other callbacks of that queue
  *   that become ready meanwhile.
  *
+ * SYNCHRONOUS CALLS AND TIMEOUTS
+ *   By default a synchronous call waits as long as it takes, through
+ *   reconnects: a backend that never answers (or never comes back) blocks
+ *   it for ever.  xbdfront_set_sync_timeout_ms() bounds the wait: a call
+ *   that passes the limit returns -ETIMEDOUT, and the message says what it
+ *   waited for and the device's state.  The request is then given up on,
+ *   not cancelled - the backend may still carry it out:
+ *     - the library never touches the caller's buffer for it again: a
+ *       late read's data is dropped, a write's data not yet sent is never
+ *       sent (what part of a timed-out write reached the disk is unknown;
+ *       write it again).  An ordinary buffer is the caller's again as soon
+ *       as the call returns (reuse it, free it).
+ *     - a buffer from xbdfront_buffer_alloc() is different: the backend
+ *       reads and writes its pages directly, and may still do so.  It stays
+ *       owned by the request until the backend answers it or the ring is
+ *       torn down (the backend went away; xbdfront_close()) and the queue
+ *       has processed that (xbdfront_process(), xbdfront_poll() or another
+ *       synchronous call on the queue): meanwhile xbdfront_buffer_free()
+ *       returns -EBUSY, a late read may still change its contents and a
+ *       late write may still read them.
+ *     - the ring slot and the granted pages the request used stay the
+ *       library's until the backend answers or the ring is torn down (a
+ *       page the backend may still write is never reused); the request
+ *       counts in xbdfront_in_flight() until then.  The late response is
+ *       consumed and dropped (counted in late_responses), not taken for a
+ *       protocol violation.  The queue stays usable.
+ *
  * BUFFERS
  *   The backend can only reach memory this domain has granted to it.  Two
  *   kinds of buffer may be passed to the I/O calls:
@@ -89,7 +116,9 @@
  *     - any other memory: the data is bounced through pages of a per-queue
  *       pool granted once, at connect (one copy each way).
  *   A buffer belongs to the library from submission until its callback
- *   runs: do not read (for a read) or modify (for a write) it meanwhile.
+ *   runs (a synchronous call's: until it returns, but see SYNCHRONOUS
+ *   CALLS AND TIMEOUTS for zero-copy buffers): do not read (for a read)
+ *   or modify (for a write) it meanwhile.
  *   The library never frees a caller's memory.
  *   Granted pages are zeroed before they are first granted, so a backend
  *   never sees unrelated memory.  When the toolstack marks the backend
@@ -208,6 +237,18 @@ extern int xbdfront_set_connect_timeout_ms(struct xbdfront *h,
  * module's `limit` parameter (1024 grants by default) bounds rings, pools
  * and buffers together. */
 extern int xbdfront_set_pool_pages(struct xbdfront *h, unsigned int pages);
+
+/* How long each synchronous call (xbdfront_pread(), xbdfront_pwrite(),
+ * xbdfront_flush(), xbdfront_discard()) waits for its request, in
+ * milliseconds, up to INT_MAX; 0 (the default, as Linux blkfront) waits
+ * without limit.  The limit covers the whole call, including time spent
+ * waiting for a backend that went away to come back.  See SYNCHRONOUS
+ * CALLS AND TIMEOUTS above for what a call that passes it leaves behind.
+ * May be set at any time; a call already waiting keeps the limit it
+ * started with. */
+extern int xbdfront_set_sync_timeout_ms(struct xbdfront *h, unsigned int ms);
+/* The limit set above (0: none). */
+extern int xbdfront_get_sync_timeout_ms(struct xbdfront *h);
 
 /* Where the library's messages go: events the caller does not otherwise
  * see (a reconnect, a pool shrunk for lack of grants, pages a backend
@@ -356,8 +397,9 @@ extern int xbdfront_discard(struct xbdfront *h, unsigned int queue,
 /* Per-queue counters since connect (they survive a reconnect).  While a
  * queue's requests ride on another queue's ring (see QUEUES AND THREADS),
  * the ring's counters (ring_requests, notifications, ring_full, bounced
- * bytes, reissued) count on the queue that owns the ring; submitted,
- * completed, errors and polls stay the submitting queue's. */
+ * bytes, reissued, late_responses) count on the queue that owns the ring;
+ * submitted, completed, errors, polls and abandoned stay the submitting
+ * queue's. */
 struct xbdfront_stats {
     uint64_t submitted;         /* requests accepted from the caller */
     uint64_t ring_requests;     /* ring slots used (after splitting) */
@@ -369,6 +411,11 @@ struct xbdfront_stats {
     uint64_t ring_full;         /* times a request waited for ring space */
     uint64_t bounced_bytes;     /* bytes copied through bounce pages */
     uint64_t reissued;          /* ring requests re-issued after reconnect */
+    uint64_t abandoned;         /* synchronous calls that timed out (their
+                                 * requests were given up on; each counts
+                                 * in completed and errors once dropped) */
+    uint64_t late_responses;    /* responses to given-up requests, consumed
+                                 * and dropped (a ring counter) */
 };
 
 /* Fill *st (of `size` bytes: pass sizeof(struct xbdfront_stats); a

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,50 @@ test_json(void)
     fclose(f);
     ok(strcmp(buf, "\"a\\\"b\\\\c\\u000ad\\u0001\"") == 0, "JSON escaping: %s", buf);
     free(buf);
+}
+
+/* sd_notify: one datagram to $NOTIFY_SOCKET, a path or @abstract. */
+static void
+notify_case(const char *name, const char *env)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char got[64];
+    ssize_t n;
+    int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+    strcpy(sa.sun_path, env);
+    if (env[0] == '@')
+        sa.sun_path[0] = '\0';
+    if (s < 0 || bind(s, (struct sockaddr *)&sa,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(env))) < 0)
+        bail_out("bind notify socket");
+    setenv("NOTIFY_SOCKET", env, 1);
+    is_int(xbd_sd_notify("READY=1"), 0, "%s: sent", name);
+    n = recv(s, got, sizeof(got) - 1, MSG_DONTWAIT);
+    got[n > 0 ? n : 0] = '\0';
+    ok(strcmp(got, "READY=1") == 0, "%s: the manager got \"%s\"", name, got);
+    close(s);
+    if (env[0] == '/')
+        unlink(env);
+}
+
+static void
+test_notify(const char *dir)
+{
+    char path[108], abstract[64];
+
+    unsetenv("NOTIFY_SOCKET");
+    is_int(xbd_sd_notify("READY=1"), 0, "no NOTIFY_SOCKET: nothing to do");
+    snprintf(path, sizeof(path), "%s/notify", dir);
+    notify_case("a path", path);
+    snprintf(abstract, sizeof(abstract), "@xbd-test-notify-%ld", (long)getpid());
+    notify_case("the abstract namespace", abstract);
+    setenv("NOTIFY_SOCKET", "relative/path", 1);
+    is_int(xbd_sd_notify("READY=1"), -EINVAL, "a relative NOTIFY_SOCKET is refused");
+    snprintf(path, sizeof(path), "%s/nobody", dir);
+    setenv("NOTIFY_SOCKET", path, 1);
+    ok(xbd_sd_notify("READY=1") < 0, "nobody listening: an error, not a crash");
+    unsetenv("NOTIFY_SOCKET");
 }
 
 int
@@ -132,6 +177,7 @@ main(void)
         close(s);
         unlink(path);
     }
+    test_notify(dir);
     *strrchr(path, '/') = '\0';         /* the sub directory */
     rmdir(path);
     rmdir(dir);

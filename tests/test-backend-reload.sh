@@ -2,10 +2,13 @@
 # xbd-backd's operation: limits from a config file with the command line
 # winning, a pidfile, a second daemon refused on the same control socket,
 # SIGHUP applying new limits to devices probed afterwards (and keeping what
-# needs a restart), a broken config on reload keeping the running one.
+# needs a restart), a broken config on reload keeping the running one, and
+# the service manager's readiness protocol (READY=1 when started, RELOADING=1
+# and READY=1 around a reload, STOPPING=1 at the stop).
 source "$srcdir/functions.sh"
 set -e
 requires command -v xenstore-read
+requires python3 --version
 d=$(test_tmpdir)
 start_sim "$d/sim" --domain guest1
 truncate -s 8M "$d/disk.img"
@@ -18,8 +21,25 @@ max-ring-order = 2
 max-queues = 2
 max-indirect = 32
 CONF
-start_backd "$d/backd.log" --config "$d/conf" --max-indirect 64 --pidfile "$d/pid"
+# A stand-in for systemd's notify socket: every datagram becomes a line.
+python3 - "$d/notify.sock" "$d/notify" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        f.write(s.recv(4096).decode() + "\n")
+        f.flush()
+PY
+cleanup_fn kill_wait $!
+wait_for 10 test -S "$d/notify.sock" || fail "the notify stand-in did not start"
+notified() { [ "$(tr '\n' ' ' <"$d/notify" 2>/dev/null)" = "$1" ]; }
+
+NOTIFY_SOCKET=$d/notify.sock \
+    start_backd "$d/backd.log" --config "$d/conf" --max-indirect 64 --pidfile "$d/pid"
+# The socket appears when the daemon is ready: the pidfile is there by then.
 [ "$(cat "$d/pid")" = $backd_pid ] || fail "pidfile"
+wait_for 10 notified "READY=1 " || fail "no READY=1: $(cat "$d/notify")"
 
 # A second daemon on the same socket is refused and leaves the first alone.
 if xbd-backd 2>"$d/second"; then fail "a second daemon started"; fi
@@ -43,6 +63,8 @@ CONF
 kill -HUP $backd_pid
 wait_for 10 grep -q 'configuration reloaded' "$d/backd.log" || fail "no reload"
 grep -q 'kind cannot change without a restart' "$d/backd.log" || fail "no warning for kind"
+wait_for 10 notified "READY=1 RELOADING=1 READY=1 " ||
+    fail "a reload was not announced: $(cat "$d/notify")"
 node_is $be/51712/max-ring-page-order 2 || fail "a device in InitWait changed its offer"
 xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb >/dev/null
 wait_for 10 node_is $be/51728/state 2 || fail "qdisk no longer served after the reload"
@@ -77,4 +99,6 @@ fi
 
 kill -TERM $backd_pid
 wait $backd_pid || fail "exit status after SIGTERM"
+stopping() { tail -n 1 "$d/notify" | grep -qx 'STOPPING=1'; }
+wait_for 10 stopping || fail "the stop was not announced: $(cat "$d/notify")"
 test ! -e "$d/pid" || fail "pidfile left behind"

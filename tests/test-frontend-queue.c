@@ -1,7 +1,7 @@
 /* Unit tests for a frontend queue (frontend/xbdf-queue.c): caller requests
  * split into ring requests through a granted page pool, data bounced both
  * ways, every callback exactly once (even on errors, a broken backend or
- * teardown), never for a refused request.  The test plays the backend on
+ * teardown), never for a refused request nor one given up on.  The test plays the backend on
  * ordinary memory: grant reference 1000+i is pool page i. */
 #include <config.h>
 
@@ -643,7 +643,7 @@ test_carry(void)
     for (int i = 0; i < N; i++)
         is_int(xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
                                     (uint64_t)i * 8192, 0, NULL, NULL,
-                                    on_done, &cr[i]), 0,
+                                    on_done, &cr[i], NULL), 0,
                "read %d submitted on the carrier for b", i);
     xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
                       &cq);
@@ -677,7 +677,7 @@ test_carry(void)
     for (int i = 0; i < N; i++)
         xbdf_queue_submit_as(&q, &b, XBDF_IO_READ, r[i], sizeof(r[i]),
                              (uint64_t)i * 8192, 0, NULL, NULL, on_done,
-                             &cr[i]);
+                             &cr[i], NULL);
     xbdf_queue_submit(&q, XBDF_IO_READ, qbuf, sizeof(qbuf), 0, 0, on_done,
                       &cq);
     be_process(&be);
@@ -719,6 +719,129 @@ test_carry(void)
     free(bmem);
 }
 
+/* A request given up on (a synchronous call that timed out): nothing of it
+ * touches the caller's memory again, its slot and pool pages stay taken
+ * until the backend answers, the late response is dropped without
+ * breaking the ring, a reconnect drops it rather than re-issuing it, and a
+ * zero-copy buffer stays busy until the backend answered. */
+static void
+test_abandon(void)
+{
+    size_t big = 1 << 20;
+    char *rbuf = malloc(8192), *wbuf = malloc(big), *back = malloc(8192);
+    struct xbdf_io *io = NULL;
+    struct cb c = { 0, 1 }, c2 = { 0, 1 };
+    uint64_t before;
+    int good = 1;
+
+    if (rbuf == NULL || wbuf == NULL || back == NULL)
+        bail_out("out of memory");
+    setup(1, 64, 0);
+    fill(be.disk + (3 << 20), 8192, 21);
+
+    /* A read, abandoned before the backend looked at it. */
+    memset(rbuf, 0x5a, 8192);
+    is_int(xbdf_queue_submit_as(&q, &q, XBDF_IO_READ, rbuf, 8192, 3 << 20, 0,
+                                NULL, NULL, on_done, &c, &io), 0,
+           "abandon: a read submitted");
+    ok(io != NULL && q.ring.shadow.in_use == 1, "it is on the ring");
+    xbdf_queue_abandon(&q, io, -ETIMEDOUT);
+    xbdf_queue_drop_abandoned(&q);
+    is_int(q.stats.abandoned, 1, "abandon: counted");
+    ok(q.ring.shadow.in_use == 1 && q.pool_nfree == 64 - 2,
+       "its ring slot and 2 pool pages stay taken (%u in use, %u free)",
+       q.ring.shadow.in_use, q.pool_nfree);
+    is_int(xbdf_queue_in_flight(&q), 1, "it still counts in flight");
+    /* The backend answers late, writing the data into the pool pages. */
+    be_process(&be);
+    is_int(xbdf_queue_process(&q, 0), 1, "the late response is consumed");
+    is_int(c.calls, 0, "the caller's callback never runs");
+    good = 1;
+    for (size_t i = 0; i < 8192; i++)
+        if (rbuf[i] != 0x5a)
+            good = 0;
+    ok(good, "the caller's buffer was not touched");
+    ok(xbdf_ring_broken(&q.ring) == NULL, "the ring is not broken");
+    is_int(q.stats.late_responses, 1, "late_responses counts it");
+    ok(q.ring.shadow.in_use == 0 && q.pool_nfree == 64,
+       "slot and pages free once the backend answered");
+    is_int(xbdf_queue_in_flight(&q), 0, "nothing in flight");
+    is_int(xbdf_queue_submit(&q, XBDF_IO_READ, back, 8192, 3 << 20, 0,
+                             on_done, &c2), 0, "the next read is accepted");
+    run();
+    ok(c2.calls == 1 && c2.err == 0 &&
+       memcmp(back, be.disk + (3 << 20), 8192) == 0,
+       "and returns the data");
+
+    /* A write too big for the pool: part on the ring, the rest waiting.
+     * Abandoned, the rest is never issued nor copied from the buffer. */
+    memset(&c, 0, sizeof(c));
+    fill(wbuf, big, 22);
+    memset(be.disk, 0, big);
+    xbdf_queue_submit_as(&q, &q, XBDF_IO_WRITE, wbuf, big, 0, 0, NULL, NULL,
+                         on_done, &c, &io);
+    ok(q.pending_head != NULL, "a 1 MiB write: part of it waits for the pool");
+    xbdf_queue_abandon(&q, io, -ETIMEDOUT);
+    xbdf_queue_drop_abandoned(&q);
+    ok(q.pending_head == NULL, "what waited is dropped");
+    before = q.stats.ring_requests;
+    memset(wbuf, 0x77, big);    /* the caller reuses its buffer */
+    run();
+    is_int(c.calls, 0, "no callback");
+    good = 1;
+    memset(back, 0x77, 512);
+    for (size_t i = 0; i < big; i += 512)
+        if (memcmp(be.disk + i, back, 512) == 0)
+            good = 0;
+    ok(good, "nothing copied from the buffer after it was abandoned");
+    is_int(q.stats.ring_requests, before, "no ring request after it");
+    ok(xbdf_queue_in_flight(&q) == 0 && q.pool_nfree == 64,
+       "in flight 0, every pool page back");
+
+    /* On the ring when the backend goes away: dropped, not re-issued. */
+    memset(&c, 0, sizeof(c));
+    xbdf_queue_submit_as(&q, &q, XBDF_IO_READ, rbuf, 4096, 0, 0, NULL, NULL,
+                         on_done, &c, &io);
+    xbdf_queue_abandon(&q, io, -ETIMEDOUT);
+    xbdf_queue_drop_abandoned(&q);
+    before = q.stats.reissued;
+    xbdf_queue_detach(&q);
+    is_int(q.stats.reissued, before, "a reconnect does not re-issue it");
+    is_int(xbdf_queue_process(&q, 0), 1, "it is finished at once");
+    ok(c.calls == 0 && xbdf_queue_in_flight(&q) == 0,
+       "without the caller's callback; nothing in flight");
+    xbdf_queue_fini(&q, -ECANCELED);
+
+    /* Zero-copy: the buffer stays busy until the backend answered. */
+    {
+        atomic_int busy = 0;
+        char *zbuf;
+
+        setup(1, 400, 0);
+        xbdf_queue_fini(&q, -ECANCELED);
+        qpool = (struct xbdf_pool){ &be.pool, XBDF_POOL_ONE_CHUNK, refs, 64 };
+        if (xbdf_queue_init(&q, ring_mem, 1, &geom, 51712, &qpool, NULL, NULL,
+                            0) < 0)
+            bail_out("queue init");
+        zbuf = be.pool + 64 * XBD_PAGE_SIZE;
+        memset(&c, 0, sizeof(c));
+        xbdf_queue_submit_as(&q, &q, XBDF_IO_READ, zbuf, 8192, 0, 0,
+                             &refs[64], &busy, on_done, &c, &io);
+        xbdf_queue_abandon(&q, io, -ETIMEDOUT);
+        xbdf_queue_drop_abandoned(&q);
+        xbdf_queue_process(&q, 0);
+        is_int(atomic_load(&busy), 1,
+               "zero-copy: the buffer stays busy after abandon");
+        run();
+        is_int(atomic_load(&busy), 0, "until the backend answered");
+        is_int(c.calls, 0, "no callback");
+        xbdf_queue_fini(&q, -ECANCELED);
+    }
+    free(rbuf);
+    free(wbuf);
+    free(back);
+}
+
 int
 main(void)
 {
@@ -731,6 +854,7 @@ main(void)
     test_fail();
     test_zero_copy();
     test_carry();
+    test_abandon();
     free(ring_mem);
     free(be.pool);
     return done_testing();

@@ -35,5 +35,6 @@ wait $fe_pid || rc=$?
 kill -CONT $backd_pid
 cat "$d/err"
 [ $rc -ne 0 ] || fail "the write succeeded with the backend stopped"
-grep -q 'no answer for 2 s' "$d/err" || fail "no word about the timeout"
+grep -q 'no response from the backend in 2000 ms' "$d/err" ||
+    fail "no word about the timeout"
 echo "xbdfront write gave up after --timeout with the backend stopped"

@@ -85,6 +85,13 @@ if [ $unit_installed = yes ]; then
     file "$unitdir/xbd-backd.service"
     grep -q "^ExecStart=$sbindir/xbd-backd\\b" "$dest$unitdir/xbd-backd.service" ||
         fail "the unit does not start $sbindir/xbd-backd: $(grep ExecStart "$dest$unitdir/xbd-backd.service")"
+    # Every directive is one systemd knows (the binary is not in its place
+    # under DESTDIR, so only the parse is judged).
+    if command -v systemd-analyze >/dev/null; then
+        systemd-analyze verify "$dest$unitdir/xbd-backd.service" >"$d/verify" 2>&1 || :
+        ! grep -Ei 'unknown (key|section)|failed to parse|invalid' "$d/verify" ||
+            fail "systemd does not accept the unit: $(cat "$d/verify")"
+    fi
 else
     echo "configured without a systemd unit directory: the unit is not installed"
 fi

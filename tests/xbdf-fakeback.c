@@ -25,6 +25,12 @@
  *                      not reuse pages we still map)
  *   --lie storm        notify 100 extra times with every batch of
  *                      responses (XSA-391), answering honestly
+ *   --lie late         the Nth request is left unanswered (not even
+ *                      carried out) until the next request on its ring
+ *                      arrives; then it is carried out and answered,
+ *                      before that one.  With --lie-value K, K requests
+ *                      are held so: the Nth, the N+2th, ...  For a
+ *                      frontend that gave up waiting (a sync timeout)
  *   --lie-at N         which response lies (default 1, the first)
  *   --lie-value N      the operation wrong-op echoes, the status
  *                      bad-status sends (as an int16; default 7)
@@ -38,6 +44,8 @@
  *                      --max-order2 / --max-queues2 as the new limits: a
  *                      backend restart, for the library's recovery
  *   --sectors2 STRING  after a --bounce, publish this `sectors` value
+ *   --gone             after a --bounce, never come back (stay Closed):
+ *                      the frontend waits for a backend that is gone
  *   --resize-at N      after N requests, rewrite `sectors` (doubling the
  *                      size when the image is in memory) and Connected
  *
@@ -85,7 +93,7 @@ union req {
 
 enum lie { LIE_NONE, LIE_BAD_ID, LIE_WRONG_OP, LIE_BAD_STATUS, LIE_REPLAY,
            LIE_OVERFLOW, LIE_REPLAY_LATER, LIE_RANGE_ID, LIE_STALE_ID,
-           LIE_KEEP_MAPPED, LIE_STORM };
+           LIE_KEEP_MAPPED, LIE_STORM, LIE_LATE };
 
 #define MAX_NODES 16
 #define OPT_NODE 256
@@ -120,6 +128,7 @@ static struct {
     struct fq q[MAXQ];
     unsigned int nq;
     uint64_t requests, responses;
+    bool gone;
     bool lied, bounced, resized, served, served2;
     uint64_t last_id;               /* of the last response sent */
     uint8_t last_op;
@@ -138,6 +147,13 @@ static struct {
     uint64_t last_id;
     bool have_last_id;
 } X;
+
+/* --lie late: the request held back. */
+static struct {
+    bool held;
+    struct fq *q;
+    union req req;
+} H;
 
 static volatile sig_atomic_t stop;
 
@@ -270,6 +286,7 @@ disconnect(void)
     }
     memset(B.q, 0, sizeof(B.q));
     B.nq = 0;
+    H.held = false;     /* gone with its ring */
 }
 
 static int
@@ -515,6 +532,21 @@ serve(struct fq *q)
             B.requests++;
             if (B.bounce != 0 && !B.bounced && B.requests > B.bounce)
                 return false;   /* this one stays unanswered */
+            if (H.held && H.q == q) {
+                /* --lie late: the held request's turn, before this one. */
+                H.held = false;
+                st = handle(&H.req, &op);
+                respond(q, H.req.rw.id, op, st);
+            }
+            if (B.lie == LIE_LATE && B.requests >= B.lie_at &&
+                (B.requests - B.lie_at) % 2 == 0 &&
+                (B.requests - B.lie_at) / 2 <
+                    (uint64_t)(X.have_value ? X.value : 1)) {
+                H.held = true;
+                H.q = q;
+                H.req = req;
+                continue;
+            }
             st = handle(&req, &op);
             if (B.lie != LIE_NONE && B.lie < LIE_KEEP_MAPPED && !B.lied &&
                 B.responses + 1 >= B.lie_at) {
@@ -555,6 +587,7 @@ serve(struct fq *q)
                 case LIE_NONE:
                 case LIE_KEEP_MAPPED:   /* not lies about a response */
                 case LIE_STORM:
+                case LIE_LATE:
                     break;
                 }
             } else {
@@ -610,11 +643,12 @@ react(void)
     case XenbusStateClosing:
     case XenbusStateClosed:
         if (fs == XenbusStateInitialising && B.bounced) {
-            publish_limits();
+            if (!B.gone)
+                publish_limits();
         } else if (fs == XenbusStateClosed || fs == XenbusStateClosing) {
             if (B.state != XenbusStateClosed)
                 set_state(XenbusStateClosed);
-            if (B.served && (B.bounce == 0 || B.served2) &&
+            if (B.served && (B.bounce == 0 || B.served2 || B.gone) &&
                 B.lie != LIE_KEEP_MAPPED)      /* keep them until SIGTERM */
                 stop = 1;
         }
@@ -670,7 +704,7 @@ main(int argc, char **argv)
         { "sectors", 1, NULL, 'n' }, { "image", 1, NULL, 'I' },
         { "lie", 1, NULL, 'l' }, { "lie-at", 1, NULL, 'L' },
         { "bounce", 1, NULL, 'b' }, { "resize-at", 1, NULL, 'r' },
-        { "sectors2", 1, NULL, 'N' },
+        { "sectors2", 1, NULL, 'N' }, { "gone", 0, NULL, 'g' },
         { NULL, 0, NULL, 0 },
     };
     char *v;
@@ -683,7 +717,8 @@ main(int argc, char **argv)
         }
         uint64_t x = 0;
 
-        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != '?' &&
+        if (c != 'n' && c != 'N' && c != 'I' && c != 'l' && c != 'g' &&
+            c != '?' &&
             xbd_parse_u64(optarg, &x) < 0)
             die("option argument \"%s\": not a number", optarg);
         switch (c) {
@@ -703,6 +738,7 @@ main(int argc, char **argv)
         case 'L': B.lie_at = x; break;
         case 'b': B.bounce = x; break;
         case 'r': B.resize_at = x; break;
+        case 'g': B.gone = true; break;
         case 'l':
             B.lie = strcmp(optarg, "bad-id") == 0 ? LIE_BAD_ID
                     : strcmp(optarg, "wrong-op") == 0 ? LIE_WRONG_OP
@@ -714,6 +750,7 @@ main(int argc, char **argv)
                     : strcmp(optarg, "stale-id") == 0 ? LIE_STALE_ID
                     : strcmp(optarg, "keep-mapped") == 0 ? LIE_KEEP_MAPPED
                     : strcmp(optarg, "storm") == 0 ? LIE_STORM
+                    : strcmp(optarg, "late") == 0 ? LIE_LATE
                     : LIE_NONE;
             if (B.lie == LIE_NONE)
                 die("--lie %s: unknown", optarg);

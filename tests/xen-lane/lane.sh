@@ -324,12 +324,19 @@ split_log() {
 }
 
 report() {
-    local s line verdict why npass=0 nfail=0 nskip=0 done=0
+    local s line verdict why secs npass=0 nfail=0 nskip=0 done=0
     grep -aq '@@MARK all-scenarios-done' "$W/logs/serial.log" && done=1
     for s in $SCENARIOS; do
         line=$(grep -a "@@RESULT $s " "$W/logs/serial.log" | tail -1 | sed 's/.*@@RESULT //' || true)
         verdict=$(echo "$line" | awk '{print $2}')
         why=$(echo "$line" | cut -d' ' -f3-)
+        # How long it took in the guest (dom0's uptime at its marks), so a
+        # slow run says where its time went.
+        secs=$(awk -v s="$s" '
+            /@@MARK scenario / && $3 == s { u = $NF; sub(/^uptime=/, "", u)
+                if ($4 == "begin") b = u; else if ($4 == "end") e = u }
+            END { if (b != "" && e != "") printf " (%.0f s)", e - b }' "$W/logs/serial.log")
+        why="$why$secs"
         case $verdict in
             PASS) npass=$((npass + 1)); echo "PASS: $s: $why" ;;
             SKIP) nskip=$((nskip + 1)); echo "SKIP: $s: $why" ;;
