@@ -320,8 +320,12 @@ file_sync(struct xbd_backing *b, struct xbd_io *io)
                 io->sync_result = -EINVAL;
                 return true;
             }
-            r = io->op == XBD_IO_READ ? preadv(f->fd, iov, n, off) :
-                                        pwritev(f->fd, iov, n, off);
+            if (n == 1)             /* no iovec for the kernel to import */
+                r = io->op == XBD_IO_READ ? pread(f->fd, iov->iov_base, iov->iov_len, off) :
+                                            pwrite(f->fd, iov->iov_base, iov->iov_len, off);
+            else
+                r = io->op == XBD_IO_READ ? preadv(f->fd, iov, n, off) :
+                                            pwritev(f->fd, iov, n, off);
         } else {
             uint8_t *p = (uint8_t *)io->buf + done;
             size_t len = (size_t)(io->len - done);
