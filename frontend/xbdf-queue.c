@@ -298,8 +298,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
             /* Nobody waits for it: gone with the ring. */
             p->io->inflight--;
             io_maybe_done(q, p->io);
-            free(p->work_spare);
-            free(p);
+            piece_free(q, p);
             continue;
         }
         w = p->work_spare;
@@ -872,7 +871,7 @@ xbdf_queue_drop_abandoned(struct xbdf_queue *q)
             work_append(&keep_head, &keep_tail, w);
             continue;
         }
-        free(w);
+        work_free(w);
         io->works--;
         io_maybe_done(q, io);
     }
