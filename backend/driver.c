@@ -294,6 +294,13 @@ xbd_ioq_ready(struct xbd_ioq *q)
     return q->done_head != NULL || io_uring_cq_ready(&q->ring) > 0;
 }
 
+bool
+xbd_ioq_sync_iov(const struct xbd_ioq *q, enum xbd_io_op op)
+{
+    return (op == XBD_IO_READ || op == XBD_IO_WRITE) && q->conn == NULL &&
+           q->b->drv->sync_iov != NULL && q->b->drv->sync_iov(q->b, op);
+}
+
 unsigned int
 xbd_ioq_in_flight(const struct xbd_ioq *q)
 {
@@ -320,6 +327,13 @@ prep_one(struct xbd_ioq *q, struct xbd_io *io)
 
     if (q->b->drv->sync != NULL && q->b->drv->sync(q->b, io)) {
         io->sync_done = true;
+        queue_done(q, io);
+        return 0;
+    }
+    if (io->iov != NULL) {
+        /* Memory we do not own never goes into the ring (see sync_iov). */
+        io->sync_done = true;
+        io->sync_result = -EIO;
         queue_done(q, io);
         return 0;
     }

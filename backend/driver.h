@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include <liburing.h>
 
 #include "xbd-backd.h"
@@ -47,6 +49,11 @@ struct xbd_io {
     uint64_t offset;                /* bytes */
     uint64_t len;                   /* bytes; 0 for a flush */
     void *buf;                      /* read/write: len bytes, ours */
+    /* Read/write, instead of buf: len bytes in iov[0..iovcnt), memory the
+     * daemon does not own (the guest's mapped pages).  Only where
+     * xbd_ioq_sync_iov said yes; the driver may change the array. */
+    struct iovec *iov;
+    unsigned int iovcnt;
     int64_t result;                 /* at completion: len or 0, or -errno */
     void *user;                     /* for the caller */
 
@@ -87,6 +94,13 @@ struct xbd_driver {
      * is the driver's to finish); false to go through `prep`.  Must not
      * block on a device. */
     bool (*sync)(struct xbd_backing *b, struct xbd_io *io);
+
+    /* Optional: `sync` does every operation `op` (a read or write) and
+     * takes io->iov as well as io->buf.  Memory named by an iovec is then
+     * touched only inside that call, never by I/O still running after it
+     * (the guest's pages must not be reached by a transfer that can
+     * outlive the request or be abandoned at stop). */
+    bool (*sync_iov)(struct xbd_backing *b, enum xbd_io_op op);
 
     /* Optional: turn a completion's res into the result (null: a timeout's
      * -ETIME means done).  Without it res is taken as is. */
@@ -151,6 +165,12 @@ int xbd_ioq_fd(struct xbd_ioq *q);
  * at memory, no system call.  A polling thread calls this instead of
  * poll(2) on the fd, and a thread checks it before it sleeps. */
 bool xbd_ioq_ready(struct xbd_ioq *q);
+
+/* Whether an operation `op` may name its memory with io->iov (see
+ * drv->sync_iov): done synchronously by the driver, so nothing touches
+ * that memory after xbd_ioq_add (or the reap of an operation the engine
+ * held back) returns. */
+bool xbd_ioq_sync_iov(const struct xbd_ioq *q, enum xbd_io_op op);
 
 /* Queue one operation for the next submit (submits early only when the
  * submission ring is full). */

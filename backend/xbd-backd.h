@@ -178,6 +178,9 @@ struct xbd_queue_stats {
     uint64_t grant_copies, grant_maps, pgrant_hits, pgrant_misses,
              pgrant_evictions;
     uint64_t batches;               /* io_uring submissions */
+    uint64_t direct_io;             /* reads and writes moved by the driver
+                                     * straight to or from the guest's
+                                     * persistently mapped pages */
     uint64_t storm_pauses;          /* event storms sat out (port kept masked) */
 };
 void xbd_queue_get_stats(struct xbd_queue *q, struct xbd_queue_stats *out);

@@ -79,7 +79,7 @@ enum claim { CLAIM_NEW, CLAIM_FOREIGN, CLAIM_OURS };
     X(notify_sent) X(notify_received) X(spurious_wakeups) X(polls) X(poll_hits) \
     X(poll_preempted) \
     X(grant_copies) X(grant_maps) X(pgrant_hits) X(pgrant_misses) \
-    X(pgrant_evictions) X(batches) X(storm_pauses)
+    X(pgrant_evictions) X(batches) X(storm_pauses) X(direct_io)
 
 #define NO_FAIL (-2)
 

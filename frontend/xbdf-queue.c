@@ -14,6 +14,18 @@
 
 #define SECTOR 512u
 
+/* What remains to be issued of an io: [off, off + len) of its data (len 0
+ * for flush and discard).  A new io has one (its
+ * `first`, allocated with it); a reconnect turns every piece
+ * that was on the
+ * old ring back into one (the piece's work_spare).  Lifetime: until fully
+ * issued. */
+struct xbdf_work {
+    struct xbdf_io *io;
+    uint64_t off, len;
+    struct xbdf_work *next;     /* on the pending list */
+};
+
 /* A caller's request.  Lifetime: from an accepted submit until its
  * callback has run. */
 struct xbdf_io {
@@ -41,15 +53,7 @@ struct xbdf_io {
      * there.  NULL: the queue that holds it. */
     struct xbdf_queue *owner;
     struct xbdf_io *next;       /* on the done list */
-};
-
-/* What remains to be issued of an io: [off, off + len) of its data (len 0
- * for flush and discard).  A new io has one; a reconnect turns every piece
- * that was on the old ring back into one.  Lifetime: until fully issued. */
-struct xbdf_work {
-    struct xbdf_io *io;
-    uint64_t off, len;
-    struct xbdf_work *next;     /* on the pending list */
+    struct xbdf_work first;     /* its work item as submitted */
 };
 
 /* One ring request.  Lifetime: from issue until its response is consumed
@@ -63,8 +67,14 @@ struct xbdf_piece {
     uint32_t ndata;             /* data pages: pages[0 .. ndata) */
     uint32_t npages;            /* data + indirect pages */
     struct xbdf_work *work_spare;   /* preallocated: detach cannot fail */
+    struct xbdf_piece *next_free;   /* in the queue's piece cache */
     uint32_t pages[];           /* pool page indexes */
 };
+
+/* Pieces of up to this many pages are allocated with room for this many
+ * and kept for reuse when they complete (a direct request: up to 11 data
+ * pages, no indirect page). */
+#define PIECE_CACHE_PAGES BLKIF_MAX_SEGMENTS_PER_REQUEST
 
 /* ======================================================================
  * Lists and the pool
@@ -135,6 +145,68 @@ work_pop(struct xbdf_queue *q)
             q->pending_tail = NULL;
     }
     return w;
+}
+
+/* A work item fully issued or failed: the io's own is freed with the io. */
+static void
+work_free(struct xbdf_work *w)
+{
+    if (w != &w->io->first)
+        free(w);
+}
+
+/* A piece for `npages` pool pages, with its work_spare: from the queue's
+ * cache when it is small (at QD32 malloc'ing and freeing the piece and its
+ * spare per request overflowed glibc's per-thread cache: a tenth of the
+ * library's CPU time went to malloc and free). */
+static struct xbdf_piece *
+piece_alloc(struct xbdf_queue *q, uint32_t npages)
+{
+    struct xbdf_piece *p = q->piece_cache;
+
+    if (npages <= PIECE_CACHE_PAGES && p != NULL) {
+        q->piece_cache = p->next_free;
+        q->piece_cached--;
+    } else {
+        p = malloc(sizeof(*p) + (npages <= PIECE_CACHE_PAGES ? PIECE_CACHE_PAGES : npages) *
+                                sizeof(p->pages[0]));
+        if (p != NULL && (p->work_spare = malloc(sizeof(struct xbdf_work))) == NULL) {
+            free(p);
+            p = NULL;
+        }
+        if (p == NULL)
+            return NULL;
+    }
+    p->npages = npages;
+    return p;
+}
+
+/* Give back a piece whose work_spare is still its own. */
+static void
+piece_free(struct xbdf_queue *q, struct xbdf_piece *p)
+{
+    if (p->npages <= PIECE_CACHE_PAGES && q->attached &&
+        q->piece_cached < q->ring.shadow.size) {
+        p->next_free = q->piece_cache;
+        q->piece_cache = p;
+        q->piece_cached++;
+        return;
+    }
+    free(p->work_spare);
+    free(p);
+}
+
+static void
+piece_cache_drain(struct xbdf_queue *q)
+{
+    struct xbdf_piece *p;
+
+    while ((p = q->piece_cache) != NULL) {
+        q->piece_cache = p->next_free;
+        free(p->work_spare);
+        free(p);
+    }
+    q->piece_cached = 0;
 }
 
 /* An io is finished when nothing of it is on the ring or left to issue;
@@ -226,8 +298,7 @@ xbdf_queue_detach(struct xbdf_queue *q)
             /* Nobody waits for it: gone with the ring. */
             p->io->inflight--;
             io_maybe_done(q, p->io);
-            free(p->work_spare);
-            free(p);
+            piece_free(q, p);
             continue;
         }
         w = p->work_spare;
@@ -302,13 +373,12 @@ fail_all(struct xbdf_queue *q, int err)
             p->io->err = err;
         p->io->inflight--;
         io_maybe_done(q, p->io);
-        free(p->work_spare);
-        free(p);
+        piece_free(q, p);
         q->piece[i] = NULL;
     }
     while ((w = work_pop(q)) != NULL) {
         io = w->io;
-        free(w);
+        work_free(w);
         if (io->err == 0)
             io->err = err;
         io->works--;
@@ -332,6 +402,7 @@ xbdf_queue_fini(struct xbdf_queue *q, int err)
     fail_all(q, err);
     while ((io = list_pop(&q->done_head, &q->done_tail)) != NULL)
         run_callback(q, io);
+    piece_cache_drain(q);
     if (q->attached) {
         free(q->pool_free);
         free(q->piece);
@@ -418,19 +489,14 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
         break;
     }
 
-    p = malloc(sizeof(*p) + (ndata + nind) * sizeof(p->pages[0]));
-    if (p != NULL && (p->work_spare = malloc(sizeof(struct xbdf_work))) == NULL) {
-        free(p);
-        p = NULL;
-    }
+    p = piece_alloc(q, ndata + nind);
     if (p == NULL)
         return 0;       /* retried when something completes */
     /* The tag leads the response back to this piece; it comes from our
      * private shadow, never from the ring. */
     idx = xbdf_shadow_get(&q->ring.shadow, (uint64_t)(uintptr_t)p, &id);
     if (idx < 0) {
-        free(p->work_spare);
-        free(p);
+        piece_free(q, p);
         return 0;
     }
     e = &q->ring.shadow.ent[idx];
@@ -457,8 +523,7 @@ issue_piece(struct xbdf_queue *q, struct xbdf_work *w)
             for (uint32_t i = p->npages; i-- > 0;)
                 q->pool_free[q->pool_nfree++] = p->pages[i];
             xbdf_shadow_put(&q->ring.shadow, (uint32_t)idx);
-            free(p->work_spare);
-            free(p);
+            piece_free(q, p);
             return 0;
         }
         for (uint32_t i = 0; i < ndata; i++) {
@@ -531,7 +596,7 @@ kick(struct xbdf_queue *q)
                 continue;
         }
         work_pop(q);
-        free(w);
+        work_free(w);
         io->works--;
         io_maybe_done(q, io);
     }
@@ -632,12 +697,9 @@ xbdf_queue_submit_as(struct xbdf_queue *q, struct xbdf_queue *owner,
         return xbdf_set_error(r, "%s", why);
 
     io = calloc(1, sizeof(*io));
-    w = now ? NULL : calloc(1, sizeof(*w));
-    if (io == NULL || (!now && w == NULL)) {
-        free(io);
-        free(w);
+    if (io == NULL)
         return xbdf_set_error(-ENOMEM, "out of memory for a request");
-    }
+    w = now ? NULL : &io->first;
     io->op = op;
     io->flags = flags;
     io->buf = buf;
@@ -702,8 +764,7 @@ piece_done(void *arg, uint64_t tag, uint8_t op, int err)
      * pool (their grants stay; the pool is granted for the queue's life). */
     for (uint32_t i = p->npages; i-- > 0;)
         q->pool_free[q->pool_nfree++] = p->pages[i];
-    free(p->work_spare);
-    free(p);
+    piece_free(q, p);
 
     if (err != 0 && io->err == 0)
         io->err = err;          /* kick() issues no more of it */
@@ -816,7 +877,7 @@ xbdf_queue_drop_abandoned(struct xbdf_queue *q)
             work_append(&keep_head, &keep_tail, w);
             continue;
         }
-        free(w);
+        work_free(w);
         io->works--;
         io_maybe_done(q, io);
     }

@@ -70,6 +70,10 @@ struct xbdf_queue {
     uint32_t pool_nfree;
 
     struct xbdf_piece **piece;      /* by shadow index: the piece in flight */
+    /* Small pieces kept for reuse, at most one per ring slot (memory
+     * only: they outlive a detach, freed by fini). */
+    struct xbdf_piece *piece_cache;
+    unsigned int piece_cached;
 
     /* Caller requests not fully issued yet (FIFO), and those finished whose
      * callback has not run yet (FIFO). */

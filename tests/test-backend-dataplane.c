@@ -31,6 +31,7 @@ static uint8_t *data;                   /* DATA_PAGES shared pages */
 static uint32_t data_refs[DATA_PAGES];
 static struct xbd_backing *disk;
 static struct xbd_backing *rw_backing;  /* test_rw's backing: disk unless set */
+static const char *rw_path;             /* rw_backing's file, when it has one */
 static char disk_path[256];
 static char errbuf[512];
 
@@ -77,7 +78,7 @@ base_cfg(void)
     struct xbd_queue_cfg c = {
         .platform = be_plat, .name = "test q0", .fe_domid = 1,
         .ring_pages = 1, .abi = XBD_ABI_NATIVE, .max_indirect = 0,
-        .backing = disk, .flush = true, .discard = true,
+        .backing = rw_backing != NULL ? rw_backing : disk, .flush = true, .discard = true,
         .sector_size = 512, .sectors = DISK_BYTES / 512,
         .on_fail = on_fail,
     };
@@ -283,7 +284,7 @@ static int
 disk_matches(uint64_t offset, const uint8_t *want, size_t len)
 {
     uint8_t *buf = malloc(len);
-    int fd = open(disk_path, O_RDONLY), r;
+    int fd = open(rw_path != NULL ? rw_path : disk_path, O_RDONLY), r;
 
     r = fd >= 0 && pread(fd, buf, len, (off_t)offset) == (ssize_t)len &&
         memcmp(buf, want, len) == 0;
@@ -298,6 +299,7 @@ disk_matches(uint64_t offset, const uint8_t *want, size_t len)
 /* Fill the whole ring with 11-segment writes, several rounds so the
  * indices wrap, then read everything back into zeroed pages. */
 static bool rw_grant_map;               /* test_rw: map per request */
+static bool rw_expect_direct;           /* test_rw: rw_backing does direct_io */
 
 static void
 test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
@@ -345,7 +347,7 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
         i = n - 1;
         memcpy(want, data + (size_t)((2 * i) % DATA_PAGES) * 4096 + 512, 7 * 512);
         memcpy(want + 7 * 512, data + (size_t)((2 * i + 1) % DATA_PAGES) * 4096, 8 * 512);
-        if (cfg.backing == disk)
+        if (cfg.backing == disk || rw_path != NULL)
             ok(disk_matches((16 * i + 1) * 512ull, want, sizeof(want)),
                "%s: the last write is on the disk, segments in order", tag);
     }
@@ -392,6 +394,9 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
             is_int(s.grant_copies, 0, "%s: every segment fit the cache: no grant copy", tag);
         else
             ok(s.pgrant_evictions > 0, "%s: more grants than the cache holds: evictions", tag);
+        if (rw_expect_direct)
+            is_int(s.direct_io, 3 * n + n / 2, "%s: every read and write went straight "
+                   "between the file and the guest's pages", tag);
     } else if (rw_grant_map) {
         struct xbd_queue_stats s;
 
@@ -403,7 +408,7 @@ test_rw(unsigned int pages, enum xbd_abi abi, bool persistent, const char *tag)
         struct xbd_queue_stats s;
 
         xbd_queue_get_stats(f.q, &s);
-        ok(s.grant_copies > 0 && s.grant_maps == 0 && s.req_write == 3 * n &&
+        ok(s.grant_copies > 0 && s.grant_maps == 0 && s.direct_io == 0 && s.req_write == 3 * n &&
            (n < f.fr.nr_ents || s.ring_full > 0) &&
            s.req_read == n / 2 && s.bytes_written == 3ull * n * 15 * 512 && s.in_flight == 0,
            "%s: stats: %llu writes, %llu reads, %llu grant copies", tag,
@@ -453,6 +458,12 @@ test_indirect(bool persistent, enum xbd_abi abi, const char *tag)
     fe_indirect(&f, BLKIF_OP_READ, 2, 4096, 200, &ind_ref, 1);
     is_int(fe_one(&f, 2), BLKIF_RSP_OKAY, "%s: read of 200 segments", tag);
     ok(memcmp(data, expect, 200 * 4096) == 0, "%s: read back", tag);
+    if (rw_expect_direct) {
+        struct xbd_queue_stats s;
+
+        xbd_queue_get_stats(f.q, &s);
+        is_int(s.direct_io, 2, "%s: both straight between the file and the guest's pages", tag);
+    }
     fe_indirect(&f, BLKIF_OP_READ, 3, 4096, 257, &ind_ref, 1);
     is_int(fe_one(&f, 3), BLKIF_RSP_ERROR, "%s: 257 segments > 256 advertised: error", tag);
     fe_indirect(&f, BLKIF_OP_READ, 4, 4096, 8, (uint32_t[]){ 31000 }, 1);
@@ -515,6 +526,11 @@ test_persistent_edges(void)
     xbd_queue_get_stats(f.q, &s);
     ok(s.pgrant_evictions > 0 && s.err_grant >= 1, "persistent: cache of 4 evicted (%llu), "
        "bad gref counted", (unsigned long long)s.pgrant_evictions);
+    /* On tmpfs the writes and the first reads went straight to the
+     * guest's pages; the reads the full cache could not map, copied. */
+    if (rw_expect_direct)
+        ok(s.direct_io >= 16 && s.direct_io < 24, "persistent: %llu of 24 straight to "
+           "the guest's pages, the rest copied", (unsigned long long)s.direct_io);
     fe_stop(&f);
 
     /* Idle expiry: grants unused for persistent_idle_ms are unmapped while
@@ -1174,6 +1190,47 @@ test_nbd(const char *tmp)
 }
 #endif
 
+/* A file in tmpfs is read and written synchronously on the queue thread;
+ * with persistent grants straight into and out of the guest's mapped
+ * pages (direct_io), partial pages and all, and by copy when the cache
+ * cannot map every segment of a request. */
+static void
+test_memfs(void)
+{
+    struct xbd_backing_opts opts = { .direct_io = true, .discard_enable = true };
+    char path[] = "/dev/shm/xbd-dp.XXXXXX";
+    int fd = mkstemp(path);
+
+    if (fd < 0 || ftruncate(fd, DISK_BYTES) < 0) {
+        diag("no file in /dev/shm: the tmpfs data path is not tested");
+        if (fd >= 0) {
+            close(fd);
+            unlink(path);
+        }
+        return;
+    }
+    close(fd);
+    if (xbd_backing_open(path, &opts, &rw_backing, errbuf, sizeof(errbuf)) < 0) {
+        ok(0, "tmpfs backing: %s", errbuf);
+        unlink(path);
+        return;
+    }
+    rw_path = path;
+    rw_expect_direct = xbd_driver_file.sync_iov(rw_backing, XBD_IO_READ);
+    if (!rw_expect_direct)
+        diag("/dev/shm is not tmpfs here: its reads and writes are copied");
+    test_rw(1, XBD_ABI_NATIVE, true, "tmpfs persistent");
+    test_rw(1, XBD_ABI_X86_32, true, "tmpfs persistent x86_32-abi");
+    test_indirect(true, XBD_ABI_X86_64, "tmpfs indirect, persistent");
+    test_persistent_edges();
+    rw_expect_direct = false;
+    test_rw(2, XBD_ABI_NATIVE, false, "tmpfs copied");
+    xbd_backing_close(rw_backing);
+    rw_backing = NULL;
+    rw_path = NULL;
+    unlink(path);
+}
+
 static void
 test_start_errors(void)
 {
@@ -1251,6 +1308,7 @@ main(int argc, char **argv)
     test_indirect(true, XBD_ABI_X86_64, "indirect, persistent, x86_64-abi");
     test_ops();
     test_persistent_edges();
+    test_memfs();
     test_mapped_errors();
     test_two_queues();
     failed_calls = 0;

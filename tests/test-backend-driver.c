@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "backend-io.h"
@@ -326,6 +327,117 @@ test_ready(void)
     xbd_backing_close(b);
 }
 
+/* Operations on memory named by an iovec (the guest's pages in the data
+ * path): only drivers that do them synchronously take them — a file in
+ * tmpfs, the null driver without latency — and the engine fails one that
+ * would reach the ring rather than pass it memory the daemon does not own. */
+static void
+test_iov(const char *dir)
+{
+    struct xbd_backing_opts opts = { .direct_io = true, .discard_enable = true };
+    char path[] = "/dev/shm/xbd-drv.XXXXXX", params[600];
+    static uint8_t wbuf[3 * 4096], rbuf[3 * 4096];
+    struct xbd_backing *b;
+    struct xbd_ioq *q;
+    struct iovec iov[4];
+    struct xbd_io io;
+    int fd = mkstemp(path);
+
+    if (fd < 0 || ftruncate(fd, 1024 * 1024) < 0) {
+        diag("no file in /dev/shm: tmpfs iovec operations not tested");
+    } else if (xbd_backing_open(path, &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+               xbd_ioq_open(b, 8, &q, errbuf, sizeof(errbuf)) < 0) {
+        ok(0, "tmpfs: open %s: %s", path, errbuf);
+    } else if (!xbd_ioq_sync_iov(q, XBD_IO_READ)) {
+        diag("/dev/shm is not tmpfs here: iovec operations not tested");
+        xbd_ioq_close(q);
+        xbd_backing_close(b);
+    } else {
+        ok(xbd_ioq_sync_iov(q, XBD_IO_WRITE) && !xbd_ioq_sync_iov(q, XBD_IO_FLUSH) &&
+           !xbd_ioq_sync_iov(q, XBD_IO_DISCARD), "tmpfs: reads and writes take an iovec");
+        /* 7 sectors from the end of one page, a whole page, one sector. */
+        fill(wbuf, sizeof(wbuf), 5);
+        iov[0] = (struct iovec){ wbuf + 512, 7 * 512 };
+        iov[1] = (struct iovec){ wbuf + 4096, 4096 };
+        iov[2] = (struct iovec){ wbuf + 8192, 512 };
+        io = (struct xbd_io){ .op = XBD_IO_WRITE, .offset = 65536, .len = 16 * 512,
+                              .iov = iov, .iovcnt = 3 };
+        ok(run_batch(q, &io, 1) == 0 && io.result == 16 * 512, "tmpfs: write from 3 iovecs");
+        memset(rbuf, 0, sizeof(rbuf));
+        is_int(run_one(q, XBD_IO_READ, 65536, 16 * 512, rbuf), 16 * 512, "tmpfs: read it back");
+        ok(memcmp(rbuf, wbuf + 512, 7 * 512) == 0 && memcmp(rbuf + 7 * 512, wbuf + 4096, 4096) == 0 &&
+           memcmp(rbuf + 15 * 512, wbuf + 8192, 512) == 0, "tmpfs: the iovecs' data, in order");
+        memset(rbuf, 0xee, sizeof(rbuf));
+        iov[0] = (struct iovec){ rbuf + 1024, 512 };
+        iov[1] = (struct iovec){ rbuf + 4096, 15 * 512 };
+        io = (struct xbd_io){ .op = XBD_IO_READ, .offset = 65536, .len = 16 * 512,
+                              .iov = iov, .iovcnt = 2 };
+        ok(run_batch(q, &io, 1) == 0 && io.result == 16 * 512, "tmpfs: read into 2 iovecs");
+        ok(memcmp(rbuf + 1024, wbuf + 512, 512) == 0 &&
+           memcmp(rbuf + 4096, wbuf + 1024, 6 * 512) == 0 &&
+           memcmp(rbuf + 4096 + 6 * 512, wbuf + 4096, 4096) == 0 &&
+           memcmp(rbuf + 4096 + 14 * 512, wbuf + 8192, 512) == 0 &&
+           rbuf[1023] == 0xee && rbuf[1536] == 0xee && rbuf[4095] == 0xee &&
+           rbuf[4096 + 15 * 512] == 0xee, "tmpfs: each iovec filled, nothing around them");
+        iov[0] = (struct iovec){ rbuf, 4096 };
+        io = (struct xbd_io){ .op = XBD_IO_READ, .offset = 1024 * 1024 - 2048, .len = 4096,
+                              .iov = iov, .iovcnt = 1 };
+        ok(run_batch(q, &io, 1) == 0 && io.result == -EIO, "tmpfs: iovec read past the end: -EIO");
+        xbd_ioq_close(q);
+        xbd_backing_close(b);
+    }
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+    }
+
+    /* A file on disk goes through the ring: no iovec, and one given anyway
+     * fails without reaching the kernel. */
+    snprintf(params, sizeof(params), "%s/iov.img", dir);
+    fd = open(params, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 65536) < 0)
+        bail_out("cannot create %s", params);
+    close(fd);
+    if (xbd_backing_open(params, &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 8, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("%s: %s", params, errbuf);
+    if (xbd_ioq_sync_iov(q, XBD_IO_READ)) {
+        diag("%s is in memory: the ring's refusal of iovecs is not tested", dir);
+    } else {
+        memset(rbuf, 0xee, sizeof(rbuf));
+        iov[0] = (struct iovec){ rbuf, 4096 };
+        io = (struct xbd_io){ .op = XBD_IO_READ, .offset = 0, .len = 4096, .iov = iov,
+                              .iovcnt = 1 };
+        ok(run_batch(q, &io, 1) == 0 && io.result == -EIO && rbuf[0] == 0xee,
+           "file on disk: an iovec read fails with -EIO, memory untouched");
+    }
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
+    unlink(params);
+
+    /* The null driver: zeros into every iovec without latency; with
+     * latency it goes through the ring, so no iovec. */
+    if (xbd_backing_open("null:size=1M", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("null engine: %s", errbuf);
+    memset(rbuf, 0xee, sizeof(rbuf));
+    iov[0] = (struct iovec){ rbuf + 512, 512 };
+    iov[1] = (struct iovec){ rbuf + 4096, 4096 };
+    io = (struct xbd_io){ .op = XBD_IO_READ, .offset = 0, .len = 4608, .iov = iov, .iovcnt = 2 };
+    ok(xbd_ioq_sync_iov(q, XBD_IO_READ) && run_batch(q, &io, 1) == 0 && io.result == 4608 &&
+       rbuf[512] == 0 && rbuf[1023] == 0 && rbuf[4096] == 0 && rbuf[8191] == 0 &&
+       rbuf[511] == 0xee && rbuf[1024] == 0xee && rbuf[8192] == 0xee,
+       "null: zeros into each iovec, nothing around them");
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
+    if (xbd_backing_open("null:size=1M,latency=1us", &opts, &b, errbuf, sizeof(errbuf)) < 0 ||
+        xbd_ioq_open(b, 4, &q, errbuf, sizeof(errbuf)) < 0)
+        bail_out("null engine: %s", errbuf);
+    ok(!xbd_ioq_sync_iov(q, XBD_IO_READ), "null with latency: no iovec");
+    xbd_ioq_close(q);
+    xbd_backing_close(b);
+}
+
 /* ---- Block devices: a loop device over a temporary file, when we may ---- */
 
 static char loopdev[64];
@@ -434,6 +546,7 @@ main(void)
     test_file(dir, true);
     test_null();
     test_ready();
+    test_iov(dir);
     atexit(loop_detach);
     test_blockdev(dir, 512);
     test_blockdev(dir, 4096);

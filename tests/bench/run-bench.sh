@@ -794,12 +794,15 @@ cat <<EOF
 
 Where xbdkit's cost per request comes from (the mechanism; the CPU
 columns give its size): each request crosses two user-space processes
-(the guest's and the daemon's) and its data is copied twice more than
-fio's: the daemon reads the image into its own buffer (for a tmpfs image
-with pread on its queue thread: io_uring would hand each read to a worker
-thread, as it does fio's) and copies it into the guest's granted pool page, and libxbdfront copies it
-from its pool page into the caller's buffer (on Xen the middle copy is the
-hypervisor's grant copy).  At QD1 with the frontend sleeping, a request
+(the guest's and the daemon's) and its data is copied once more than
+fio's: the daemon reads the tmpfs image straight into the guest's granted
+pool pages, which it keeps mapped with persistent grants (preadv on its
+queue thread: io_uring would hand each read to a worker thread, as it
+does fio's; \`direct_io\` in \`xbdctl stats\`), and libxbdfront copies
+the data from its pool pages into the caller's buffer.  Without
+persistent grants (§4) the daemon reads into its own buffer and copies
+that into the pool pages, one copy more (on Xen the hypervisor's grant
+copy).  At QD1 with the frontend sleeping, a request
 wakes two threads in turn (daemon, then frontend) where fio's completes in
 its own io_uring_enter$( awk -v l="$(jq -s '[.[] | select(.load != null) | .load] | max // 0' "$res")" -v n="$(nproc)" 'BEGIN { exit !(l > n) }' &&
 echo "; with the load above the CPU count during this run ($(jq -s -r '[.[] | select(.load != null) | .load] | max' "$res") on $(nproc) CPUs) each wake-up may also wait for a CPU").
@@ -876,8 +879,10 @@ cat <<EOF
 
 QD32, one queue.  With persistent grants the frontend reuses a pool of pages
 it granted once and the daemon maps each the first time it sees it (maps
-per request ≈ 0, hits ≈ 1); with \`--no-persistent\` every segment is a grant
-copy; with \`--no-persistent\` against a daemon started with
+per request ≈ 0, hits ≈ 1) and, the image being in tmpfs, reads and
+writes it straight from and into those mapped pages (one copy by the
+kernel); with \`--no-persistent\` every segment is a grant copy to or from
+the daemon's own buffer, which it reads or writes the image with; with \`--no-persistent\` against a daemon started with
 \`--grant-map\`, each request's grants are mapped for the time of the
 request and unmapped after it.  On xbd-sim a copy is a memcpy between the
 two processes' shared memory and a map an mmap of the granting domain's

@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
@@ -33,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -268,26 +270,69 @@ file_prep(struct xbd_backing *b, struct io_uring_sqe *sqe, struct xbd_io *io)
     return -EINVAL;
 }
 
+#ifndef IOV_MAX
+#define IOV_MAX 1024                /* Linux's UIO_MAXIOV */
+#endif
+
+/* Move past `n` bytes transferred at the front of an iovec array. */
+static void
+iov_advance(struct iovec **iov, unsigned int *cnt, size_t n)
+{
+    while (n > 0 && *cnt > 0) {
+        if (n < (*iov)->iov_len) {
+            (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+            (*iov)->iov_len -= n;
+            return;
+        }
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*cnt)--;
+    }
+}
+
 /* Reads and writes of a memory-backed file, on the queue thread.  Such a
  * file cannot be read or written without possibly blocking in the sense
  * io_uring asks (no IOCB_NOWAIT on tmpfs), so io_uring hands every one to
  * an io-wq worker thread: a wake-up and two context switches around a
- * page copy, per request.  The copy here waits for no device. */
+ * page copy, per request.  The copy here waits for no device.  With
+ * io->iov (the guest's pages) the kernel copies straight between them and
+ * the page cache, and is done with them when the call returns. */
 static bool
 file_sync(struct xbd_backing *b, struct xbd_io *io)
 {
     struct file_backing *f = (struct file_backing *)b;
+    struct iovec *iov = io->iov;
+    unsigned int cnt = io->iovcnt;
     uint64_t done = io->done;
 
     if (!f->memfs || (io->op != XBD_IO_READ && io->op != XBD_IO_WRITE))
         return false;
+    if (iov != NULL)
+        iov_advance(&iov, &cnt, (size_t)done);
     while (done < io->len) {
-        uint8_t *p = (uint8_t *)io->buf + done;
-        size_t len = (size_t)(io->len - done);
         off_t off = (off_t)(io->offset + done);
-        ssize_t r = io->op == XBD_IO_READ ? pread(f->fd, p, len, off) :
-                                            pwrite(f->fd, p, len, off);
+        ssize_t r;
 
+        if (iov != NULL) {
+            int n = cnt < IOV_MAX ? (int)cnt : IOV_MAX;
+
+            if (n == 0) {           /* the iovec is shorter than len */
+                io->sync_result = -EINVAL;
+                return true;
+            }
+            if (n == 1)             /* no iovec for the kernel to import */
+                r = io->op == XBD_IO_READ ? pread(f->fd, iov->iov_base, iov->iov_len, off) :
+                                            pwrite(f->fd, iov->iov_base, iov->iov_len, off);
+            else
+                r = io->op == XBD_IO_READ ? preadv(f->fd, iov, n, off) :
+                                            pwritev(f->fd, iov, n, off);
+        } else {
+            uint8_t *p = (uint8_t *)io->buf + done;
+            size_t len = (size_t)(io->len - done);
+
+            r = io->op == XBD_IO_READ ? pread(f->fd, p, len, off) :
+                                        pwrite(f->fd, p, len, off);
+        }
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
@@ -295,9 +340,18 @@ file_sync(struct xbd_backing *b, struct xbd_io *io)
             return true;
         }
         done += (uint64_t)r;
+        if (iov != NULL)
+            iov_advance(&iov, &cnt, (size_t)r);
     }
     io->sync_result = (int64_t)(io->len - io->done);
     return true;
+}
+
+/* A memory-backed file's reads and writes are all done in file_sync. */
+static bool
+file_sync_iov(struct xbd_backing *b, enum xbd_io_op op)
+{
+    return ((struct file_backing *)b)->memfs && (op == XBD_IO_READ || op == XBD_IO_WRITE);
 }
 
 static int64_t
@@ -326,5 +380,6 @@ const struct xbd_driver xbd_driver_file = {
     .close = file_close,
     .prep = file_prep,
     .sync = file_sync,
+    .sync_iov = file_sync_iov,
     .complete = file_complete,
 };

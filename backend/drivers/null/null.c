@@ -177,11 +177,23 @@ null_sync(struct xbd_backing *b, struct xbd_io *io)
 
     if (n->latency_ns != 0)
         return false;
-    if (io->op == XBD_IO_READ)
+    if (io->op == XBD_IO_READ && io->iov != NULL) {
+        for (unsigned int i = 0; i < io->iovcnt; i++)
+            memset(io->iov[i].iov_base, 0, io->iov[i].iov_len);
+    } else if (io->op == XBD_IO_READ) {
         memset((uint8_t *)io->buf + io->done, 0, io->len - io->done);
+    }
     io->sync_result = io->op == XBD_IO_READ || io->op == XBD_IO_WRITE ?
                       (int64_t)(io->len - io->done) : 0;
     return true;
+}
+
+/* Without latency, reads and writes are all done in null_sync. */
+static bool
+null_sync_iov(struct xbd_backing *b, enum xbd_io_op op)
+{
+    (void)op;
+    return ((struct null_backing *)b)->latency_ns == 0;
 }
 
 static unsigned int
@@ -207,6 +219,7 @@ const struct xbd_driver xbd_driver_null = {
     .close = null_close,
     .prep = null_prep,
     .sync = null_sync,
+    .sync_iov = null_sync_iov,
     .complete = null_complete,
     .queue_depth = null_queue_depth,
 };
