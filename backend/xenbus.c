@@ -94,6 +94,8 @@ struct device {
     enum claim claim;
     int ours;                       /* XenbusState we last set */
     bool dirty;
+    bool mark_pending;              /* our mark is about to go into its node */
+    bool recorded;                  /* the record on disk lists it as ours */
     bool fe_watched;
     bool domain_gone;               /* @releaseDomain: frontend domain died */
     int fail_fe;                    /* frontend state when we failed it;
@@ -270,6 +272,7 @@ in_transaction(struct device *dev, const char *what,
 /* ---- state ----------------------------------------------------------------- */
 
 static bool write_limits(struct device *dev, xs_transaction_t t);
+static void record_ahead(struct device *dev);
 
 /* What goes into the store with a state change, in one transaction. */
 struct state_change {
@@ -305,6 +308,8 @@ static void
 change_state(struct device *dev, const struct state_change *c)
 {
     /* -1: logged, the next step retries; 0: the directory is gone. */
+    if (c->limits)
+        record_ahead(dev);              /* the limits carry our mark */
     if (in_transaction(dev, "state", tx_state, (void *)c) <= 0)
         return;
     if (dev->ours != c->state)
@@ -480,7 +485,16 @@ fail_device(struct device *dev, const char *why)
  * node still holds the listed mark is provably the dead daemon's (any
  * other backend's claim, even of a directory re-created meanwhile, would
  * not carry it) and is taken over.  A clean exit leaves every device
- * Closed and removes the file. */
+ * Closed and removes the file.
+ *
+ * The record is written ahead: a device is listed with our mark before the
+ * first transaction that puts our mark into its node (claim, takeover, an
+ * InitWait after adoption), and until our first pass over the devices is
+ * done the lines of the record we found are kept too.  So a daemon killed
+ * at any point - between that transaction and the next rewrite, or in the
+ * middle of taking devices over - leaves a record that lists whatever mark
+ * its devices' nodes hold; lines naming a mark that never made it into a
+ * node match nothing and are harmless. */
 
 /* Read the record at path into d->prior; a missing file is no record. */
 static void
@@ -541,20 +555,33 @@ load_record(struct xbd_daemon *d, const char *path)
                 "earlier xbd-backd", path, d->nprior, d->nprior == 1 ? "" : "s");
 }
 
-/* The mark the record gives for dev's directory, or NULL. */
-static const char *
-prior_mark(const struct device *dev)
+/* Does the record we found list dev's directory (with mark, if not NULL)?
+ * A directory may be listed twice: a daemon killed while taking it over
+ * lists its predecessor's mark and its own. */
+static bool
+prior_lists(const struct device *dev, const char *mark)
 {
     const struct xbd_daemon *d = dev->d;
 
     for (unsigned int i = 0; i < d->nprior; i++)
-        if (strcmp(d->prior[i].be, dev->be) == 0)
-            return d->prior[i].mark;
-    return NULL;
+        if (strcmp(d->prior[i].be, dev->be) == 0 &&
+            (mark == NULL || strcmp(d->prior[i].mark, mark) == 0))
+            return true;
+    return false;
 }
 
-/* Write the record: every device we hold (at_exit: only those we could
- * not leave Closed; none removes the file). */
+/* Is dev listed in the record write_record() is about to write? */
+static bool
+record_lists(const struct device *dev, bool at_exit)
+{
+    if (dev->mark_pending)
+        return true;
+    return dev->claim == CLAIM_OURS && !(at_exit && dev->ours == XenbusStateClosed);
+}
+
+/* Write the record: every device we hold or are about to mark, and the
+ * record found at start until the first pass is done (at_exit: only the
+ * devices we could not leave Closed; none removes the file). */
 static void
 write_record(struct xbd_daemon *d, bool at_exit)
 {
@@ -574,10 +601,13 @@ write_record(struct xbd_daemon *d, bool at_exit)
         fprintf(f, "# xbd-backd ownership record (xbd-backd(8), FILES): the devices "
                 "pid %ld holds, with its mark\n", (long)getpid());
         for (const struct device *dev = d->devices; dev != NULL; dev = dev->next) {
-            if (dev->claim != CLAIM_OURS ||
-                (at_exit && dev->ours == XenbusStateClosed))
+            if (!record_lists(dev, at_exit))
                 continue;
             fprintf(f, "%s %s\n", dev->be, d->mark);
+            n++;
+        }
+        for (unsigned int i = 0; i < d->nprior; i++) {
+            fprintf(f, "%s %s\n", d->prior[i].be, d->prior[i].mark);
             n++;
         }
         ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -587,6 +617,8 @@ write_record(struct xbd_daemon *d, bool at_exit)
         else if (ok)
             ok = rename(tmp, d->record) == 0;
     }
+    for (struct device *dev = d->devices; dev != NULL; dev = dev->next)
+        dev->recorded = ok && record_lists(dev, at_exit);
     if (!ok) {
         int e = errno;
 
@@ -599,6 +631,28 @@ write_record(struct xbd_daemon *d, bool at_exit)
         xbd_log(LOG_INFO, "ownership record %s: written again", d->record);
     }
     d->record_failed = !ok;
+}
+
+/* Before a transaction that puts our mark into dev's node: list it. */
+static void
+record_ahead(struct device *dev)
+{
+    if (dev->recorded || dev->d->record[0] == '\0')
+        return;
+    dev->mark_pending = true;
+    write_record(dev->d, false);
+}
+
+/* After it: a device that did not become ours leaves the record at the
+ * next rewrite. */
+static void
+record_settle(struct device *dev)
+{
+    if (!dev->mark_pending)
+        return;
+    dev->mark_pending = false;
+    if (dev->claim != CLAIM_OURS)
+        dev->d->record_dirty = true;
 }
 
 /* ---- probe and claim ------------------------------------------------------- */
@@ -766,6 +820,7 @@ probe_and_claim(struct device *dev, int be_state)
         return;
     }
 
+    record_ahead(dev);                  /* the claim writes our mark */
     if (r < 0) {
         char *msg = err;
 
@@ -782,6 +837,7 @@ probe_and_claim(struct device *dev, int be_state)
             dev->claim = CLAIM_FOREIGN;
             xbd_probe_free(&dev->probe);
         }
+        record_settle(dev);
         return;
     }
     if (in_transaction(dev, "claim", tx_claim, NULL) == 1) {
@@ -800,6 +856,7 @@ probe_and_claim(struct device *dev, int be_state)
         close_backing(dev);
         xbd_probe_free(&dev->probe);
     }
+    record_settle(dev);
 }
 
 
@@ -813,19 +870,19 @@ left_live(int state)
 }
 
 struct takeover {
-    const char *mark;               /* what the record says was there */
     const char *error;              /* cannot serve: also this error node */
     int seen;                       /* the state found */
 };
 
-/* Still the dead daemon's (its mark) and still live: ours, Closing. */
+/* Still a dead daemon's (a mark the record lists) and still live: ours,
+ * Closing. */
 static int
 tx_take_over(struct device *dev, xs_transaction_t t, void *arg)
 {
     struct takeover *to = arg;
     char *st = xs_get(dev->d, t, dev->be, XBDK_STATE);
     char *mk = xs_get(dev->d, t, dev->be, XBDK_XBD_BACKD_CLAIM);
-    bool same = mk != NULL && strcmp(mk, to->mark) == 0;
+    bool same = mk != NULL && prior_lists(dev, mk);
 
     to->seen = xbd_parse_state(st);
     free(st);
@@ -838,7 +895,7 @@ tx_take_over(struct device *dev, xs_transaction_t t, void *arg)
            xs_put(dev->d, t, dev->be, XBDK_STATE, "%d", XenbusStateClosing) ? 1 : -1;
 }
 
-/* A device our record lists, found InitWait, Connected or Closing with the
+/* A device our record lists, found InitWait, Connected or Closing with a
  * mark the record gives: the daemon before us died holding it, and its
  * rings died with it.  Do what a backend that lost its ring does: Closing.
  * The frontend closes (libxbdfront: recovery), we follow to Closed, it
@@ -846,25 +903,28 @@ tx_take_over(struct device *dev, xs_transaction_t t, void *arg)
  * the ordinary state machine.  The backing is opened first; one that
  * cannot be opened fails the device in the same transaction. */
 static void
-take_over(struct device *dev, const char *mark)
+take_over(struct device *dev)
 {
-    struct takeover to = { .mark = mark };
+    struct takeover to = { .error = NULL };
     char err[256] = "";
     int r;
 
     r = probe_and_open(dev, err, sizeof(err));
     if (r < 0)
         to.error = err;
+    record_ahead(dev);                  /* the takeover writes our mark */
     if (in_transaction(dev, "take over", tx_take_over, &to) != 1) {
         /* Changed meanwhile (or the store failed): not provably ours. */
         close_backing(dev);
         xbd_probe_free(&dev->probe);
         dev->claim = CLAIM_FOREIGN;
+        record_settle(dev);
         return;
     }
     dev->claim = CLAIM_OURS;
     dev->ours = XenbusStateClosing;
     dev->d->record_dirty = true;
+    record_settle(dev);
     xbd_log(LOG_INFO, "%s: taken over from an earlier xbd-backd (it left it %s): "
             "%s -> Closing (reset)", dev->name, xbd_state_name(to.seen),
             xbd_state_name(to.seen));
@@ -1211,7 +1271,7 @@ step(struct device *dev)
             return false;
         }
         if (dev->claim != CLAIM_OURS) {
-            const char *mark = dev->claim == CLAIM_NEW ? prior_mark(dev) : NULL;
+            bool listed = dev->claim == CLAIM_NEW && prior_lists(dev, NULL);
             bool online = true;
 
             v = xs_get(d, XBT_NULL, dev->be, XBDK_ONLINE);
@@ -1220,8 +1280,8 @@ step(struct device *dev)
             /* Left live by the daemon before us (its record and mark);
              * with online=0 too: the toolstack is waiting for it to close,
              * and the state machine releases it at once. */
-            if (mark != NULL && left_live(bs)) {
-                take_over(dev, mark);
+            if (listed && left_live(bs)) {
+                take_over(dev);
                 if (dev->claim == CLAIM_OURS)
                     continue;
             }
@@ -1331,7 +1391,10 @@ run_dirty(struct xbd_daemon *d)
         }
     }
     /* The first pass saw every device there was at start (xbd_daemon_new
-     * listed them): the earlier daemon's record has served. */
+     * listed them): the earlier daemon's record has served, and its lines
+     * leave ours. */
+    if (d->nprior > 0)
+        d->record_dirty = true;
     free(d->prior);
     d->prior = NULL;
     d->nprior = 0;

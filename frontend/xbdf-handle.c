@@ -2031,6 +2031,15 @@ run_ready(struct xbdf_hqueue *hq, unsigned int budget)
         }
         if (io == NULL)
             return (int)ran;
+        /* Failed with its queue by the control thread (a detach, the store
+         * gone), maybe after this thread last looked: say why here, where
+         * the callback runs, as collect_locked() does. */
+        if (xbdf_queue_io_err(io) == -ENODEV) {
+            pthread_mutex_lock(&hq->lock);
+            if (hq->q.failed)
+                xbdf_set_error(-ENODEV, "%s", hq->q.failed_why);
+            pthread_mutex_unlock(&hq->lock);
+        }
         xbdf_queue_run_io(&hq->q, io);
         ran++;
     }

@@ -791,6 +791,12 @@ xbdf_queue_collect(struct xbdf_queue *q, bool arm)
     return r;
 }
 
+int
+xbdf_queue_io_err(const struct xbdf_io *io)
+{
+    return io->err;
+}
+
 struct xbdf_io *
 xbdf_queue_pop_done(struct xbdf_queue *q)
 {

@@ -180,6 +180,7 @@ void xbdf_queue_give_back(struct xbdf_queue *q);
 int xbdf_queue_collect(struct xbdf_queue *q, bool arm);
 struct xbdf_io *xbdf_queue_pop_done(struct xbdf_queue *q);
 void xbdf_queue_run_io(struct xbdf_queue *owner, struct xbdf_io *io);
+int xbdf_queue_io_err(const struct xbdf_io *io);       /* what its callback gets */
 
 /* Give up on an accepted request whose callback has not run (a
  * synchronous call that timed out): from now on nothing of it touches the

@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -661,6 +662,33 @@ next_job(struct worker *w, struct slot *s)
     return true;
 }
 
+/* bench: SIGINT or SIGTERM ends the run early, like --seconds running
+ * out (the handler only sets this; the workers look at it between
+ * submissions and after each poll, at most a second apart). */
+static volatile sig_atomic_t bench_interrupted;
+
+static void
+bench_on_signal(int sig)
+{
+    (void)sig;
+    bench_interrupted = 1;
+}
+
+/* Installed before connecting, so that a signal at any point of a bench's
+ * life stops it gracefully; SA_RESTART for the library's reads. */
+static void
+bench_catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = bench_on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Progress on stderr: a terminal and no --quiet.  Decided once, in
  * main(): isatty() is a syscall, too dear for every loop of a worker. */
 static bool show_progress;
@@ -705,7 +733,8 @@ worker_main(void *arg)
         }
         if (w->busy == 0 && (!more || w->err != 0))
             break;
-        if (e->bench && !atomic_load(&e->stop) && now_s() >= e->until)
+        if (e->bench && !atomic_load(&e->stop) &&
+            (bench_interrupted || now_s() >= e->until))
             atomic_store(&e->stop, true);
         n = xbdfront_poll(e->h, w->queue, 1000, 0);
         if (n < 0) {
@@ -1029,6 +1058,9 @@ cmd_bench(struct xbdfront *h, const char *dev, int argc, char **argv)
         engine_free(ws, n);
         return 1;
     }
+    if (bench_interrupted && !o.quiet)
+        fprintf(stderr, "xbdfront: bench: stopped by a signal after %.2f s "
+                "(--seconds %u): the results so far\n", el, o.seconds);
     memset(&all, 0, sizeof(all));
     for (unsigned int q = 0; q < n; q++) {
         struct xbdfront_stats st;
@@ -1133,7 +1165,8 @@ static const struct command {
     { "bench", "DEV [--rw MODE] [--bs SIZE] [--iodepth N] [--seconds S] "
       "[--json]",
       "measure IOPS, MB/s and latency (MODE: read, write, randread, "
-      "randwrite, randrw; write modes overwrite data)", cmd_bench },
+      "randwrite, randrw; write modes overwrite data; SIGINT or SIGTERM "
+      "stops it early with the results so far)", cmd_bench },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1272,6 +1305,8 @@ main(int argc, char **argv)
         return 2;
     }
     show_progress = !o.quiet && isatty(2);
+    if (cmd->fn == cmd_bench)
+        bench_catch_signals();
     h = open_dev(argv[optind + 1]);
     the_handle = h;
     rc = cmd->fn(h, argv[optind + 1], argc - optind - 2, argv + optind + 2);

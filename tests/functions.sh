@@ -124,6 +124,32 @@ run_as() {
     xbdctl run-as "$dom" -- "$@"
 }
 
+# A bench as background load, for as long as the checks made under it take
+# on however slow a machine (a fixed --seconds can end first):
+#
+#   start_bench guest1 "$d/bench" xvda --queues 2   # sets bench_pid
+#   ...checks while it runs...
+#   stop_bench                # fails the test if the bench had already
+#                             # ended; SIGINT, then it must exit 0 with
+#                             # its results on stdout (xbdfront(1))
+#
+# xbdctl run-as execs xbdfront, so bench_pid is xbdfront itself (a
+# `run_as ... &` would give a subshell, and killing it leaves xbdfront).
+start_bench() {
+    local dom=$1 out=$2; shift 2
+    xbdctl run-as "$dom" -- xbdfront bench "$@" --seconds 3600 >"$out" &
+    bench_pid=$!
+    _bench_out=$out
+    cleanup_fn kill_wait $bench_pid
+}
+stop_bench() {
+    kill -0 $bench_pid 2>/dev/null ||
+        fail "the bench ended before the checks made under it: $(cat "$_bench_out")"
+    kill -INT $bench_pid
+    wait $bench_pid || fail "the bench failed or did not stop on SIGINT: $(cat "$_bench_out")"
+    grep -q ' I/Os in ' "$_bench_out" || fail "no bench results after SIGINT"
+}
+
 # ---- xbd-backd ------------------------------------------------------------
 # start_backd LOG [OPTION]...: xbd-backd in the background against the sim
 # start_sim started, with --debug, its log in LOG (printed at exit); waits

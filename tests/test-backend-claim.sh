@@ -26,9 +26,13 @@ devids=
 for v in a b c d e f g h; do
     xbdctl block-attach guest1 "$d/disk.img" vdev=xvd$v >/dev/null
 done
+# A daemon logs its claim just after the transaction: wait for the line.
+claims() { cat "$d/a.log" "$d/b.log" | grep -c "qdisk/1/$1: Initialising -> InitWait" || :; }
+claimed() { [ "$(claims $1)" -ge 1 ]; }
 for id in 51712 51728 51744 51760 51776 51792 51808 51824; do
     wait_for 10 node_is $be/$id/state 2 || fail "device $id not claimed"
-    n=$(cat "$d/a.log" "$d/b.log" | grep -c "qdisk/1/$id: Initialising -> InitWait" || :)
+    wait_for 10 claimed $id || fail "device $id: no claim logged"
+    n=$(claims $id)
     [ "$n" = 1 ] || fail "device $id claimed $n times"
 done
 echo "daemon a took $(grep -c 'Initialising -> InitWait' "$d/a.log" || :)," \
@@ -37,7 +41,7 @@ echo "daemon a took $(grep -c 'Initialising -> InitWait' "$d/a.log" || :)," \
 # vbd: only b serves it.
 xbdctl block-attach guest1 "$d/disk.img" vdev=xvdi backendtype=phy >/dev/null
 wait_for 10 node_is /local/domain/0/backend/vbd/1/51840/state 2 || fail "vbd not served"
-grep -q 'vbd/1/51840: Initialising -> InitWait' "$d/b.log" || fail "vbd served by a"
+wait_for 10 grep -q 'vbd/1/51840: Initialising -> InitWait' "$d/b.log" || fail "vbd served by a"
 
 # a stops: its devices go Closed and b leaves them alone.
 mine=$(grep -o 'qdisk/1/[0-9]*: Initialising -> InitWait' "$d/a.log" | cut -d/ -f3 | cut -d: -f1)
@@ -62,4 +66,4 @@ wait_for 10 grep -q "qdisk/1/$first: adopted" "$d/c.log" || fail "device $first 
 run_as guest1 xenstore-write /local/domain/1/device/vbd/$first/state 6
 vdev=$(xbdctl block-list guest1 | awk -v id=$first '$1 == id {print $2}')
 run_as guest1 xbdfront verify $vdev --size 1M --timeout 10 || fail "adopted device does not serve"
-grep -q "qdisk/1/$first: ring connected" "$d/c.log" || fail "daemon c did not connect it"
+wait_for 10 grep -q "qdisk/1/$first: ring connected" "$d/c.log" || fail "daemon c did not connect it"

@@ -34,7 +34,8 @@ for run in "1 1" "2 1 --no-persistent --indirect 0" "4 2" "16 2 --indirect 32" \
     run_as guest1 xbdfront verify xvda --ring-pages $pages --queues $queues \
         --size 2M --seed $((++n)) --timeout 10 "$@" ||
         fail "verify with $pages page(s), $queues queue(s) $*"
-    grep -q "ring connected: $pages pages\? x $queues queues\?" "$d/backd.log" ||
+    # The daemon logs the connection just after publishing it: wait.
+    wait_for 10 grep -q "ring connected: $pages pages\? x $queues queues\?" "$d/backd.log" ||
         fail "no ring line for $pages page(s) x $queues queue(s)"
 done
 # The persistent-grant cache is sized by what was negotiated (auto): ring
@@ -47,12 +48,13 @@ grep -q "q0: ring of 2 page(s) (64 entries, native), indirect 256, grants copied
     "$d/backd.log" || fail "without persistent grants: no cache"
 alive
 
-# While connected: the tree, the status, a resize.
-run_as guest1 xbdfront bench xvda --rw randread --seconds 3 --queues 2 --ring-pages 8 \
-    --timeout 10 >"$d/bench" &
-bench=$!
-cleanup_fn kill_wait $bench
+# While connected (a bench keeps it so until stopped): the tree, the
+# status, a resize.
+start_bench guest1 "$d/bench" xvda --rw randread --queues 2 --ring-pages 8 --timeout 10
+# Connected is both sides: the frontend writes its Connected after ours.
 wait_for 10 node_is $be/state 4 || fail "bench did not connect"
+wait_for 10 node_is /local/domain/1/device/vbd/51712/state 4 ||
+    fail "the bench's frontend did not reach Connected"
 xbd-check-tree || fail "xbd-check-tree on a connected device"
 xbdctl status >"$d/status"
 cat "$d/status"
@@ -61,9 +63,10 @@ grep -Eq '^qdisk/1/51712 +Connected +Connected +8 +2 +256 +yes +native +16384 ' 
 [ "$(xenstore-read $be/sectors)" = 16384 ] || fail "sectors"
 truncate -s 12M "$d/disk.img"
 wait_for 10 node_is $be/sectors 24576 || fail "resize not published"
-grep -q 'resized: 16384 -> 24576 sectors' "$d/backd.log" || fail "no resize log line"
+wait_for 10 grep -q 'resized: 16384 -> 24576 sectors' "$d/backd.log" || fail "no resize log line"
 node_is $be/state 4 || fail "not Connected after resize"
-wait $bench || fail "bench failed"
+stop_bench
+cat "$d/bench"
 
 # The counters: verify wrote and read through every run.
 xbdctl stats --json >"$d/stats.json"
@@ -75,13 +78,13 @@ grep -Eq '^  bytes_written +[1-9]' "$d/stats" || fail "stats table"
 # A guest that dies while connected: @releaseDomain closes its device.
 be2=/local/domain/0/backend/qdisk/2/51712
 xbdctl block-attach guest2 "$d/disk2.img" >/dev/null
-run_as guest2 xbdfront bench xvda --seconds 30 --timeout 10 >/dev/null 2>&1 &
+xbdctl run-as guest2 -- xbdfront bench xvda --seconds 3600 --timeout 10 >/dev/null 2>&1 &
 bench2=$!
 cleanup_fn kill_wait $bench2
 wait_for 10 node_is $be2/state 4 || fail "guest2 did not connect"
 xbdctl domain-destroy guest2
 wait_for 10 node_is $be2/state 6 || fail "guest2's device not Closed after its death"
-grep -q 'qdisk/2/51712: released (frontend domain gone)' "$d/backd.log" ||
+wait_for 10 grep -q 'qdisk/2/51712: released (frontend domain gone)' "$d/backd.log" ||
     fail "no release line for guest2"
 kill_wait $bench2 || :   # set -e would trip on its wait status
 alive
@@ -89,12 +92,12 @@ node_is $be/state 6 || node_is $be/state 2 || fail "guest1's device disturbed"
 
 # Detach under I/O: libxl's online=0 + Closing reaches the frontend, and
 # the device is Closed and released within libxl's 10 s.
-run_as guest1 xbdfront bench xvda --seconds 30 --timeout 10 >/dev/null 2>&1 &
+xbdctl run-as guest1 -- xbdfront bench xvda --seconds 3600 --timeout 10 >/dev/null 2>&1 &
 bench3=$!
 cleanup_fn kill_wait $bench3
 wait_for 10 node_is $be/state 4 || fail "bench did not connect before the detach"
 xbdctl block-detach guest1 xvda || fail "detach under I/O did not reach Closed in 10 s"
-grep -q 'qdisk/1/51712: released (detached' "$d/backd.log" || fail "no release line"
+wait_for 10 grep -q 'qdisk/1/51712: released (detached' "$d/backd.log" || fail "no release line"
 kill_wait $bench3 || :
 
 # What the toolstack asked for shows in info and the features: read-only,

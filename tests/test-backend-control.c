@@ -84,18 +84,18 @@ notify_case(const char *name, const char *env)
 static void
 test_notify(const char *dir)
 {
-    char path[108], abstract[64];
+    char npath[108], abstract[64];
 
     unsetenv("NOTIFY_SOCKET");
     is_int(xbd_sd_notify("READY=1"), 0, "no NOTIFY_SOCKET: nothing to do");
-    snprintf(path, sizeof(path), "%s/notify", dir);
-    notify_case("a path", path);
+    snprintf(npath, sizeof(npath), "%s/notify", dir);
+    notify_case("a path", npath);
     snprintf(abstract, sizeof(abstract), "@xbd-test-notify-%ld", (long)getpid());
     notify_case("the abstract namespace", abstract);
     setenv("NOTIFY_SOCKET", "relative/path", 1);
     is_int(xbd_sd_notify("READY=1"), -EINVAL, "a relative NOTIFY_SOCKET is refused");
-    snprintf(path, sizeof(path), "%s/nobody", dir);
-    setenv("NOTIFY_SOCKET", path, 1);
+    snprintf(npath, sizeof(npath), "%s/nobody", dir);
+    setenv("NOTIFY_SOCKET", npath, 1);
     ok(xbd_sd_notify("READY=1") < 0, "nobody listening: an error, not a crash");
     unsetenv("NOTIFY_SOCKET");
 }

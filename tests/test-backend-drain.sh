@@ -17,8 +17,8 @@ stat_is() { xbdctl stats --json | grep -q "$1"; }
 slow=/local/domain/0/backend/vbd/1/51712
 
 xbdctl block-attach guest1 "null:size=64M,latency=60s" backendtype=phy >/dev/null
-run_as guest1 xbdfront bench xvda --rw randread --seconds 1 --iodepth 8 --timeout 100 \
-    >/dev/null 2>&1 &
+xbdctl run-as guest1 -- xbdfront bench xvda --rw randread --seconds 1 --iodepth 8 \
+    --timeout 100 >/dev/null 2>&1 &
 bench=$!
 cleanup_fn kill_wait $bench
 wait_for 10 stat_is '"in_flight":8' || fail "no I/O in flight"
@@ -32,6 +32,10 @@ xbdctl status | grep -q 'vbd/1/51712: draining' || fail "status does not say dra
 xbdctl block-attach guest1 "$d/disk.img" vdev=xvdb >/dev/null
 wait_for 10 node_is /local/domain/0/backend/qdisk/1/51728/state 2 ||
     fail "a new device waited for the drain"
+# Logged just after the claim is published: wait for the line, then look
+# at the order.
+wait_for 10 grep -q 'qdisk/1/51728: Initialising -> InitWait' "$d/backd.log" ||
+    fail "the new device's claim was not logged"
 grep -n 'qdisk/1/51728: Initialising -> InitWait\|vbd/1/51712: Closing -> Closed' \
     "$d/backd.log" | head -1 | grep -q qdisk || fail "the new device came after the drain"
 

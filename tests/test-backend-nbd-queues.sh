@@ -38,17 +38,18 @@ node_is $be/51712/multi-queue-max-queues 1 ||
     fail "no multi-conn: multi-queue-max-queues is $(xenstore-read $be/51712/multi-queue-max-queues)"
 node_is $be/51728/multi-queue-max-queues 4 ||
     fail "multi-conn: multi-queue-max-queues is $(xenstore-read $be/51728/multi-queue-max-queues)"
-grep -q "qdisk/1/51712: serving .*one queue" "$d/backd.log" || fail "the cap is not logged"
+# The daemon logs a claim or a connection just after publishing it.
+wait_for 10 grep -q "qdisk/1/51712: serving .*one queue" "$d/backd.log" || fail "the cap is not logged"
 echo "multi-queue-max-queues: 1 without multi-conn, 4 with it"
 
 # A frontend asking for 4 gets what is offered, and the data is right.
 run_as guest1 xbdfront verify xvda --queues 4 --size 8M --timeout 20 ||
     fail "verify on the one-queue device"
-grep -q "qdisk/1/51712: ring connected: .* x 1 queue," "$d/backd.log" ||
+wait_for 10 grep -q "qdisk/1/51712: ring connected: .* x 1 queue," "$d/backd.log" ||
     fail "xvda did not connect with one queue"
 run_as guest1 xbdfront verify xvdb --queues 4 --size 8M --timeout 20 ||
     fail "verify on the multi-conn device"
-grep -q "qdisk/1/51728: ring connected: .* x 4 queues," "$d/backd.log" ||
+wait_for 10 grep -q "qdisk/1/51728: ring connected: .* x 4 queues," "$d/backd.log" ||
     fail "xvdb did not connect with four queues"
 echo "xbdfront --queues 4: one queue on xvda, four on xvdb, data verified"
 

@@ -25,6 +25,12 @@ be=/local/domain/0/backend/qdisk/1/51712
 node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
 acks() { grep -c '^W' "$1" 2>/dev/null || :; }
 acks_ge() { [ "$(acks "$1")" -ge "$2" ]; }
+load_running() { kill -0 $lpid 2>/dev/null; }
+connected_or_over() { node_is $be/state 4 || ! load_running; }
+due_or_over() { acks_ge "$1" "$2" || ! load_running; }
+decided_or_over() {
+    grep -q 'qdisk/1/51712: \(taken over\|adopted\|serving\)' "$1" || ! load_running
+}
 
 seeds=${CRASH_SEEDS:-"1 2 3"}
 kills_per_seed=${CRASH_KILLS:-3}
@@ -40,7 +46,8 @@ for seed in $seeds; do
     start_backd "$d/backd$n.log"
     xbdctl block-attach guest1 "$img" >/dev/null
     wait_for 10 node_is $be/state 2 || fail "seed $seed: the backend did not reach InitWait"
-    run_as guest1 "$load" run xvda --seed "$seed" --log "$log" --blocks $blocks \
+    # (xbdctl run-as execs it: lpid is the workload itself.)
+    xbdctl run-as guest1 -- "$load" run xvda --seed "$seed" --log "$log" --blocks $blocks \
         --writes "$writes" --iodepth 16 --flush-every 32 \
         --ring-pages $(( 1 << (seed % 3) )) 2>"$d/load$seed.err" &
     lpid=$!
@@ -51,15 +58,28 @@ for seed in $seeds; do
         # (up to a quarter of a slice earlier), then a pause of 0 to 49 ms,
         # so the kill lands mid-write or mid-flush alike.
         slice=$(( writes / (kills_per_seed + 1) ))
-        wait_for 30 node_is $be/state 4 || fail "seed $seed: the device did not connect"
-        wait_for 60 acks_ge "$log" $(( k * slice - RANDOM % (slice / 4) )) || break
-        sleep "0.0$(( RANDOM % 50 ))"
+        due=$(( k * slice - RANDOM % (slice / 4) ))
+        pause="0.0$(( RANDOM % 50 ))"
+        # However slow the machine: wait for the workload's progress, not
+        # for a time.  Only the workload's end (it gives up by itself
+        # after 120 s without a completion) stops a wait early; its exit
+        # status says why below.
+        wait_for 900 connected_or_over || fail "seed $seed: the workload hangs"
+        wait_for 900 due_or_over "$log" $due || fail "seed $seed: the workload hangs"
+        load_running || break
+        sleep "$pause"
         grep -q '^D' "$log" && break
         kill -9 $backd_pid
         wait $backd_pid 2>/dev/null || :
         kills=$((kills + 1))
         n=$((n + 1))
         start_backd "$d/backd$n.log"
+        # The socket is there before the new daemon has looked at the
+        # device: the dead one's Connected is still in the store.  Wait
+        # for the takeover (or, had the workload just finished, anything
+        # the new daemon did with the device) before looking for the next
+        # connection.
+        wait_for 900 decided_or_over "$d/backd$n.log" || fail "seed $seed: the workload hangs"
     done
     rc=0
     wait $lpid || rc=$?

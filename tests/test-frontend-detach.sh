@@ -14,6 +14,8 @@ run_as guest1 xbdfront verify xvda --queues 2 --iodepth 2 --timeout 30 \
 v=$!
 cleanup_fn kill_wait $v
 wait_for 10 node_is $be/state 4 || fail "verify did not connect"
+# (Ours first, then the frontend's: verify is past connecting only then.)
+wait_for 10 node_is $fe/state 4 || fail "verify's frontend did not reach Connected"
 xbdctl block-detach guest1 xvda || fail "block-detach failed"
 rc=0
 wait $v || rc=$?

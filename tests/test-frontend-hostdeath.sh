@@ -16,6 +16,9 @@ v=$!
 cleanup_fn kill_wait $v
 be_connected() { [ "$(xenstore-read $be/state)" = 4 ]; }
 wait_for 10 be_connected || fail "verify did not connect"
+# (Ours first, then the frontend's: verify is past connecting only then.)
+fe_connected() { [ "$(xenstore-read $fe/state)" = 4 ]; }
+wait_for 10 fe_connected || fail "verify's frontend did not reach Connected"
 kill -9 $sim_pid
 rc=0
 wait $v || rc=$?

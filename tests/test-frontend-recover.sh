@@ -14,6 +14,10 @@ source "$srcdir/frontend-functions.sh"
 set -e
 backd_disk_setup 512M
 
+# The current connection's queue 0 (its counters start at zero) has writes.
+writing() {
+    xbdctl stats --json | grep -q '"queue_stats":\[{"queue":0,"req_read":[0-9]*,"req_write":[1-9]'
+}
 n=0
 restart_mid_verify() {
     local how=$1 v rc=0
@@ -23,7 +27,10 @@ restart_mid_verify() {
     v=$!
     cleanup_fn kill_wait $v
     wait_for 10 node_is $be/state 4 || fail "verify did not connect"
-    sleep 0.2       # well inside the write phase of 512 MiB
+    # (Ours first, then the frontend's: verify is past connecting only then.)
+    wait_for 10 node_is $fe/state 4 || fail "verify's frontend did not reach Connected"
+    # In the write phase of 512 MiB: writes have reached the daemon.
+    wait_for 10 writing || fail "verify's writes do not reach the daemon"
     if [ "$how" = kill ]; then
         kill -9 $backd_pid
         wait $backd_pid 2>/dev/null || :

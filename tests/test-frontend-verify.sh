@@ -44,14 +44,14 @@ cat "$d/info"
 grep -q '"size": 4194304, "sector_size": 512, "ring_pages": 16, "queues": 2, "indirect_segments": 64, "persistent": false' \
     "$d/info" || fail "info does not show the negotiation"
 
-# Connected: the whole tree passes the checker (a bench keeps it connected).
-run_as guest1 xbdfront bench xvda --rw randread --seconds 2 --queues 2 \
-    --timeout 10 >"$d/bench" &
-bench=$!
-cleanup_fn kill_wait $bench
+# Connected: the whole tree passes the checker (a bench keeps it connected
+# until stopped).
+start_bench guest1 "$d/bench" xvda --rw randread --queues 2 --timeout 10
+# Connected is both sides: the frontend writes its Connected after ours.
 wait_for 10 node_is $be/state 4 || fail "bench did not connect"
+wait_for 10 node_is $fe/state 4 || fail "the bench's frontend did not reach Connected"
 xbd-check-tree || fail "xbd-check-tree on a connected device"
-wait $bench || fail "bench failed"
+stop_bench
 
 # An untrusted backend (trusted=0 from the toolstack): no persistent
 # grants even when offered, and the tool says so.

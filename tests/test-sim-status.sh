@@ -17,9 +17,7 @@ sim_status | grep -q '^domain 1 name guest1 granted 0 mapped 0 ports 0 bound 0 d
 truncate -s 64M "$d/disk.img"
 start_backd "$d/backd.log"
 xbdctl block-attach guest1 "$d/disk.img" >/dev/null
-run_as guest1 xbdfront bench xvda --rw randread --seconds 3 >"$d/bench.out" 2>&1 &
-b=$!
-cleanup_fn wait $b || fail "bench failed: $(cat "$d/bench.out")"
+start_bench guest1 "$d/bench.out" xvda --rw randread   # connected until stopped
 node_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
 wait_for 10 node_is /local/domain/0/backend/qdisk/1/51712/state 4 ||
     fail "the device did not connect"
@@ -27,7 +25,7 @@ wait_for 10 sim_check 1 bound -ge 1 || fail "no bound port while connected"
 sim_status
 sim_check 1 granted -gt 0 || fail "no grants while connected"
 wait_for 10 sim_check 1 mapped -gt 0 || fail "nothing pinned while connected"
-wait $b || fail "bench failed: $(cat "$d/bench.out")"
+stop_bench
 wait_for 10 sim_check total granted = 0 || { sim_status; fail "grants left"; }
 wait_for 10 sim_check total bound = 0 || { sim_status; fail "ports left"; }
 sim_status
