@@ -2220,19 +2220,12 @@ sync_give_up(struct xbdfront *h, struct xbdf_hqueue *hq, struct sync_wait *s,
     unlock_all(h);
     if (err != -ETIMEDOUT)
         return err;
-    switch (op) {
-    case XBDF_IO_READ:
-    case XBDF_IO_WRITE:
-    case XBDF_IO_DISCARD:
+    if (op == XBDF_IO_FLUSH)
+        snprintf(what, sizeof(what), "flush");
+    else
         snprintf(what, sizeof(what), "%s of %" PRIu64 " bytes at offset %"
                  PRIu64, op == XBDF_IO_READ ? "read"
                  : op == XBDF_IO_WRITE ? "write" : "discard", len, offset);
-        break;
-    case XBDF_IO_FLUSH:
-    default:
-        snprintf(what, sizeof(what), "flush");
-        break;
-    }
     return xbdf_set_error(-ETIMEDOUT, "%s: no response from the backend in "
                           "%u ms (%s)", what, ms, state);
 }

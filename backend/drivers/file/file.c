@@ -301,38 +301,33 @@ static bool
 file_sync(struct xbd_backing *b, struct xbd_io *io)
 {
     struct file_backing *f = (struct file_backing *)b;
-    struct iovec *iov = io->iov;
+    struct iovec one, *iov = io->iov;
     unsigned int cnt = io->iovcnt;
     uint64_t done = io->done;
 
     if (!f->memfs || (io->op != XBD_IO_READ && io->op != XBD_IO_WRITE))
         return false;
-    if (iov != NULL)
-        iov_advance(&iov, &cnt, (size_t)done);
+    if (iov == NULL) {                  /* our buffer: a one-element iovec */
+        one = (struct iovec){ .iov_base = io->buf, .iov_len = (size_t)io->len };
+        iov = &one;
+        cnt = 1;
+    }
+    iov_advance(&iov, &cnt, (size_t)done);
     while (done < io->len) {
         off_t off = (off_t)(io->offset + done);
+        int n = cnt < IOV_MAX ? (int)cnt : IOV_MAX;
         ssize_t r;
 
-        if (iov != NULL) {
-            int n = cnt < IOV_MAX ? (int)cnt : IOV_MAX;
-
-            if (n == 0) {           /* the iovec is shorter than len */
-                io->sync_result = -EINVAL;
-                return true;
-            }
-            if (n == 1)             /* no iovec for the kernel to import */
-                r = io->op == XBD_IO_READ ? pread(f->fd, iov->iov_base, iov->iov_len, off) :
-                                            pwrite(f->fd, iov->iov_base, iov->iov_len, off);
-            else
-                r = io->op == XBD_IO_READ ? preadv(f->fd, iov, n, off) :
-                                            pwritev(f->fd, iov, n, off);
-        } else {
-            uint8_t *p = (uint8_t *)io->buf + done;
-            size_t len = (size_t)(io->len - done);
-
-            r = io->op == XBD_IO_READ ? pread(f->fd, p, len, off) :
-                                        pwrite(f->fd, p, len, off);
+        if (n == 0) {                   /* the iovec is shorter than len */
+            io->sync_result = -EINVAL;
+            return true;
         }
+        if (n == 1)                     /* no iovec for the kernel to import */
+            r = io->op == XBD_IO_READ ? pread(f->fd, iov->iov_base, iov->iov_len, off) :
+                                        pwrite(f->fd, iov->iov_base, iov->iov_len, off);
+        else
+            r = io->op == XBD_IO_READ ? preadv(f->fd, iov, n, off) :
+                                        pwritev(f->fd, iov, n, off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
@@ -340,8 +335,7 @@ file_sync(struct xbd_backing *b, struct xbd_io *io)
             return true;
         }
         done += (uint64_t)r;
-        if (iov != NULL)
-            iov_advance(&iov, &cnt, (size_t)r);
+        iov_advance(&iov, &cnt, (size_t)r);
     }
     io->sync_result = (int64_t)(io->len - io->done);
     return true;
